@@ -1,0 +1,139 @@
+//! Where backward rules run: on plain arrays ([`ArrayBackend`], an ordinary
+//! backward pass) or as recorded tensor ops ([`TensorBackend`], a gradient
+//! that can be differentiated again).
+
+use crate::ops::arith::{Add, AddScalar, Div, Mul, MulScalar, Neg, Sub};
+use crate::ops::linalg::{MatMul, Transpose};
+use crate::ops::reduce::{BroadcastTo, Reshape, SumTo};
+use crate::ops::unary::{PowScalar, Sigmoid};
+use crate::ops::{map, zip, Op};
+use crate::shape::Shape;
+use crate::{Element, Tape, Tensor, Value};
+
+/// The operations a backward rule may use. `apply` runs any op; the rest are
+/// shorthands over it, so a rule reads like its formula.
+pub(crate) trait Backend<T: Element> {
+    /// A value on this backend: an array, or a tensor on the tape.
+    type V: Clone;
+
+    /// Runs `op` on `xs`.
+    fn apply<O: Op<T>>(&self, op: O, xs: &[&Self::V]) -> Self::V;
+    /// A value through which no gradient flows (a mask, a sign).
+    fn constant(&self, a: Value<T>) -> Self::V;
+    /// The array behind `v`, shared, not copied.
+    fn value(&self, v: &Self::V) -> Value<T>;
+    /// The shape of `v`.
+    fn shape(&self, v: &Self::V) -> Shape;
+    /// Adds `g` into an accumulated gradient.
+    fn accumulate(&self, acc: &mut Self::V, g: Self::V) {
+        *acc = self.add(acc, &g);
+    }
+
+    fn add(&self, a: &Self::V, b: &Self::V) -> Self::V {
+        self.apply(Add, &[a, b])
+    }
+    fn sub(&self, a: &Self::V, b: &Self::V) -> Self::V {
+        self.apply(Sub, &[a, b])
+    }
+    fn mul(&self, a: &Self::V, b: &Self::V) -> Self::V {
+        self.apply(Mul, &[a, b])
+    }
+    fn div(&self, a: &Self::V, b: &Self::V) -> Self::V {
+        self.apply(Div, &[a, b])
+    }
+    fn neg(&self, a: &Self::V) -> Self::V {
+        self.apply(Neg, &[a])
+    }
+    fn scale(&self, a: &Self::V, c: T) -> Self::V {
+        self.apply(MulScalar(c), &[a])
+    }
+    fn add_scalar(&self, a: &Self::V, c: T) -> Self::V {
+        self.apply(AddScalar(c), &[a])
+    }
+    fn powf(&self, a: &Self::V, p: T) -> Self::V {
+        self.apply(PowScalar(p), &[a])
+    }
+    fn sigmoid(&self, a: &Self::V) -> Self::V {
+        self.apply(Sigmoid, &[a])
+    }
+    fn matmul(&self, a: &Self::V, b: &Self::V) -> Self::V {
+        self.apply(MatMul, &[a, b])
+    }
+    fn t(&self, a: &Self::V) -> Self::V {
+        self.apply(Transpose, &[a])
+    }
+    fn reshape(&self, a: &Self::V, shape: &[usize]) -> Self::V {
+        self.apply(Reshape(Shape::from_slice(shape)), &[a])
+    }
+    fn broadcast_to(&self, a: &Self::V, shape: &[usize]) -> Self::V {
+        self.apply(BroadcastTo(Shape::from_slice(shape)), &[a])
+    }
+    fn sum_to(&self, a: &Self::V, shape: &[usize]) -> Self::V {
+        self.apply(SumTo(Shape::from_slice(shape)), &[a])
+    }
+    /// A constant computed elementwise from the value of `x`.
+    fn map_const(&self, x: &Self::V, f: impl Fn(T) -> T) -> Self::V {
+        self.constant(map(&self.value(x), f))
+    }
+    /// A constant computed elementwise from the values of `a` and `b`.
+    fn zip_const(&self, a: &Self::V, b: &Self::V, f: impl Fn(T, T) -> T) -> Self::V {
+        self.constant(zip("zip_const", &self.value(a), &self.value(b), f))
+    }
+}
+
+/// Runs backward rules on arrays: the ordinary backward pass.
+pub(crate) struct ArrayBackend;
+
+impl<T: Element> Backend<T> for ArrayBackend {
+    type V = Value<T>;
+
+    #[inline]
+    fn apply<O: Op<T>>(&self, op: O, xs: &[&Value<T>]) -> Value<T> {
+        op.forward(xs)
+    }
+    #[inline]
+    fn constant(&self, a: Value<T>) -> Value<T> {
+        a
+    }
+    #[inline]
+    fn value(&self, v: &Value<T>) -> Value<T> {
+        v.clone()
+    }
+    #[inline]
+    fn shape(&self, v: &Value<T>) -> Shape {
+        Shape::from_slice(v.shape())
+    }
+    #[inline]
+    fn accumulate(&self, acc: &mut Value<T>, g: Value<T>) {
+        if acc.shape() == g.shape() {
+            // Copy-on-write: in place unless the buffer is shared.
+            acc.zip_mut_with(&g, |a, &b| *a = *a + b);
+        } else {
+            *acc = zip("accumulate", acc, &g, |a, b| a + b);
+        }
+    }
+}
+
+/// Runs backward rules as tensor ops recorded on the tape, so the gradient
+/// is itself differentiable (grad of grad).
+pub(crate) struct TensorBackend<'t, T: Element> {
+    pub(crate) tape: &'t Tape<T>,
+}
+
+impl<'t, T: Element> Backend<T> for TensorBackend<'t, T> {
+    type V = Tensor<'t, T>;
+
+    #[track_caller]
+    fn apply<O: Op<T>>(&self, op: O, xs: &[&Tensor<'t, T>]) -> Tensor<'t, T> {
+        self.tape.record(op, xs)
+    }
+    fn constant(&self, a: Value<T>) -> Tensor<'t, T> {
+        self.tape.constant(a)
+    }
+    fn value(&self, v: &Tensor<'t, T>) -> Value<T> {
+        v.value()
+    }
+    fn shape(&self, v: &Tensor<'t, T>) -> Shape {
+        v.shape_small()
+    }
+}

@@ -1,0 +1,281 @@
+//! The engine: one reverse walk over the tape that calls each op's rule,
+//! reduces broadcast gradients to their input's shape and sums the
+//! gradients of values used more than once. This is the only place that
+//! accumulates or un-broadcasts.
+
+use crate::backend::{ArrayBackend, Backend, TensorBackend};
+use crate::shape::Shape;
+use crate::{Element, IntoValue, Tape, Tensor, Value};
+use ndarray::{ArcArray, IxDyn};
+use smallvec::SmallVec;
+
+type Edges<V> = SmallVec<[(u32, V, Shape); 2]>;
+
+/// Walks nodes `seed_id..=0` in reverse. `step` runs node `i`'s rule on its
+/// gradient and returns `(input, gradient, input shape)` triples.
+fn run<T: Element, B: Backend<T>>(
+    b: &B,
+    seed_id: usize,
+    seed: B::V,
+    mut step: impl FnMut(usize, &B::V) -> Edges<B::V>,
+) -> Vec<Option<B::V>> {
+    let mut grads: Vec<Option<B::V>> = vec![None; seed_id + 1];
+    grads[seed_id] = Some(seed);
+    for i in (0..=seed_id).rev() {
+        let Some(g) = grads[i].clone() else { continue };
+        for (j, gj, shape) in step(i, &g) {
+            let gj = if b.shape(&gj) != shape { b.sum_to(&gj, &shape) } else { gj };
+            match &mut grads[j as usize] {
+                Some(acc) => b.accumulate(acc, gj),
+                slot @ None => *slot = Some(gj),
+            }
+        }
+    }
+    grads
+}
+
+/// The gradients from one backward pass, looked up by tensor.
+///
+/// ```
+/// use tapegrad_tensor::{ndarray::arr1, Tape};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(arr1(&[2.0]));
+/// let g = tape.backward((x * x * x).sum());
+/// assert_eq!(g[x][0], 12.0); // d(x^3)/dx = 3x^2
+/// ```
+pub struct Gradients<T: Element> {
+    grads: Vec<Option<Value<T>>>,
+    tape: *const Tape<T>,
+    generation: u32,
+}
+
+impl<T: Element> Gradients<T> {
+    /// The gradient of `x`, with `x`'s shape; `None` when `x` is a constant or
+    /// the output does not depend on it.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let (a, b) = (tape.var(arr1(&[1.0])), tape.var(arr1(&[1.0])));
+    /// let g = tape.backward(a.sum());
+    /// assert!(g.get(a).is_some() && g.get(b).is_none());
+    /// ```
+    #[track_caller]
+    pub fn get(&self, x: Tensor<'_, T>) -> Option<&Value<T>> {
+        if !std::ptr::eq(self.tape, x.tape) || x.generation != self.generation {
+            panic!("gradients: tensor #{} is not from the tape these gradients came from", x.id);
+        }
+        self.grads.get(x.id as usize).and_then(Option::as_ref)
+    }
+}
+
+impl<T: Element> std::ops::Index<Tensor<'_, T>> for Gradients<T> {
+    type Output = Value<T>;
+    #[track_caller]
+    fn index(&self, x: Tensor<'_, T>) -> &Value<T> {
+        self.get(x).unwrap_or_else(|| {
+            panic!(
+                "gradients: tensor #{} has no gradient (a constant, or the output does not depend on it)",
+                x.id
+            )
+        })
+    }
+}
+
+/// Gradients recorded on the tape as tensors, so they can be differentiated
+/// again. Made by [`Tape::grad_graph`].
+///
+/// ```
+/// use tapegrad_tensor::{ndarray::arr1, Tape};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(arr1(&[2.0]));
+/// let dy = tape.grad_graph((x * x * x).sum())[x]; // 3x^2, on the tape
+/// let d2y = tape.backward(dy.sum());
+/// assert_eq!(d2y[x][0], 12.0); // 6x
+/// ```
+pub struct GradGraph<'t, T: Element> {
+    grads: Vec<Option<Tensor<'t, T>>>,
+}
+
+impl<'t, T: Element> GradGraph<'t, T> {
+    /// The gradient of `x` as a tensor on the tape, or `None` when the
+    /// output does not depend on `x`.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[1.0]));
+    /// let c = tape.constant(arr1(&[1.0]));
+    /// assert!(tape.grad_graph((x * c).sum()).get(c).is_none());
+    /// ```
+    pub fn get(&self, x: Tensor<'t, T>) -> Option<Tensor<'t, T>> {
+        self.grads.get(x.id as usize).copied().flatten()
+    }
+}
+
+impl<'t, T: Element> std::ops::Index<Tensor<'t, T>> for GradGraph<'t, T> {
+    type Output = Tensor<'t, T>;
+    #[track_caller]
+    fn index(&self, x: Tensor<'t, T>) -> &Tensor<'t, T> {
+        self.grads.get(x.id as usize).and_then(Option::as_ref).unwrap_or_else(|| {
+            panic!("grad_graph: tensor #{} has no gradient (the output does not depend on it)", x.id)
+        })
+    }
+}
+
+impl<T: Element> Tape<T> {
+    /// Backpropagates from a one-element output `y` (seed gradient 1) and
+    /// returns the gradient of every tensor that requires one.
+    ///
+    /// # Panics
+    /// When `y` has more than one element: use [`Tape::backward_with`] and
+    /// pass the seed gradient.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr2, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let w = tape.var(arr2(&[[1.0, 2.0]]));
+    /// let x = tape.constant(arr2(&[[3.0], [4.0]]));
+    /// let g = tape.backward(w.matmul(x).sum());
+    /// assert_eq!(g[w], arr2(&[[3.0, 4.0]]).into_dyn().into_shared());
+    /// ```
+    #[track_caller]
+    pub fn backward(&self, y: Tensor<'_, T>) -> Gradients<T> {
+        let shape = y.shape_small();
+        if shape.iter().product::<usize>() != 1 {
+            panic!(
+                "backward: the output has shape {:?}, not one element; reduce it (sum, mean) or pass a seed gradient to backward_with",
+                shape.as_slice()
+            );
+        }
+        self.backward_with(y, ArcArray::from_elem(IxDyn(&shape), T::one()))
+    }
+
+    /// Backpropagates from `y` with the seed gradient `seed` (the gradient
+    /// of some scalar with respect to `y`, of `y`'s shape).
+    ///
+    /// # Panics
+    /// When `seed`'s shape differs from `y`'s.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[1.0, 2.0]));
+    /// let g = tape.backward_with(x * 3.0, arr1(&[1.0, -1.0]));
+    /// assert_eq!(g[x].as_slice().unwrap(), &[3.0, -3.0]);
+    /// ```
+    #[track_caller]
+    pub fn backward_with(&self, y: Tensor<'_, T>, seed: impl IntoValue<T>) -> Gradients<T> {
+        self.check(&y, "backward");
+        let seed = seed.into_value();
+        let shape = y.shape_small();
+        if seed.shape() != shape.as_slice() {
+            panic!(
+                "backward: seed gradient of shape {:?} for an output of shape {:?}",
+                seed.shape(),
+                shape.as_slice()
+            );
+        }
+        let nodes = self.nodes.borrow();
+        let b = ArrayBackend;
+        let grads = run(&b, y.id as usize, seed, |i, g| {
+            let node = &nodes[i];
+            let mut edges = Edges::new();
+            let Some(op) = &node.op else { return edges };
+            let xs: SmallVec<[&Value<T>; 2]> =
+                node.inputs.iter().map(|&j| &nodes[j as usize].value).collect();
+            let need: SmallVec<[bool; 2]> =
+                node.inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
+            let gs = op.backward_values(&b, &xs, &node.value, g, &need);
+            for (k, gk) in gs.into_iter().enumerate() {
+                if let (true, Some(gk)) = (need[k], gk) {
+                    edges.push((node.inputs[k], gk, Shape::from_slice(xs[k].shape())));
+                }
+            }
+            edges
+        });
+        Gradients { grads, tape: self, generation: self.generation() }
+    }
+
+    /// Backpropagates from a one-element `y` with every step of the backward
+    /// pass recorded on this tape (PyTorch's `create_graph=True`), so each
+    /// gradient is a tensor that can be differentiated again, to any order.
+    ///
+    /// # Panics
+    /// When `y` has more than one element.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[0.3]));
+    /// let s = x.sigmoid();
+    /// let ds = tape.grad_graph(s.sum())[x];
+    /// let d2s = tape.grad_graph(ds.sum())[x];
+    /// let v = 0.3f64;
+    /// let sv = 1.0 / (1.0 + (-v).exp());
+    /// assert!((d2s.item() - sv * (1.0 - sv) * (1.0 - 2.0 * sv)).abs() < 1e-15);
+    /// ```
+    #[track_caller]
+    pub fn grad_graph<'t>(&'t self, y: Tensor<'t, T>) -> GradGraph<'t, T> {
+        let shape = y.shape_small();
+        if shape.iter().product::<usize>() != 1 {
+            panic!("grad_graph: the output has shape {:?}, not one element", shape.as_slice());
+        }
+        let seed = self.constant(ArcArray::from_elem(IxDyn(&shape), T::one()));
+        self.grad_graph_with(y, seed)
+    }
+
+    /// [`Tape::grad_graph`] from a seed gradient that is itself a tensor
+    /// (it may depend on other tensors; the result is differentiable in it).
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[1.0, 2.0]));
+    /// let v = tape.constant(arr1(&[1.0, 0.0]));
+    /// let g = tape.grad_graph_with(x * x, v)[x]; // 2 x v
+    /// assert_eq!(g.value().as_slice().unwrap(), &[2.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn grad_graph_with<'t>(&'t self, y: Tensor<'t, T>, seed: Tensor<'t, T>) -> GradGraph<'t, T> {
+        self.check(&y, "grad_graph");
+        self.check(&seed, "grad_graph");
+        let (ys, ss) = (y.shape_small(), seed.shape_small());
+        if ys != ss {
+            panic!(
+                "grad_graph: seed gradient of shape {:?} for an output of shape {:?}",
+                ss.as_slice(),
+                ys.as_slice()
+            );
+        }
+        let b = TensorBackend { tape: self };
+        let generation = self.generation();
+        let tensor = |id: u32| Tensor { tape: self, id, generation };
+        let grads = run(&b, y.id as usize, seed, |i, g| {
+            let mut edges = Edges::new();
+            // Take the op out while its rule records new nodes on the tape.
+            let (op, inputs, need, shapes) = {
+                let mut nodes = self.nodes.borrow_mut();
+                let op = nodes[i].op.take();
+                let inputs = nodes[i].inputs.clone();
+                let need: SmallVec<[bool; 2]> =
+                    inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
+                let shapes: SmallVec<[Shape; 2]> =
+                    inputs.iter().map(|&j| Shape::from_slice(nodes[j as usize].value.shape())).collect();
+                (op, inputs, need, shapes)
+            };
+            let Some(op) = op else { return edges };
+            let xs: SmallVec<[Tensor<'_, T>; 2]> = inputs.iter().map(|&j| tensor(j)).collect();
+            let xr: SmallVec<[&Tensor<'_, T>; 2]> = xs.iter().collect();
+            let gs = op.backward_tensors(&b, &xr, &tensor(i as u32), g, &need);
+            self.nodes.borrow_mut()[i].op = Some(op);
+            for (k, gk) in gs.into_iter().enumerate() {
+                if let (true, Some(gk)) = (need[k], gk) {
+                    edges.push((inputs[k], gk, shapes[k].clone()));
+                }
+            }
+            edges
+        });
+        GradGraph { grads }
+    }
+}

@@ -1,0 +1,63 @@
+//! Tensors, the tape, the differentiable ops and gradcheck of tapegrad.
+//!
+//! Write the forward computation with tensor ops; each op is computed at
+//! once and recorded on a [`Tape`]; [`Tape::backward`] walks the record in
+//! reverse and returns every gradient by the chain rule. A new activation
+//! needs no derivative: swish is `x * sigmoid(x)`, and its gradient comes
+//! out right.
+//!
+//! ```
+//! use tapegrad_tensor::{ndarray::array, Tape};
+//!
+//! let tape = Tape::<f64>::new();
+//! let x = tape.var(array![[-2.0, -0.5, 0.0, 0.5, 3.0]]);
+//! let swish = x * x.sigmoid();
+//! let grads = tape.backward(swish.sum());
+//!
+//! // Analytic: d/dx x s(x) = s(x) + x s(x) (1 - s(x)).
+//! for (&v, &g) in x.value().iter().zip(grads[x].iter()) {
+//!     let s = 1.0 / (1.0 + (-v).exp());
+//!     approx::assert_abs_diff_eq!(g, s + v * s * (1.0 - s), epsilon = 1e-15);
+//! }
+//! ```
+//!
+//! Values are [`ndarray`] arrays of `f32` or `f64` ([`Element`]) of any rank,
+//! combined by numpy's broadcasting rules. A shape mismatch inside an
+//! expression is a programming error: the op panics at once, naming itself
+//! and both shapes, at the caller's line.
+//!
+//! Gradients of gradients: [`Tape::grad_graph`] records the backward pass
+//! on the tape, so a gradient can be differentiated again.
+//!
+//! Check any function's gradients with [`gradcheck`], and look at what was
+//! recorded with [`Tape::to_dot`].
+#![warn(missing_docs)]
+
+mod backend;
+mod backward;
+mod element;
+mod gradcheck;
+mod ops;
+mod shape;
+mod tape;
+#[cfg(test)]
+mod testutil;
+
+pub use ndarray;
+
+pub use backward::{GradGraph, Gradients};
+pub use element::Element;
+pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport, InputCheck};
+pub use tape::{IntoValue, Tape, Tensor};
+
+/// A value on the tape: a dynamic-rank array whose buffer is shared by
+/// reference count, so handing it out, transposing it or slicing it does not
+/// copy the data.
+///
+/// ```
+/// use tapegrad_tensor::{ndarray::arr1, Tape, Value};
+/// let tape = Tape::<f64>::new();
+/// let v: Value<f64> = tape.var(arr1(&[1.0])).value();
+/// assert_eq!(v.ndim(), 1);
+/// ```
+pub type Value<T> = ndarray::ArcArray<T, ndarray::IxDyn>;

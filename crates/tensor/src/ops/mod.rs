@@ -1,0 +1,124 @@
+//! The differentiable ops. Each file holds a family of ops; each op is one
+//! unit there: its struct, its forward kernel, its backward rule, the public
+//! [`Tensor`](crate::Tensor) method with the formula and derivative in its
+//! doc comment, and its gradcheck test.
+//!
+//! Backward rules are written once, against [`Backend`]: run on plain arrays
+//! for an ordinary backward pass, or recorded on the tape as tensor ops for a
+//! gradient that can itself be differentiated. Rules return the gradient of
+//! each input, possibly in the broadcast shape; the engine reduces it to the
+//! input's shape and accumulates it. Rules never accumulate.
+
+pub(crate) mod arith;
+pub(crate) mod index;
+pub(crate) mod linalg;
+pub(crate) mod loss;
+pub(crate) mod reduce;
+pub(crate) mod select;
+pub(crate) mod unary;
+
+use crate::backend::{ArrayBackend, Backend, TensorBackend};
+use crate::shape::broadcast_shapes;
+use crate::{Element, Tensor, Value};
+use ndarray::{IxDyn, Zip};
+use smallvec::SmallVec;
+
+/// The gradients a rule returns, one per input (`None`: not needed or zero).
+pub(crate) type Grads<V> = SmallVec<[Option<V>; 2]>;
+
+/// A differentiable op: a forward kernel on values and a backward rule.
+pub(crate) trait Op<T: Element>: 'static {
+    /// The op's name, used in panics and DOT output.
+    fn name(&self) -> &'static str;
+
+    /// The op's label in DOT output (the name plus any parameters).
+    fn label(&self) -> String {
+        self.name().to_string()
+    }
+
+    /// Computes the output value from the input values.
+    fn forward(&self, xs: &[&Value<T>]) -> Value<T>;
+
+    /// Given the inputs `xs`, the output `y` and the gradient `g` of the
+    /// output, returns the gradient of each input for which `need` is true.
+    fn backward<B: Backend<T>>(&self, b: &B, xs: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V>;
+}
+
+/// The object-safe face of [`Op`], stored on the tape. Each method runs the
+/// op's one generic backward rule on one backend.
+pub(crate) trait DynOp<T: Element> {
+    fn label(&self) -> String;
+    fn backward_values(
+        &self,
+        b: &ArrayBackend,
+        xs: &[&Value<T>],
+        y: &Value<T>,
+        g: &Value<T>,
+        need: &[bool],
+    ) -> Grads<Value<T>>;
+    fn backward_tensors<'t>(
+        &self,
+        b: &TensorBackend<'t, T>,
+        xs: &[&Tensor<'t, T>],
+        y: &Tensor<'t, T>,
+        g: &Tensor<'t, T>,
+        need: &[bool],
+    ) -> Grads<Tensor<'t, T>>;
+}
+
+impl<T: Element, O: Op<T>> DynOp<T> for O {
+    fn label(&self) -> String {
+        Op::label(self)
+    }
+    fn backward_values(
+        &self,
+        b: &ArrayBackend,
+        xs: &[&Value<T>],
+        y: &Value<T>,
+        g: &Value<T>,
+        need: &[bool],
+    ) -> Grads<Value<T>> {
+        self.backward(b, xs, y, g, need)
+    }
+    fn backward_tensors<'t>(
+        &self,
+        b: &TensorBackend<'t, T>,
+        xs: &[&Tensor<'t, T>],
+        y: &Tensor<'t, T>,
+        g: &Tensor<'t, T>,
+        need: &[bool],
+    ) -> Grads<Tensor<'t, T>> {
+        self.backward(b, xs, y, g, need)
+    }
+}
+
+/// Applies `f` to every element.
+#[inline]
+pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T) -> Value<T> {
+    x.map(|&v| f(v)).into_shared()
+}
+
+/// Applies `f` elementwise to `a` and `b` broadcast together (numpy rules).
+///
+/// # Panics
+/// When the shapes do not broadcast, naming `op` and both shapes.
+#[track_caller]
+#[inline]
+pub(crate) fn zip<T: Element>(op: &str, a: &Value<T>, b: &Value<T>, f: impl Fn(T, T) -> T) -> Value<T> {
+    if a.shape() == b.shape() {
+        return Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)).into_shared();
+    }
+    let shape = broadcast_shapes(op, a.shape(), b.shape());
+    let av = a.broadcast(IxDyn(&shape)).expect("checked broadcast");
+    let bv = b.broadcast(IxDyn(&shape)).expect("checked broadcast");
+    Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)).into_shared()
+}
+
+/// The gradients of a unary op whose rule is `g * d`, where `d` is computed
+/// by `d` only when the input needs a gradient.
+#[inline]
+pub(crate) fn unary_grad<V>(need: &[bool], d: impl FnOnce() -> V) -> Grads<V> {
+    let mut out = Grads::new();
+    out.push(if need[0] { Some(d()) } else { None });
+    out
+}

@@ -1,0 +1,265 @@
+//! Ops that pick between values: maximum, minimum, clamp and where.
+//! Their gradients are masks (constants), so they have kinks; the rule at
+//! each kink is documented on the method.
+
+use super::{map, zip, Grads, Op};
+use crate::backend::Backend;
+use crate::shape::broadcast_shapes;
+use crate::{Element, Tensor, Value};
+use ndarray::{ArcArray, ArrayBase, Data, Dimension, IxDyn, Zip};
+use smallvec::smallvec;
+
+/// The share of the gradient that goes to `a` in `max(a, b)`: all of it
+/// where `a > b`, none where `a < b`, half at a tie.
+fn max_share<T: Element>(a: T, b: T) -> T {
+    if a > b {
+        T::one()
+    } else if a < b {
+        T::zero()
+    } else {
+        T::cast(0.5)
+    }
+}
+
+/// `max(a, b)` elementwise with NaN propagated.
+fn max_nan<T: Element>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        a + b
+    } else if a >= b {
+        a
+    } else {
+        b
+    }
+}
+
+fn min_nan<T: Element>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        a + b
+    } else if a <= b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Elementwise maximum; see [`Tensor::maximum`].
+pub(crate) struct Maximum;
+impl<T: Element> Op<T> for Maximum {
+    fn name(&self) -> &'static str {
+        "maximum"
+    }
+    #[track_caller]
+    fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+        zip("maximum", x[0], x[1], max_nan)
+    }
+    fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
+        smallvec![
+            need[0].then(|| b.mul(g, &b.zip_const(x[0], x[1], max_share))),
+            need[1].then(|| b.mul(g, &b.zip_const(x[1], x[0], max_share))),
+        ]
+    }
+}
+
+/// Elementwise minimum; see [`Tensor::minimum`].
+pub(crate) struct Minimum;
+impl<T: Element> Op<T> for Minimum {
+    fn name(&self) -> &'static str {
+        "minimum"
+    }
+    #[track_caller]
+    fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+        zip("minimum", x[0], x[1], min_nan)
+    }
+    fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
+        smallvec![
+            need[0].then(|| b.mul(g, &b.zip_const(x[1], x[0], max_share))),
+            need[1].then(|| b.mul(g, &b.zip_const(x[0], x[1], max_share))),
+        ]
+    }
+}
+
+/// Clamp to `[lo, hi]`; da = g where lo <= a <= hi, else 0.
+pub(crate) struct Clamp<T>(T, T);
+impl<T: Element> Op<T> for Clamp<T> {
+    fn name(&self) -> &'static str {
+        "clamp"
+    }
+    fn label(&self) -> String {
+        format!("clamp({}, {})", self.0, self.1)
+    }
+    fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+        let (lo, hi) = (self.0, self.1);
+        map(x[0], |a| {
+            if a < lo {
+                lo
+            } else if a > hi {
+                hi
+            } else {
+                a
+            }
+        })
+    }
+    fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
+        let (lo, hi) = (self.0, self.1);
+        super::unary_grad(need, || {
+            b.mul(g, &b.map_const(x[0], |a| if a >= lo && a <= hi { T::one() } else { T::zero() }))
+        })
+    }
+}
+
+/// `mask ? a : b`, all three broadcast; da = g mask, db = g (1 - mask).
+pub(crate) struct Where(ArcArray<bool, IxDyn>);
+impl<T: Element> Op<T> for Where {
+    fn name(&self) -> &'static str {
+        "where"
+    }
+    #[track_caller]
+    fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+        let shape = broadcast_shapes("where", x[0].shape(), x[1].shape());
+        let shape = broadcast_shapes("where", self.0.shape(), &shape);
+        let m = self.0.broadcast(IxDyn(&shape)).expect("checked");
+        let a = x[0].broadcast(IxDyn(&shape)).expect("checked");
+        let c = x[1].broadcast(IxDyn(&shape)).expect("checked");
+        Zip::from(&m).and(&a).and(&c).map_collect(|&m, &a, &c| if m { a } else { c }).into_shared()
+    }
+    fn backward<B: Backend<T>>(&self, b: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
+        let pick = |on: bool| {
+            let mask = self.0.map(|&m| if m == on { T::one() } else { T::zero() }).into_shared();
+            b.mul(g, &b.constant(mask))
+        };
+        smallvec![need[0].then(|| pick(true)), need[1].then(|| pick(false))]
+    }
+}
+
+impl<'t, T: Element> Tensor<'t, T> {
+    /// Elementwise `max(a, b)`, broadcast. The gradient goes to the larger
+    /// input; at a tie (`a == b`) it is split evenly, half to each (as
+    /// PyTorch's `maximum`), so the sum of the two is always `g`. NaN in
+    /// either input gives NaN.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.var(arr1(&[1.0, 2.0, 3.0]));
+    /// let b = tape.var(arr1(&[2.0, 2.0, 2.0]));
+    /// let g = tape.backward(a.maximum(b).sum());
+    /// assert_eq!(g[a].as_slice().unwrap(), &[0.0, 0.5, 1.0]);
+    /// assert_eq!(g[b].as_slice().unwrap(), &[1.0, 0.5, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn maximum(self, other: Tensor<'t, T>) -> Self {
+        self.tape.record(Maximum, &[&self, &other])
+    }
+
+    /// Elementwise `min(a, b)`, broadcast; the gradient goes to the smaller
+    /// input and is split evenly at a tie, as in [`Tensor::maximum`].
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.var(arr1(&[1.0, 2.0]));
+    /// let b = tape.var(arr1(&[2.0, 2.0]));
+    /// assert_eq!(tape.backward(a.minimum(b).sum())[a].as_slice().unwrap(), &[1.0, 0.5]);
+    /// ```
+    #[track_caller]
+    pub fn minimum(self, other: Tensor<'t, T>) -> Self {
+        self.tape.record(Minimum, &[&self, &other])
+    }
+
+    /// Clamps to `[lo, hi]`. The gradient passes where `lo <= x <= hi`
+    /// (boundaries included, as PyTorch) and is 0 outside.
+    ///
+    /// # Panics
+    /// When `lo > hi` or either bound is NaN.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[-2.0, 0.5, 2.0]));
+    /// let y = x.clamp(0.0, 1.0);
+    /// assert_eq!(y.value().as_slice().unwrap(), &[0.0, 0.5, 1.0]);
+    /// assert_eq!(tape.backward(y.sum())[x].as_slice().unwrap(), &[0.0, 1.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn clamp(self, lo: T, hi: T) -> Self {
+        if !(lo <= hi) {
+            panic!("clamp: bounds [{lo}, {hi}] are not an interval");
+        }
+        self.tape.record(Clamp(lo, hi), &[&self])
+    }
+
+    /// `mask ? on_true : on_false` elementwise (numpy's `where`), with the
+    /// mask, `on_true` and `on_false` broadcast together. The gradient of
+    /// each branch is `g` where it was picked and 0 elsewhere.
+    ///
+    /// # Panics
+    /// When the three shapes do not broadcast.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.var(arr1(&[1.0, 2.0]));
+    /// let b = tape.var(arr1(&[10.0, 20.0]));
+    /// let y = Tensor::where_(&arr1(&[true, false]), a, b);
+    /// assert_eq!(y.value().as_slice().unwrap(), &[1.0, 20.0]);
+    /// assert_eq!(tape.backward(y.sum())[b].as_slice().unwrap(), &[0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn where_<S, D>(mask: &ArrayBase<S, D>, on_true: Tensor<'t, T>, on_false: Tensor<'t, T>) -> Self
+    where
+        S: Data<Elem = bool>,
+        D: Dimension,
+    {
+        let mask = mask.view().into_dyn().to_shared();
+        on_true.tape.record(Where(mask), &[&on_true, &on_false])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{check_op_at, op_test, random, Domain};
+    use crate::{Element, Tape, Tensor};
+    use ndarray::{arr1, arr2};
+
+    op_test!(maximum_grad_matches_finite_difference, |x| x[0].maximum(x[1]), &[&[3, 1], &[1, 4]]);
+    op_test!(minimum_grad_matches_finite_difference, |x| x[0].minimum(x[1]), &[&[3, 1], &[1, 4]]);
+    op_test!(clamp_grad_matches_finite_difference, |x| x[0].clamp(T::cast(-0.7), T::cast(0.9)), &[&[4, 5]]);
+
+    fn where_fn<'t, T: Element>(x: &[Tensor<'t, T>]) -> Tensor<'t, T> {
+        Tensor::where_(&arr2(&[[true], [false], [true]]), x[0], x[1])
+    }
+
+    #[test]
+    fn where_grad_matches_finite_difference() {
+        check_op_at(
+            where_fn::<f64>,
+            where_fn::<f32>,
+            &[random(&[3, 4], Domain::Normal, 1), random(&[1, 4], Domain::Normal, 2)],
+        );
+    }
+
+    #[test]
+    fn maximum_tie_splits_gradient() {
+        let tape = Tape::<f64>::new();
+        let a = tape.var(arr1(&[1.0]));
+        let g = tape.backward(a.maximum(a).sum());
+        assert_eq!(g[a][0], 1.0);
+    }
+
+    #[test]
+    fn nan_is_not_masked_by_maximum_or_clamp() {
+        let tape = Tape::<f64>::new();
+        let a = tape.var(arr1(&[f64::NAN]));
+        let z = tape.constant(arr1(&[0.0]));
+        assert!(a.maximum(z).item().is_nan());
+        assert!(z.minimum(a).item().is_nan());
+        assert!(a.clamp(0.0, 1.0).item().is_nan());
+    }
+
+    #[test]
+    #[should_panic(expected = "maximum: shapes [2] and [3] cannot be broadcast together")]
+    fn maximum_shape_mismatch() {
+        let tape = Tape::<f64>::new();
+        let _ = tape.var(arr1(&[1.0, 2.0])).maximum(tape.var(arr1(&[1.0, 2.0, 3.0])));
+    }
+}
