@@ -71,6 +71,16 @@ pub(crate) trait Backend<T: Element> {
     fn sum_to(&self, a: &Self::V, shape: &[usize]) -> Self::V {
         self.apply(SumTo(Shape::from_slice(shape)), &[a])
     }
+    /// An elementwise expression of two values: computed in one pass by
+    /// `f` on arrays, or recorded as the differentiable ops of `composed`
+    /// on the tape. Both must compute the same function.
+    fn fuse2(
+        &self,
+        a: &Self::V,
+        b: &Self::V,
+        f: impl Fn(T, T) -> T,
+        composed: impl FnOnce(&Self) -> Self::V,
+    ) -> Self::V;
     /// A constant computed elementwise from the value of `x`.
     fn map_const(&self, x: &Self::V, f: impl Fn(T) -> T) -> Self::V {
         self.constant(map(&self.value(x), f))
@@ -104,6 +114,16 @@ impl<T: Element> Backend<T> for ArrayBackend {
         Shape::from_slice(v.shape())
     }
     #[inline]
+    fn fuse2(
+        &self,
+        a: &Value<T>,
+        b: &Value<T>,
+        f: impl Fn(T, T) -> T,
+        _: impl FnOnce(&Self) -> Value<T>,
+    ) -> Value<T> {
+        zip("fuse2", a, b, f)
+    }
+    #[inline]
     fn accumulate(&self, acc: &mut Value<T>, g: Value<T>) {
         if acc.shape() == g.shape() {
             // Copy-on-write: in place unless the buffer is shared.
@@ -135,5 +155,14 @@ impl<'t, T: Element> Backend<T> for TensorBackend<'t, T> {
     }
     fn shape(&self, v: &Tensor<'t, T>) -> Shape {
         v.shape_small()
+    }
+    fn fuse2(
+        &self,
+        _: &Tensor<'t, T>,
+        _: &Tensor<'t, T>,
+        _: impl Fn(T, T) -> T,
+        composed: impl FnOnce(&Self) -> Tensor<'t, T>,
+    ) -> Tensor<'t, T> {
+        composed(self)
     }
 }

@@ -95,6 +95,10 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
 /// Applies `f` to every element.
 #[inline]
 pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T) -> Value<T> {
+    if let Some(s) = x.as_slice() {
+        let v: Vec<T> = s.iter().map(|&a| f(a)).collect();
+        return Value::from_shape_vec(x.raw_dim(), v).expect("same length");
+    }
     x.map(|&v| f(v)).into_shared()
 }
 
@@ -106,6 +110,10 @@ pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T) -> Value<T> {
 #[inline]
 pub(crate) fn zip<T: Element>(op: &str, a: &Value<T>, b: &Value<T>, f: impl Fn(T, T) -> T) -> Value<T> {
     if a.shape() == b.shape() {
+        if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
+            let v: Vec<T> = sa.iter().zip(sb).map(|(&x, &y)| f(x, y)).collect();
+            return Value::from_shape_vec(a.raw_dim(), v).expect("same length");
+        }
         return Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)).into_shared();
     }
     let shape = broadcast_shapes(op, a.shape(), b.shape());

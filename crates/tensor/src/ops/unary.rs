@@ -33,21 +33,37 @@ macro_rules! unary_op {
 
 unary_op!(Exp, "exp", |a| a.exp(), |b, x, y, g| b.mul(g, y));
 unary_op!(Log, "log", |a| a.ln(), |b, x, y, g| b.div(g, x));
-unary_op!(Sqrt, "sqrt", |a| a.sqrt(), |b, x, y, g| b.scale(&b.div(g, y), T::cast(0.5)));
-unary_op!(Abs, "abs", |a| a.abs(), |b, x, y, g| b.mul(g, &b.map_const(x, sign)));
+unary_op!(Sqrt, "sqrt", |a| a.sqrt(), |b, x, y, g| {
+    // g / (2 y)
+    b.fuse2(g, y, |g, y| g * T::cast(0.5) / y, |b| b.scale(&b.div(g, y), T::cast(0.5)))
+});
+unary_op!(Abs, "abs", |a| a.abs(), |b, x, y, g| {
+    b.fuse2(g, x, |g, x| g * sign(x), |b| b.mul(g, &b.map_const(x, sign)))
+});
 unary_op!(Tanh, "tanh", |a| a.tanh(), |b, x, y, g| {
-    // 1 - y^2
-    b.mul(g, &b.add_scalar(&b.neg(&b.mul(y, y)), T::one()))
+    // g (1 - y^2)
+    b.fuse2(g, y, |g, y| g * (T::one() - y * y), |b| b.mul(g, &b.add_scalar(&b.neg(&b.mul(y, y)), T::one())))
 });
 unary_op!(Sigmoid, "sigmoid", |a| sigmoid(a), |b, x, y, g| {
-    // y (1 - y)
-    b.mul(g, &b.mul(y, &b.add_scalar(&b.neg(y), T::one())))
+    // g y (1 - y)
+    b.fuse2(g, y, |g, y| g * y * (T::one() - y), |b| b.mul(g, &b.mul(y, &b.add_scalar(&b.neg(y), T::one()))))
 });
 // relu'(0) = 0, as the guide's relu_backward: the mask is x > 0, strictly.
 unary_op!(Relu, "relu", |a| if a <= T::zero() { T::zero() } else { a }, |b, x, y, g| {
-    b.mul(g, &b.map_const(x, |v| if v > T::zero() { T::one() } else { T::zero() }))
+    b.fuse2(g, x, |g, x| if x > T::zero() { g } else { T::zero() }, |b| b.mul(g, &b.map_const(x, step)))
 });
-unary_op!(Softplus, "softplus", |a| softplus(a), |b, x, y, g| b.mul(g, &b.sigmoid(x)));
+unary_op!(Softplus, "softplus", |a| softplus(a), |b, x, y, g| {
+    b.fuse2(g, x, |g, x| g * sigmoid(x), |b| b.mul(g, &b.sigmoid(x)))
+});
+
+/// The step function `x > 0`, as 1 or 0.
+fn step<T: Element>(v: T) -> T {
+    if v > T::zero() {
+        T::one()
+    } else {
+        T::zero()
+    }
+}
 
 /// `sign(v)` with `sign(0) = 0`.
 fn sign<T: Element>(v: T) -> T {
