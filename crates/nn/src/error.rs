@@ -1,0 +1,91 @@
+//! The typed errors of the nn crate: everything that depends on outside
+//! input (hyper-parameters, data, model files) is reported here, never by a
+//! panic.
+
+use crate::formula::FormulaError;
+use std::path::PathBuf;
+
+/// An error from building, training, saving or loading a model.
+///
+/// ```
+/// use tapegrad_nn::NnError;
+/// let e = NnError::InvalidHyperParameter { name: "learning rate", value: "-1".into(), reason: "must be a positive finite number".into() };
+/// assert_eq!(e.to_string(), "invalid learning rate -1: must be a positive finite number");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    /// A hyper-parameter outside its domain.
+    #[error("invalid {name} {value}: {reason}")]
+    InvalidHyperParameter {
+        /// Which hyper-parameter.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        reason: String,
+    },
+    /// An activation that is neither a built-in name nor a valid formula.
+    #[error("{0}")]
+    Activation(#[from] FormulaError),
+    /// Data whose shape does not fit the model or the labels.
+    #[error("data shape: {0}")]
+    DataShape(String),
+    /// The cost became NaN or infinite during training.
+    #[error("the cost became {cost} at iteration {iteration} (epoch {epoch}); training stopped. Try a smaller learning rate (it was {learning_rate})")]
+    NonFinite {
+        /// The 1-based iteration (update) at which it happened.
+        iteration: usize,
+        /// The 1-based epoch.
+        epoch: usize,
+        /// The cost value (NaN or infinite).
+        cost: f64,
+        /// The learning rate in force.
+        learning_rate: f64,
+    },
+    /// A model file that cannot be read or written.
+    #[error("model file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A model file that is not valid JSON (truncated or corrupt).
+    #[error("model file {path} is corrupt or truncated: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        detail: String,
+    },
+    /// A JSON file that is not a tapegrad model.
+    #[error("{path} is not a tapegrad model file (format field {found:?})")]
+    WrongFormat {
+        /// The file.
+        path: PathBuf,
+        /// What the format field held.
+        found: String,
+    },
+    /// A model file from another format version.
+    #[error("model file {path} has format version {found}; this build reads version {supported}")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The file's version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A model file whose parts disagree (a parameter's shape and the
+    /// architecture, a missing parameter, standardisation of the wrong size).
+    #[error("model file {path} is inconsistent: {detail}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What disagrees.
+        detail: String,
+    },
+    /// A model that cannot be saved (a closure activation).
+    #[error("cannot save the model: {0}")]
+    Unsaveable(String),
+}

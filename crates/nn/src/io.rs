@@ -1,0 +1,292 @@
+//! Model files: architecture, activations (names or formulas), parameters
+//! and the input standardisation, as versioned JSON. Files are written
+//! atomically; every way a file can be wrong on load is a typed error.
+
+use crate::error::NnError;
+use crate::model::{Architecture, Model, Params};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tapegrad_tensor::ndarray::{Array2, ArrayView2};
+use tapegrad_tensor::Element;
+
+/// The `format` field of every tapegrad model file.
+pub const FORMAT: &str = "tapegrad-model";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Per-feature standardisation `x' = (x - mean) / std`, fitted on training
+/// rows and stored with the model so predictions see the same scaling.
+///
+/// ```
+/// use tapegrad_nn::Standardization;
+/// use tapegrad_tensor::ndarray::array;
+/// let x = array![[1.0, 3.0], [10.0, 10.0]]; // 2 features (rows), 2 examples
+/// let s = Standardization::fit(x.view(), &["a".into(), "b".into()]);
+/// assert!(s.is_err()); // feature b has zero variance
+/// let x = array![[1.0, 3.0], [10.0, 20.0]];
+/// let s = Standardization::fit(x.view(), &["a".into(), "b".into()]).unwrap();
+/// assert_eq!(s.mean, vec![2.0, 15.0]);
+/// assert_eq!(s.apply(x.view()).unwrap(), array![[-1.0, 1.0], [-1.0, 1.0]]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Standardization {
+    /// Feature names, one per row of the inputs.
+    pub features: Vec<String>,
+    /// Per-feature mean of the training rows.
+    pub mean: Vec<f64>,
+    /// Per-feature population standard deviation (ddof = 0).
+    pub std: Vec<f64>,
+}
+
+impl Standardization {
+    /// Fits on `x` of shape `(features, examples)`.
+    ///
+    /// # Errors
+    /// No examples, a name count that differs from the rows, or a feature
+    /// with zero (or non-finite) variance, named.
+    ///
+    /// ```
+    /// # use tapegrad_nn::Standardization;
+    /// # use tapegrad_tensor::ndarray::Array2;
+    /// assert!(Standardization::fit(Array2::<f64>::zeros((1, 0)).view(), &["a".into()]).is_err());
+    /// ```
+    pub fn fit(x: ArrayView2<'_, f64>, features: &[String]) -> Result<Self, NnError> {
+        if features.len() != x.nrows() {
+            return Err(NnError::DataShape(format!(
+                "{} feature names for {} rows",
+                features.len(),
+                x.nrows()
+            )));
+        }
+        if x.ncols() == 0 {
+            return Err(NnError::DataShape("no examples to standardise".into()));
+        }
+        let mut mean = Vec::new();
+        let mut std = Vec::new();
+        for (row, name) in x.rows().into_iter().zip(features) {
+            let mu = row.mean().expect("non-empty");
+            let sd = row.mapv(|v| (v - mu) * (v - mu)).mean().expect("non-empty").sqrt();
+            if !(sd > 0.0 && sd.is_finite()) {
+                return Err(NnError::DataShape(format!(
+                    "feature '{name}' has zero variance in the training rows (every value is {mu}); it cannot be standardised"
+                )));
+            }
+            mean.push(mu);
+            std.push(sd);
+        }
+        Ok(Standardization { features: features.to_vec(), mean, std })
+    }
+
+    /// Applies to `x` of shape `(features, examples)`.
+    ///
+    /// # Errors
+    /// When `x` has a different number of features.
+    ///
+    /// ```
+    /// # use tapegrad_nn::Standardization;
+    /// # use tapegrad_tensor::ndarray::Array2;
+    /// let s = Standardization { features: vec!["a".into()], mean: vec![1.0], std: vec![2.0] };
+    /// assert!(s.apply(Array2::<f64>::zeros((2, 1)).view()).is_err());
+    /// ```
+    pub fn apply(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, NnError> {
+        if x.nrows() != self.mean.len() {
+            return Err(NnError::DataShape(format!(
+                "the data has {} features, the standardisation {} ({})",
+                x.nrows(),
+                self.mean.len(),
+                self.features.join(", ")
+            )));
+        }
+        let mut out = x.to_owned();
+        for (mut row, (&m, &s)) in out.rows_mut().into_iter().zip(self.mean.iter().zip(&self.std)) {
+            row.mapv_inplace(|v| (v - m) / s);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Tensor2 {
+    shape: [usize; 2],
+    data: Vec<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileV1 {
+    format: String,
+    version: u32,
+    dtype: String,
+    architecture: Architecture,
+    params: indexmap::IndexMap<String, Tensor2>,
+    standardization: Option<Standardization>,
+    #[serde(default)]
+    metadata: serde_json::Value,
+}
+
+/// What a model file holds besides the model.
+///
+/// ```
+/// let s = tapegrad_nn::SavedModel::<f64> { model: tapegrad_nn::Model::new(&tapegrad_nn::Architecture::guide(1, &[]), tapegrad_nn::Init::Zeros, 0).unwrap(), standardization: None, metadata: serde_json::Value::Null };
+/// assert!(s.standardization.is_none());
+/// ```
+#[derive(Debug)]
+pub struct SavedModel<T: Element> {
+    /// The model.
+    pub model: Model<T>,
+    /// The input standardisation, if saved.
+    pub standardization: Option<Standardization>,
+    /// Free-form metadata (e.g. the label rule and threshold).
+    pub metadata: serde_json::Value,
+}
+
+/// Writes a model file atomically: to a temporary file in the same folder,
+/// flushed to disk, then renamed over `path`, so a reader never sees a
+/// half-written file.
+///
+/// # Errors
+/// I/O errors, and models with closure activations (not saveable).
+///
+/// ```
+/// use tapegrad_nn::{io, Architecture, Init, Model};
+/// let dir = std::env::temp_dir().join(format!("tapegrad-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("model.json");
+/// let model = Model::<f64>::new(&Architecture::guide(3, &[4]), Init::HeNormal, 0).unwrap();
+/// io::save(&path, &model, None, serde_json::Value::Null).unwrap();
+/// let back = io::load::<f64>(&path).unwrap();
+/// assert_eq!(back.model.params(), model.params());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub fn save<T: Element>(
+    path: &Path,
+    model: &Model<T>,
+    standardization: Option<&Standardization>,
+    metadata: serde_json::Value,
+) -> Result<(), NnError> {
+    if let Some(crate::Activation::Custom(name, _)) =
+        model.activations().iter().find(|a| matches!(a, crate::Activation::Custom(..)))
+    {
+        return Err(NnError::Unsaveable(format!(
+            "activation '{name}' is a Rust closure; write it as a formula to save it"
+        )));
+    }
+    let file = FileV1 {
+        format: FORMAT.into(),
+        version: VERSION,
+        dtype: T::NAME.into(),
+        architecture: model.architecture().clone(),
+        params: model
+            .params()
+            .iter()
+            .map(|(k, v)| {
+                let (r, c) = v.dim();
+                // Row-major, whatever the layout in memory.
+                (k.clone(), Tensor2 { shape: [r, c], data: v.iter().map(|x| x.as_f64()).collect() })
+            })
+            .collect(),
+        standardization: standardization.cloned(),
+        metadata,
+    };
+    let text = serde_json::to_string_pretty(&file).expect("model serialises");
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, sync, rename).
+///
+/// # Errors
+/// The I/O error, with the path; the temporary file is removed.
+///
+/// ```
+/// let p = std::env::temp_dir().join(format!("tapegrad-atomic-{}.txt", std::process::id()));
+/// tapegrad_nn::io::write_atomic(&p, b"hello").unwrap();
+/// assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+/// # std::fs::remove_file(&p).unwrap();
+/// ```
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
+    let io_err = |source| NnError::Io { path: path.to_path_buf(), source };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name")))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp: PathBuf = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(e));
+    }
+    Ok(())
+}
+
+/// Reads a model file.
+///
+/// # Errors
+/// One variant per problem: [`NnError::Io`] (missing, unreadable),
+/// [`NnError::Corrupt`] (not JSON, truncated), [`NnError::WrongFormat`]
+/// (another kind of JSON), [`NnError::UnsupportedVersion`],
+/// [`NnError::Mismatch`] (parameters that disagree with the architecture,
+/// standardisation of the wrong size), [`NnError::Activation`].
+///
+/// ```
+/// let err = tapegrad_nn::io::load::<f64>(std::path::Path::new("/no/such/model.json")).unwrap_err();
+/// assert!(matches!(err, tapegrad_nn::NnError::Io { .. }));
+/// ```
+pub fn load<T: Element>(path: &Path) -> Result<SavedModel<T>, NnError> {
+    let p = || path.to_path_buf();
+    let text = std::fs::read_to_string(path).map_err(|source| NnError::Io { path: p(), source })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| NnError::Corrupt {
+        path: p(),
+        detail: if e.is_eof() { format!("the file ends early ({e})") } else { e.to_string() },
+    })?;
+    let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
+    if format != FORMAT {
+        return Err(NnError::WrongFormat { path: p(), found: format.to_string() });
+    }
+    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    if version != VERSION {
+        return Err(NnError::UnsupportedVersion { path: p(), found: version, supported: VERSION });
+    }
+    let file: FileV1 =
+        serde_json::from_value(value).map_err(|e| NnError::Mismatch { path: p(), detail: e.to_string() })?;
+    let mismatch = |detail: String| NnError::Mismatch { path: p(), detail };
+    let mut params = Params::new();
+    for (name, t) in file.params {
+        if t.data.len() != t.shape[0] * t.shape[1] {
+            return Err(mismatch(format!(
+                "parameter {name} has {} values for shape {:?}",
+                t.data.len(),
+                t.shape
+            )));
+        }
+        if t.data.iter().any(|v| !v.is_finite()) {
+            return Err(mismatch(format!("parameter {name} holds a non-finite value")));
+        }
+        let a = Array2::from_shape_vec((t.shape[0], t.shape[1]), t.data.into_iter().map(T::cast).collect())
+            .expect("checked length");
+        params.insert(name, a);
+    }
+    let model = Model::from_params(&file.architecture, params).map_err(|e| match e {
+        NnError::DataShape(d) => mismatch(d),
+        other => other,
+    })?;
+    if let Some(s) = &file.standardization {
+        let n = file.architecture.input;
+        if s.mean.len() != n || s.std.len() != n || s.features.len() != n {
+            return Err(mismatch(format!(
+                "the standardisation covers {} features, the model has {n} inputs",
+                s.mean.len()
+            )));
+        }
+        if s.std.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
+            return Err(mismatch("a standard deviation in the standardisation is not positive".into()));
+        }
+    }
+    Ok(SavedModel { model, standardization: file.standardization, metadata: file.metadata })
+}

@@ -1,0 +1,487 @@
+//! The guide's L-layer network: `Z[l] = W[l] A[l-1] + b[l]`,
+//! `A[l] = g[l](Z[l])`, one column per example.
+
+use crate::activation::Activation;
+use crate::error::NnError;
+use crate::init::Init;
+use indexmap::IndexMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tapegrad_tensor::ndarray::{Array1, Array2, ArrayView2, Axis};
+use tapegrad_tensor::{Element, Tape, Tensor};
+
+/// Parameters by name (`W1`, `b1`, ..., `WL`, `bL`), in insertion order.
+pub type Params<T> = IndexMap<String, Array2<T>>;
+
+/// One layer of an [`Architecture`]: its number of units and the name (or
+/// formula) of its activation.
+///
+/// ```
+/// let l = tapegrad_nn::LayerSpec { units: 5, activation: "relu".into() };
+/// assert_eq!(l.units, 5);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSpec {
+    /// `n[l]`, the number of units.
+    pub units: usize,
+    /// A name or formula understood by [`Activation::parse`].
+    pub activation: String,
+}
+
+/// The shape of a network: input size and layers.
+///
+/// ```
+/// use tapegrad_nn::Architecture;
+/// let a = Architecture::guide(3, &[20, 7, 5]);
+/// assert_eq!(a.sizes(), vec![3, 20, 7, 5, 1]);
+/// assert_eq!(a.layers[3].activation, "sigmoid");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Architecture {
+    /// `n[0]`, the number of input features.
+    pub input: usize,
+    /// Layers 1..=L.
+    pub layers: Vec<LayerSpec>,
+}
+
+impl Architecture {
+    /// The guide's binary classifier: ReLU hidden layers of the given sizes
+    /// and one sigmoid output unit. `hidden = &[]` is logistic regression.
+    ///
+    /// ```
+    /// let lr = tapegrad_nn::Architecture::guide(3, &[]);
+    /// assert_eq!(lr.sizes(), vec![3, 1]);
+    /// ```
+    pub fn guide(input: usize, hidden: &[usize]) -> Self {
+        let mut layers: Vec<LayerSpec> =
+            hidden.iter().map(|&u| LayerSpec { units: u, activation: "relu".into() }).collect();
+        layers.push(LayerSpec { units: 1, activation: "sigmoid".into() });
+        Architecture { input, layers }
+    }
+
+    /// The same architecture with every hidden layer's activation replaced.
+    ///
+    /// ```
+    /// let a = tapegrad_nn::Architecture::guide(3, &[4]).with_hidden_activation("tanh");
+    /// assert_eq!(a.layers[0].activation, "tanh");
+    /// ```
+    pub fn with_hidden_activation(mut self, activation: &str) -> Self {
+        let n = self.layers.len();
+        for l in &mut self.layers[..n.saturating_sub(1)] {
+            l.activation = activation.to_string();
+        }
+        self
+    }
+
+    /// `[n[0], n[1], ..., n[L]]`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_nn::Architecture::guide(2, &[3]).sizes(), vec![2, 3, 1]);
+    /// ```
+    pub fn sizes(&self) -> Vec<usize> {
+        std::iter::once(self.input).chain(self.layers.iter().map(|l| l.units)).collect()
+    }
+
+    /// Checks sizes and parses the activations.
+    ///
+    /// # Errors
+    /// A zero size, no layers, or an activation that does not parse.
+    ///
+    /// ```
+    /// use tapegrad_nn::Architecture;
+    /// assert!(Architecture::guide(0, &[3]).activations::<f64>().is_err());
+    /// ```
+    pub fn activations<T: Element>(&self) -> Result<Vec<Activation<T>>, NnError> {
+        let bad = |value: String, reason: &str| NnError::InvalidHyperParameter {
+            name: "architecture",
+            value,
+            reason: reason.to_string(),
+        };
+        if self.input == 0 {
+            return Err(bad("input size 0".into(), "needs at least one input feature"));
+        }
+        if self.layers.is_empty() {
+            return Err(bad("no layers".into(), "needs at least the output layer"));
+        }
+        if let Some(l) = self.layers.iter().position(|l| l.units == 0) {
+            return Err(bad(format!("layer {} of 0 units", l + 1), "every layer needs at least one unit"));
+        }
+        self.layers.iter().map(|l| Activation::parse(&l.activation).map_err(NnError::from)).collect()
+    }
+}
+
+/// An L-layer network in the guide's layout, in `f32` or `f64`.
+///
+/// ```
+/// use tapegrad_nn::{Architecture, Init, Model};
+/// let model = Model::<f64>::new(&Architecture::guide(3, &[4]), Init::HeNormal, 0).unwrap();
+/// assert_eq!(model.params().keys().collect::<Vec<_>>(), ["W1", "b1", "W2", "b2"]);
+/// assert_eq!(model.params()["W1"].dim(), (4, 3));
+/// assert_eq!(model.params()["b2"].dim(), (1, 1));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Model<T: Element> {
+    arch: Architecture,
+    activations: Vec<Activation<T>>,
+    params: Params<T>,
+}
+
+/// The tensors of one forward pass: parameters, pre-activations `Z[l]` and
+/// activations `A[l]`, so that every intermediate gradient can be read
+/// (`dZ[l]`, `dA[l]`) and compared with the guide's.
+///
+/// ```
+/// use tapegrad_nn::{Architecture, Init, Model};
+/// use tapegrad_tensor::{ndarray::Array2, Tape};
+/// let model = Model::<f64>::new(&Architecture::guide(2, &[3]), Init::HeNormal, 1).unwrap();
+/// let tape = Tape::new();
+/// let fwd = model.forward(&tape, tape.constant(Array2::<f64>::zeros((2, 5))), None);
+/// assert_eq!(fwd.z.len(), 2);
+/// assert_eq!(fwd.output().shape(), vec![1, 5]);
+/// ```
+pub struct Forward<'t, T: Element> {
+    /// The parameters as leaves on the tape, by name.
+    pub params: IndexMap<String, Tensor<'t, T>>,
+    /// `Z[1]..Z[L]` (index `l - 1`).
+    pub z: Vec<Tensor<'t, T>>,
+    /// `A[0] = X, A[1], ..., A[L]` (index `l`).
+    pub a: Vec<Tensor<'t, T>>,
+}
+
+impl<'t, T: Element> Forward<'t, T> {
+    /// `A[L]`, the network's output.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// # use tapegrad_tensor::{ndarray::Array2, Tape};
+    /// # let model = Model::<f64>::new(&Architecture::guide(2, &[]), Init::Zeros, 0).unwrap();
+    /// # let tape = Tape::new();
+    /// let fwd = model.forward(&tape, tape.constant(Array2::<f64>::zeros((2, 1))), None);
+    /// assert_eq!(fwd.output().item(), 0.5); // sigmoid(0)
+    /// ```
+    pub fn output(&self) -> Tensor<'t, T> {
+        *self.a.last().expect("at least one layer")
+    }
+
+    /// `Z[L]`, the output layer's pre-activation (the logits for a sigmoid
+    /// output).
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// # use tapegrad_tensor::{ndarray::Array2, Tape};
+    /// # let model = Model::<f64>::new(&Architecture::guide(2, &[]), Init::Zeros, 0).unwrap();
+    /// # let tape = Tape::new();
+    /// let fwd = model.forward(&tape, tape.constant(Array2::<f64>::zeros((2, 1))), None);
+    /// assert_eq!(fwd.logits().item(), 0.0);
+    /// ```
+    pub fn logits(&self) -> Tensor<'t, T> {
+        *self.z.last().expect("at least one layer")
+    }
+}
+
+/// Inverted dropout for training: each hidden unit is kept with
+/// probability `keep` and scaled by `1 / keep`, so evaluation needs no
+/// rescaling. Masks come from a seeded stream.
+///
+/// ```
+/// let d = tapegrad_nn::Dropout::new(0.2, 7).unwrap();
+/// assert_eq!(d.rate(), 0.2);
+/// assert!(tapegrad_nn::Dropout::new(1.0, 7).is_err());
+/// ```
+pub struct Dropout {
+    rate: f64,
+    rng: ChaCha8Rng,
+}
+
+impl Dropout {
+    /// Drops units with probability `rate` in `[0, 1)`.
+    ///
+    /// # Errors
+    /// When `rate` is outside `[0, 1)`.
+    ///
+    /// ```
+    /// assert!(tapegrad_nn::Dropout::new(0.5, 0).is_ok());
+    /// ```
+    pub fn new(rate: f64, seed: u64) -> Result<Self, NnError> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(NnError::InvalidHyperParameter {
+                name: "dropout rate",
+                value: rate.to_string(),
+                reason: "must be in [0, 1)".into(),
+            });
+        }
+        Ok(Dropout { rate, rng: ChaCha8Rng::seed_from_u64(seed) })
+    }
+
+    /// The drop probability.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_nn::Dropout::new(0.1, 0).unwrap().rate(), 0.1);
+    /// ```
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    fn apply<'t, T: Element>(&mut self, a: Tensor<'t, T>) -> Tensor<'t, T> {
+        use rand::RngExt;
+        if self.rate == 0.0 {
+            return a;
+        }
+        let keep = 1.0 - self.rate;
+        let shape = a.shape();
+        let scale = T::cast(1.0 / keep);
+        let rng = &mut self.rng;
+        let mask = tapegrad_tensor::ndarray::ArrayD::from_shape_simple_fn(shape, || {
+            if rng.random::<f64>() < keep {
+                scale
+            } else {
+                T::zero()
+            }
+        });
+        a * a.tape().constant(mask)
+    }
+}
+
+impl<T: Element> Model<T> {
+    /// A model with freshly drawn weights (seeded) and zero biases.
+    ///
+    /// # Errors
+    /// When the architecture is invalid (see [`Architecture::activations`]).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Architecture, Init, Model};
+    /// let a = Model::<f32>::new(&Architecture::guide(3, &[5]), Init::HeNormal, 42).unwrap();
+    /// let b = Model::<f32>::new(&Architecture::guide(3, &[5]), Init::HeNormal, 42).unwrap();
+    /// assert_eq!(a.params(), b.params());
+    /// ```
+    pub fn new(arch: &Architecture, init: Init, seed: u64) -> Result<Self, NnError> {
+        let activations = arch.activations()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let sizes = arch.sizes();
+        let mut params = Params::new();
+        for l in 1..sizes.len() {
+            params.insert(format!("W{l}"), init.sample(sizes[l], sizes[l - 1], &mut rng).mapv(T::cast));
+            params.insert(format!("b{l}"), Array2::zeros((sizes[l], 1)));
+        }
+        Ok(Model { arch: arch.clone(), activations, params })
+    }
+
+    /// A model from an architecture and its parameters (for example, the
+    /// shared initial weights of a benchmark).
+    ///
+    /// # Errors
+    /// When a parameter is missing, extra or of the wrong shape, or the
+    /// architecture is invalid.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Architecture, Model, Params};
+    /// use tapegrad_tensor::ndarray::Array2;
+    /// let mut p = Params::<f64>::new();
+    /// p.insert("W1".into(), Array2::zeros((1, 2)));
+    /// p.insert("b1".into(), Array2::zeros((1, 1)));
+    /// assert!(Model::from_params(&Architecture::guide(2, &[]), p).is_ok());
+    /// ```
+    pub fn from_params(arch: &Architecture, params: Params<T>) -> Result<Self, NnError> {
+        let activations = arch.activations()?;
+        let sizes = arch.sizes();
+        let mut ordered = Params::new();
+        for l in 1..sizes.len() {
+            for (name, shape) in
+                [(format!("W{l}"), (sizes[l], sizes[l - 1])), (format!("b{l}"), (sizes[l], 1))]
+            {
+                let p = params
+                    .get(&name)
+                    .ok_or_else(|| NnError::DataShape(format!("parameter {name} is missing")))?;
+                if p.dim() != shape {
+                    return Err(NnError::DataShape(format!(
+                        "parameter {name} has shape {:?}, the architecture needs {shape:?}",
+                        p.dim()
+                    )));
+                }
+                ordered.insert(name, p.clone());
+            }
+        }
+        if params.len() != ordered.len() {
+            let extra: Vec<&String> = params.keys().filter(|k| !ordered.contains_key(*k)).collect();
+            return Err(NnError::DataShape(format!("unexpected parameters {extra:?}")));
+        }
+        Ok(Model { arch: arch.clone(), activations, params: ordered })
+    }
+
+    /// Replaces layer `l`'s activation (1-based), e.g. with a closure.
+    ///
+    /// # Panics
+    /// When `l` is not in `1..=L`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Activation, Architecture, Init, Model};
+    /// let mut m = Model::<f64>::new(&Architecture::guide(2, &[3]), Init::HeNormal, 0).unwrap();
+    /// m.set_activation(1, Activation::custom("cube", |z| z * z * z));
+    /// assert_eq!(m.architecture().layers[0].activation, "cube");
+    /// ```
+    #[track_caller]
+    pub fn set_activation(&mut self, l: usize, activation: Activation<T>) {
+        assert!((1..=self.activations.len()).contains(&l), "set_activation: no layer {l}");
+        self.arch.layers[l - 1].activation = activation.name();
+        self.activations[l - 1] = activation;
+    }
+
+    /// The architecture.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// let m = Model::<f64>::new(&Architecture::guide(3, &[2]), Init::HeNormal, 0).unwrap();
+    /// assert_eq!(m.architecture().input, 3);
+    /// ```
+    pub fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    /// The activations, one per layer.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// let m = Model::<f64>::new(&Architecture::guide(3, &[2]), Init::HeNormal, 0).unwrap();
+    /// assert!(m.activations()[1].is_sigmoid());
+    /// ```
+    pub fn activations(&self) -> &[Activation<T>] {
+        &self.activations
+    }
+
+    /// The parameters by name.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// let m = Model::<f64>::new(&Architecture::guide(3, &[2]), Init::HeNormal, 0).unwrap();
+    /// assert_eq!(m.params().len(), 4);
+    /// ```
+    pub fn params(&self) -> &Params<T> {
+        &self.params
+    }
+
+    /// The parameters by name, to update in place (shapes must be kept).
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// let mut m = Model::<f64>::new(&Architecture::guide(3, &[2]), Init::HeNormal, 0).unwrap();
+    /// m.params_mut()["b1"].fill(1.0);
+    /// assert_eq!(m.params()["b1"][[0, 0]], 1.0);
+    /// ```
+    pub fn params_mut(&mut self) -> &mut Params<T> {
+        &mut self.params
+    }
+
+    /// The number of layers `L`.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// let m = Model::<f64>::new(&Architecture::guide(3, &[4, 2]), Init::HeNormal, 0).unwrap();
+    /// assert_eq!(m.num_layers(), 3);
+    /// ```
+    pub fn num_layers(&self) -> usize {
+        self.activations.len()
+    }
+
+    /// Records the forward pass on `tape` for inputs `x` of shape
+    /// `(n[0], m)`, with the parameters as leaves that require gradients.
+    /// With `dropout`, hidden activations are dropped (training mode).
+    ///
+    /// # Panics
+    /// When `x` does not have `n[0]` rows (a programming error: check
+    /// outside data first, as [`crate::fit`] does).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Architecture, Init, Model};
+    /// use tapegrad_tensor::{ndarray::Array2, Tape};
+    /// let model = Model::<f64>::new(&Architecture::guide(3, &[4]), Init::HeNormal, 0).unwrap();
+    /// let tape = Tape::new();
+    /// let fwd = model.forward(&tape, tape.constant(Array2::<f64>::ones((3, 8))), None);
+    /// let grads = tape.backward(fwd.output().mean());
+    /// assert_eq!(grads[fwd.params["W1"]].shape(), &[4, 3]);
+    /// ```
+    pub fn forward<'t>(
+        &self,
+        tape: &'t Tape<T>,
+        x: Tensor<'t, T>,
+        mut dropout: Option<&mut Dropout>,
+    ) -> Forward<'t, T> {
+        let params: IndexMap<String, Tensor<'t, T>> =
+            self.params.iter().map(|(k, v)| (k.clone(), tape.var(v.clone()))).collect();
+        let mut z = Vec::with_capacity(self.num_layers());
+        let mut a = vec![x];
+        let last = self.num_layers();
+        for (i, act) in self.activations.iter().enumerate() {
+            let l = i + 1;
+            let (w, b) = (params[2 * i], params[2 * i + 1]);
+            let zl = w.matmul(a[i]) + b;
+            let mut al = act.apply(zl);
+            if l < last {
+                if let Some(d) = dropout.as_deref_mut() {
+                    al = d.apply(al);
+                }
+            }
+            z.push(zl);
+            a.push(al);
+        }
+        Forward { params, z, a }
+    }
+
+    /// Probabilities `A[L]` for inputs of shape `(n[0], m)`, computed
+    /// without recording gradients (evaluation mode, no dropout).
+    ///
+    /// # Errors
+    /// When `x` does not have `n[0]` rows.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Architecture, Init, Model};
+    /// use tapegrad_tensor::ndarray::Array2;
+    /// let model = Model::<f64>::new(&Architecture::guide(3, &[]), Init::Zeros, 0).unwrap();
+    /// let p = model.predict_proba(Array2::zeros((3, 2)).view()).unwrap();
+    /// assert_eq!(p.to_vec(), vec![0.5, 0.5]);
+    /// ```
+    pub fn predict_proba(&self, x: ArrayView2<'_, T>) -> Result<Array1<T>, NnError> {
+        self.check_input(x.nrows())?;
+        let tape = Tape::new();
+        let out = tape.no_grad(|| self.forward(&tape, tape.constant(x.to_owned()), None).output().value());
+        let out = out.into_dimensionality::<tapegrad_tensor::ndarray::Ix2>().expect("2-D output");
+        Ok(out.index_axis(Axis(0), 0).to_owned())
+    }
+
+    /// Checks that data has the model's number of input features.
+    pub(crate) fn check_input(&self, rows: usize) -> Result<(), NnError> {
+        if rows != self.arch.input {
+            return Err(NnError::DataShape(format!(
+                "the data has {rows} features (rows), the model expects {}",
+                self.arch.input
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<T: Element> Model<T> {
+    /// The same model in another element type (activations re-parsed from
+    /// their names).
+    ///
+    /// # Errors
+    /// When an activation is a closure, which cannot change type.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Architecture, Init, Model};
+    /// let m = Model::<f32>::new(&Architecture::guide(2, &[3]), Init::HeNormal, 0).unwrap();
+    /// let m64 = m.cast::<f64>().unwrap();
+    /// assert_eq!(m64.params()["W1"][[0, 0]], m.params()["W1"][[0, 0]] as f64);
+    /// ```
+    pub fn cast<U: Element>(&self) -> Result<Model<U>, NnError> {
+        if let Some(Activation::Custom(name, _)) =
+            self.activations.iter().find(|a| matches!(a, Activation::Custom(..)))
+        {
+            return Err(NnError::Unsaveable(format!(
+                "activation '{name}' is a Rust closure for one element type; write it as a formula to convert the model"
+            )));
+        }
+        let params = self.params.iter().map(|(k, v)| (k.clone(), v.mapv(|x| U::cast(x.as_f64())))).collect();
+        Model::from_params(&self.arch, params)
+    }
+}

@@ -1,0 +1,309 @@
+//! Training: mini-batches, the optimizer loop, progress reports, early
+//! stopping, and a clear error when the cost stops being finite.
+
+use crate::error::NnError;
+use crate::loss::Loss;
+use crate::model::{Dropout, Model, Params};
+use crate::optim::{clip_grad_norm, Optimizer, Schedule};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tapegrad_tensor::ndarray::{ArrayView2, Axis, Ix2};
+use tapegrad_tensor::{Element, Tape};
+
+/// What to train for and how.
+///
+/// ```
+/// let cfg = tapegrad_nn::TrainConfig { epochs: 5, batch_size: Some(64), ..Default::default() };
+/// assert_eq!(cfg.seed, 0);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training data (>= 1).
+    pub epochs: usize,
+    /// Examples per update; `None` is the full batch (the guide's loop).
+    /// The last batch of an epoch may be smaller; it is kept.
+    pub batch_size: Option<usize>,
+    /// Seed of the shuffles, dropout masks and validation split.
+    pub seed: u64,
+    /// The cost.
+    pub loss: Loss,
+    /// Dropout rate on hidden layers during training, in `[0, 1)`.
+    pub dropout: f64,
+    /// Clip gradients to this global L2 norm.
+    pub clip_norm: Option<f64>,
+    /// Learning rate per epoch, from the optimizer's initial rate.
+    pub schedule: Schedule,
+    /// Stop when the validation cost has not improved for a while.
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 1,
+            batch_size: None,
+            seed: 0,
+            loss: Loss::default(),
+            dropout: 0.0,
+            clip_norm: None,
+            schedule: Schedule::Constant,
+            early_stopping: None,
+        }
+    }
+}
+
+/// Early stopping on a validation split taken (seeded) from the training
+/// data: stop after `patience` epochs without a lower validation cost and
+/// restore the best parameters.
+///
+/// ```
+/// let es = tapegrad_nn::EarlyStopping { validation_fraction: 0.2, patience: 5 };
+/// assert_eq!(es.patience, 5);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyStopping {
+    /// The share of training examples held out, in `(0, 1)`.
+    pub validation_fraction: f64,
+    /// Epochs to wait for an improvement.
+    pub patience: usize,
+}
+
+/// A progress report, sent after every update.
+///
+/// ```
+/// let p = tapegrad_nn::Progress { epoch: 1, epochs: 2, iteration: 3, cost: 0.5, epoch_cost: None };
+/// assert!(p.epoch_cost.is_none());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// The current epoch, 1-based.
+    pub epoch: usize,
+    /// The number of epochs.
+    pub epochs: usize,
+    /// Updates so far, 1-based.
+    pub iteration: usize,
+    /// The cost of the last batch (computed before its update).
+    pub cost: f64,
+    /// Set on the last update of an epoch: the epoch's mean cost.
+    pub epoch_cost: Option<f64>,
+}
+
+/// The costs recorded by [`fit`].
+///
+/// ```
+/// let h = tapegrad_nn::History::default();
+/// assert!(h.iteration_costs.is_empty());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// The cost of each update's batch, computed before the update (as the
+    /// guide's loop records it).
+    pub iteration_costs: Vec<f64>,
+    /// The example-weighted mean of each epoch's batch costs.
+    pub epoch_costs: Vec<f64>,
+    /// The validation cost after each epoch (with early stopping).
+    pub validation_costs: Vec<f64>,
+    /// The epoch (1-based) whose parameters were kept.
+    pub best_epoch: usize,
+    /// Whether early stopping ended training.
+    pub stopped_early: bool,
+}
+
+fn invalid(name: &'static str, value: String, reason: &str) -> NnError {
+    NnError::InvalidHyperParameter { name, value, reason: reason.into() }
+}
+
+/// Trains `model` on inputs `x` `(n[0], m)` and labels `y` `(1, m)` of 0s
+/// and 1s, calling `on_progress` after every update.
+///
+/// # Errors
+/// Invalid hyper-parameters or data shapes, and [`NnError::NonFinite`]
+/// when the cost turns NaN or infinite (the model keeps the parameters of
+/// the update before).
+///
+/// ```
+/// use tapegrad_nn::{fit, Adam, Architecture, Init, Model, TrainConfig};
+/// use tapegrad_tensor::ndarray::array;
+/// // The guide's network on a tiny array: rain when humid and warm.
+/// let x = array![[0.1, 0.9, 0.8, 0.2, 0.7, 0.3], [0.2, 0.9, 0.7, 0.1, 0.9, 0.8]];
+/// let y = array![[0.0, 1.0, 1.0, 0.0, 1.0, 0.0]];
+/// let mut model = Model::<f64>::new(&Architecture::guide(2, &[4]), Init::HeNormal, 0).unwrap();
+/// let cfg = TrainConfig { epochs: 300, ..Default::default() };
+/// let history = fit(&mut model, &mut Adam::new(0.05).unwrap(), x.view(), y.view(), &cfg, |_| {}).unwrap();
+/// assert!(history.epoch_costs.last().unwrap() < &0.1);
+/// ```
+pub fn fit<T: Element>(
+    model: &mut Model<T>,
+    optimizer: &mut dyn Optimizer<T>,
+    x: ArrayView2<'_, T>,
+    y: ArrayView2<'_, T>,
+    cfg: &TrainConfig,
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<History, NnError> {
+    model.check_input(x.nrows())?;
+    let m_all = x.ncols();
+    if y.nrows() != 1 || y.ncols() != m_all {
+        return Err(NnError::DataShape(format!(
+            "labels of shape {:?} for {m_all} examples; expected (1, {m_all})",
+            y.dim()
+        )));
+    }
+    if m_all == 0 {
+        return Err(NnError::DataShape("no training examples".into()));
+    }
+    if cfg.epochs == 0 {
+        return Err(invalid("number of epochs", "0".into(), "must be at least 1"));
+    }
+    if cfg.batch_size == Some(0) {
+        return Err(invalid("batch size", "0".into(), "must be at least 1"));
+    }
+    if let Some(c) = cfg.clip_norm {
+        if !(c > 0.0 && c.is_finite()) {
+            return Err(invalid("gradient clipping norm", c.to_string(), "must be a positive finite number"));
+        }
+    }
+    let mut dropout =
+        if cfg.dropout > 0.0 { Some(Dropout::new(cfg.dropout, cfg.seed ^ 0xd0)?) } else { None };
+    if cfg.dropout < 0.0 || cfg.dropout.is_nan() {
+        Dropout::new(cfg.dropout, 0)?;
+    }
+    let base_lr = optimizer.learning_rate();
+
+    // The validation split, drawn once.
+    let mut cols: Vec<usize> = (0..m_all).collect();
+    let mut val_cols = Vec::new();
+    if let Some(es) = cfg.early_stopping {
+        if !(es.validation_fraction > 0.0 && es.validation_fraction < 1.0) {
+            return Err(invalid(
+                "validation fraction",
+                es.validation_fraction.to_string(),
+                "must be in (0, 1)",
+            ));
+        }
+        cols.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed));
+        let n_val = ((m_all as f64) * es.validation_fraction).round() as usize;
+        if n_val == 0 || n_val == m_all {
+            return Err(invalid(
+                "validation fraction",
+                es.validation_fraction.to_string(),
+                "leaves no examples on one side",
+            ));
+        }
+        val_cols = cols.split_off(m_all - n_val);
+        cols.sort_unstable();
+        val_cols.sort_unstable();
+    }
+    let m = cols.len();
+    let batch = cfg.batch_size.unwrap_or(m).min(m);
+    let (xt, yt) = if val_cols.is_empty() {
+        (x.to_owned(), y.to_owned())
+    } else {
+        (x.select(Axis(1), &cols), y.select(Axis(1), &cols))
+    };
+    let (xv, yv) = (x.select(Axis(1), &val_cols), y.select(Axis(1), &val_cols));
+
+    let mut history = History::default();
+    let mut tape = Tape::<T>::new();
+    let mut order: Vec<usize> = (0..m).collect();
+    let mut best: Option<(f64, Params<T>)> = None;
+    let mut since_best = 0;
+    let mut iteration = 0;
+    for epoch in 0..cfg.epochs {
+        optimizer.set_learning_rate(cfg.schedule.learning_rate(base_lr, epoch));
+        let full_batch = batch == m;
+        if !full_batch {
+            // A fresh seeded shuffle each epoch.
+            order.sort_unstable();
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64)));
+        }
+        let mut epoch_sum = 0.0;
+        let n_batches = m.div_ceil(batch);
+        for k in 0..n_batches {
+            let idx = &order[k * batch..((k + 1) * batch).min(m)];
+            let (xb, yb) = if full_batch {
+                (xt.clone(), yt.clone())
+            } else {
+                (xt.select(Axis(1), idx), yt.select(Axis(1), idx))
+            };
+            tape.clear();
+            let fwd = model.forward(&tape, tape.constant(xb), dropout.as_mut());
+            let cost = cfg.loss.cost(model, &fwd, tape.constant(yb));
+            let c = cost.item().as_f64();
+            iteration += 1;
+            if !c.is_finite() {
+                return Err(NnError::NonFinite {
+                    iteration,
+                    epoch: epoch + 1,
+                    cost: c,
+                    learning_rate: optimizer.learning_rate(),
+                });
+            }
+            let grads = tape.backward(cost);
+            let mut g: Params<T> = fwd
+                .params
+                .iter()
+                .map(|(name, t)| {
+                    let v = grads[*t].clone().into_dimensionality::<Ix2>().expect("2-D parameter");
+                    (name.clone(), v.into_owned())
+                })
+                .collect();
+            drop(fwd);
+            if let Some(max) = cfg.clip_norm {
+                clip_grad_norm(&mut g, max);
+            }
+            optimizer.step(model.params_mut(), &g);
+            history.iteration_costs.push(c);
+            epoch_sum += c * idx.len() as f64;
+            let epoch_cost = (k + 1 == n_batches).then(|| epoch_sum / m as f64);
+            on_progress(&Progress { epoch: epoch + 1, epochs: cfg.epochs, iteration, cost: c, epoch_cost });
+        }
+        history.epoch_costs.push(epoch_sum / m as f64);
+        history.best_epoch = epoch + 1;
+        if let Some(es) = cfg.early_stopping {
+            let v = cost_of(model, &cfg.loss, xv.view(), yv.view());
+            history.validation_costs.push(v);
+            if best.as_ref().is_none_or(|(b, _)| v < *b) {
+                best = Some((v, model.params().clone()));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= es.patience {
+                    history.stopped_early = true;
+                    break;
+                }
+            }
+        }
+    }
+    if let Some((_, params)) = best {
+        history.best_epoch = history
+            .validation_costs
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(1, |(i, _)| i + 1);
+        *model.params_mut() = params;
+    }
+    optimizer.set_learning_rate(base_lr);
+    Ok(history)
+}
+
+/// The cost of `model` on a data set, without recording gradients.
+///
+/// # Panics
+/// When `x` does not fit the model (checked by the callers).
+///
+/// ```
+/// use tapegrad_nn::{cost_of, Architecture, Init, Loss, Model};
+/// use tapegrad_tensor::ndarray::Array2;
+/// let model = Model::<f64>::new(&Architecture::guide(1, &[]), Init::Zeros, 0).unwrap();
+/// let c = cost_of(&model, &Loss::default(), Array2::zeros((1, 3)).view(), Array2::ones((1, 3)).view());
+/// assert!((c - 2f64.ln()).abs() < 1e-15);
+/// ```
+pub fn cost_of<T: Element>(model: &Model<T>, loss: &Loss, x: ArrayView2<'_, T>, y: ArrayView2<'_, T>) -> f64 {
+    let tape = Tape::new();
+    tape.no_grad(|| {
+        let fwd = model.forward(&tape, tape.constant(x.to_owned()), None);
+        loss.cost(model, &fwd, tape.constant(y.to_owned())).item().as_f64()
+    })
+}

@@ -1,0 +1,142 @@
+//! Training end to end: a seeded synthetic two-class set is learned.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tapegrad_nn::{
+    fit, metrics, optim, Architecture, EarlyStopping, Init, Loss, Model, NnError, Schedule, TrainConfig,
+};
+use tapegrad_tensor::ndarray::Array2;
+
+/// Two interleaved half-moons with noise, features in rows.
+fn two_moons(m: usize, seed: u64) -> (Array2<f64>, Array2<f64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Array2::zeros((2, m));
+    let mut y = Array2::zeros((1, m));
+    for i in 0..m {
+        let t: f64 = rng.random_range(0.0..std::f64::consts::PI);
+        let (px, py, label) =
+            if i % 2 == 0 { (t.cos(), t.sin(), 0.0) } else { (1.0 - t.cos(), 0.5 - t.sin(), 1.0) };
+        x[[0, i]] = px + rng.random_range(-0.1..0.1);
+        x[[1, i]] = py + rng.random_range(-0.1..0.1);
+        y[[0, i]] = label;
+    }
+    (x, y)
+}
+
+fn accuracy(model: &Model<f64>, x: &Array2<f64>, y: &Array2<f64>) -> f64 {
+    let p = model.predict_proba(x.view()).unwrap();
+    let truth: Vec<bool> = y.iter().map(|&v| v == 1.0).collect();
+    let pred: Vec<bool> = p.iter().map(|&v| v >= 0.5).collect();
+    metrics::Confusion::from_labels(&truth, &pred).accuracy()
+}
+
+#[test]
+fn every_optimizer_learns_two_moons() {
+    let (x, y) = two_moons(400, 1);
+    for (name, lr) in [
+        ("gd", 0.5),
+        ("momentum", 0.5),
+        ("nesterov", 0.5),
+        ("rmsprop", 0.01),
+        ("adam", 0.01),
+        ("adamw", 0.01),
+    ] {
+        let mut model = Model::<f64>::new(&Architecture::guide(2, &[16, 8]), Init::HeNormal, 3).unwrap();
+        let mut opt = optim::by_name::<f64>(name, lr).unwrap();
+        let cfg = TrainConfig { epochs: 150, batch_size: Some(32), seed: 2, ..Default::default() };
+        let mut calls = 0;
+        let h = fit(&mut model, opt.as_mut(), x.view(), y.view(), &cfg, |_| calls += 1).unwrap();
+        assert_eq!(calls, 150 * 13, "400/32 -> 12 full batches and the smaller last one");
+        assert_eq!(h.iteration_costs.len(), calls);
+        let acc = accuracy(&model, &x, &y);
+        assert!(h.epoch_costs.last().unwrap() < &0.1, "{name}: cost {:?}", h.epoch_costs.last());
+        assert!(acc > 0.95, "{name}: accuracy {acc}");
+    }
+}
+
+#[test]
+fn f32_training_works_too() {
+    let (x, y) = two_moons(200, 4);
+    let (x, y) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
+    let mut model = Model::<f32>::new(&Architecture::guide(2, &[16, 8]), Init::HeNormal, 3).unwrap();
+    let cfg = TrainConfig { epochs: 200, batch_size: Some(16), ..Default::default() };
+    let h = fit(&mut model, &mut tapegrad_nn::Adam::new(0.01).unwrap(), x.view(), y.view(), &cfg, |_| {})
+        .unwrap();
+    assert!(h.epoch_costs.last().unwrap() < &0.1);
+}
+
+#[test]
+fn training_is_reproducible_bit_for_bit() {
+    let (x, y) = two_moons(100, 5);
+    let run = || {
+        let mut model = Model::<f64>::new(&Architecture::guide(2, &[8]), Init::HeNormal, 3).unwrap();
+        let cfg =
+            TrainConfig { epochs: 5, batch_size: Some(10), dropout: 0.2, seed: 9, ..Default::default() };
+        fit(&mut model, &mut tapegrad_nn::Adam::new(0.01).unwrap(), x.view(), y.view(), &cfg, |_| {})
+            .unwrap();
+        model.params().clone()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn divergence_stops_with_an_error_naming_the_iteration() {
+    let (x, y) = two_moons(100, 6);
+    let x = x * 1e3;
+    let mut model = Model::<f64>::new(&Architecture::guide(2, &[8]), Init::HeNormal, 0).unwrap();
+    let cfg = TrainConfig { epochs: 50, loss: Loss::new(0.0, 1.0).unwrap(), ..Default::default() };
+    let err = fit(
+        &mut model,
+        &mut tapegrad_nn::GradientDescent::new(1e6).unwrap(),
+        x.view(),
+        y.view(),
+        &cfg,
+        |_| {},
+    )
+    .unwrap_err();
+    match &err {
+        NnError::NonFinite { iteration, .. } => assert!(*iteration >= 1),
+        e => panic!("unexpected {e}"),
+    }
+    assert!(err.to_string().contains("Try a smaller learning rate"), "{err}");
+}
+
+#[test]
+fn early_stopping_restores_the_best_epoch() {
+    let (x, y) = two_moons(200, 7);
+    let mut model = Model::<f64>::new(&Architecture::guide(2, &[32, 32]), Init::HeNormal, 0).unwrap();
+    let cfg = TrainConfig {
+        epochs: 300,
+        batch_size: Some(8),
+        early_stopping: Some(EarlyStopping { validation_fraction: 0.25, patience: 3 }),
+        schedule: Schedule::Constant,
+        ..Default::default()
+    };
+    let h = fit(&mut model, &mut tapegrad_nn::Adam::new(0.05).unwrap(), x.view(), y.view(), &cfg, |_| {})
+        .unwrap();
+    assert_eq!(h.validation_costs.len(), h.epoch_costs.len());
+    let best = h.validation_costs.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert_eq!(h.validation_costs[h.best_epoch - 1], best);
+    if h.stopped_early {
+        assert!(h.epoch_costs.len() < 300);
+    }
+}
+
+#[test]
+fn bad_hyper_parameters_are_typed_errors() {
+    let (x, y) = two_moons(10, 8);
+    let mut model = Model::<f64>::new(&Architecture::guide(2, &[3]), Init::HeNormal, 0).unwrap();
+    let mut opt = tapegrad_nn::Adam::new(0.01).unwrap();
+    for cfg in [
+        TrainConfig { epochs: 0, ..Default::default() },
+        TrainConfig { batch_size: Some(0), ..Default::default() },
+        TrainConfig { dropout: 1.0, ..Default::default() },
+        TrainConfig { clip_norm: Some(-1.0), ..Default::default() },
+    ] {
+        let e = fit(&mut model, &mut opt, x.view(), y.view(), &cfg, |_| {}).unwrap_err();
+        assert!(matches!(e, NnError::InvalidHyperParameter { .. }), "{e}");
+    }
+    let bad_x = Array2::<f64>::zeros((3, 10));
+    let e = fit(&mut model, &mut opt, bad_x.view(), y.view(), &TrainConfig::default(), |_| {}).unwrap_err();
+    assert!(e.to_string().contains("the data has 3 features"), "{e}");
+}
