@@ -36,6 +36,8 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Stop when the validation cost has not improved for a while.
     pub early_stopping: Option<EarlyStopping>,
+    /// Stop after this many updates, even mid-epoch.
+    pub max_iterations: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -49,6 +51,7 @@ impl Default for TrainConfig {
             clip_norm: None,
             schedule: Schedule::Constant,
             early_stopping: None,
+            max_iterations: None,
         }
     }
 }
@@ -155,6 +158,9 @@ pub fn fit<T: Element>(
     if cfg.epochs == 0 {
         return Err(invalid("number of epochs", "0".into(), "must be at least 1"));
     }
+    if cfg.max_iterations == Some(0) {
+        return Err(invalid("number of iterations", "0".into(), "must be at least 1"));
+    }
     if cfg.batch_size == Some(0) {
         return Err(invalid("batch size", "0".into(), "must be at least 1"));
     }
@@ -209,7 +215,11 @@ pub fn fit<T: Element>(
     let mut best: Option<(f64, Params<T>)> = None;
     let mut since_best = 0;
     let mut iteration = 0;
+    let mut out_of_iterations = false;
     for epoch in 0..cfg.epochs {
+        if out_of_iterations {
+            break;
+        }
         optimizer.set_learning_rate(cfg.schedule.learning_rate(base_lr, epoch));
         let full_batch = batch == m;
         if !full_batch {
@@ -218,6 +228,7 @@ pub fn fit<T: Element>(
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64)));
         }
         let mut epoch_sum = 0.0;
+        let mut seen = 0;
         let n_batches = m.div_ceil(batch);
         for k in 0..n_batches {
             let idx = &order[k * batch..((k + 1) * batch).min(m)];
@@ -255,10 +266,15 @@ pub fn fit<T: Element>(
             optimizer.step(model.params_mut(), &g);
             history.iteration_costs.push(c);
             epoch_sum += c * idx.len() as f64;
-            let epoch_cost = (k + 1 == n_batches).then(|| epoch_sum / m as f64);
+            seen += idx.len();
+            out_of_iterations = cfg.max_iterations.is_some_and(|n| iteration >= n);
+            let epoch_cost = (k + 1 == n_batches || out_of_iterations).then(|| epoch_sum / seen as f64);
             on_progress(&Progress { epoch: epoch + 1, epochs: cfg.epochs, iteration, cost: c, epoch_cost });
+            if out_of_iterations {
+                break;
+            }
         }
-        history.epoch_costs.push(epoch_sum / m as f64);
+        history.epoch_costs.push(epoch_sum / seen as f64);
         history.best_epoch = epoch + 1;
         if let Some(es) = cfg.early_stopping {
             let v = cost_of(model, &cfg.loss, xv.view(), yv.view());

@@ -1,0 +1,434 @@
+//! Loading the weather CSV into the guide's layout: features as rows,
+//! examples as columns, with every cleaning step counted.
+
+use crate::error::RainError;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use tapegrad::tensor::ndarray::Array2;
+
+/// Which label values count as positive (rain).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PositiveRule {
+    Gt(f64),
+    Ge(f64),
+    Lt(f64),
+    Le(f64),
+    Eq(String),
+    Contains(String),
+}
+
+impl PositiveRule {
+    pub fn parse(s: &str) -> Result<Self, RainError> {
+        let num = |t: &str| {
+            t.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                RainError::bad(
+                    "--positive rule",
+                    s,
+                    "expected a number after the comparison, e.g. '>0' or '>=0.1'",
+                )
+            })
+        };
+        if let Some(t) = s.strip_prefix("contains:") {
+            Ok(PositiveRule::Contains(t.to_string()))
+        } else if let Some(t) = s.strip_prefix(">=") {
+            Ok(PositiveRule::Ge(num(t)?))
+        } else if let Some(t) = s.strip_prefix("<=") {
+            Ok(PositiveRule::Le(num(t)?))
+        } else if let Some(t) = s.strip_prefix('>') {
+            Ok(PositiveRule::Gt(num(t)?))
+        } else if let Some(t) = s.strip_prefix('<') {
+            Ok(PositiveRule::Lt(num(t)?))
+        } else if let Some(t) = s.strip_prefix('=') {
+            Ok(PositiveRule::Eq(t.to_string()))
+        } else {
+            Err(RainError::bad("--positive rule", s, "use >v, >=v, <v, <=v, =text or contains:text"))
+        }
+    }
+
+    fn is_numeric(&self) -> bool {
+        !matches!(self, PositiveRule::Eq(_) | PositiveRule::Contains(_))
+    }
+
+    /// `Some(label)`, or `Err(())` when a numeric rule meets a non-number.
+    fn apply(&self, raw: &str) -> Result<bool, ()> {
+        let v = || raw.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or(());
+        Ok(match self {
+            PositiveRule::Gt(t) => v()? > *t,
+            PositiveRule::Ge(t) => v()? >= *t,
+            PositiveRule::Lt(t) => v()? < *t,
+            PositiveRule::Le(t) => v()? <= *t,
+            PositiveRule::Eq(t) => raw == t,
+            PositiveRule::Contains(t) => raw.contains(t.as_str()),
+        })
+    }
+}
+
+impl fmt::Display for PositiveRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PositiveRule::Gt(v) => write!(f, "> {v}"),
+            PositiveRule::Ge(v) => write!(f, ">= {v}"),
+            PositiveRule::Lt(v) => write!(f, "< {v}"),
+            PositiveRule::Le(v) => write!(f, "<= {v}"),
+            PositiveRule::Eq(t) => write!(f, "= '{t}'"),
+            PositiveRule::Contains(t) => write!(f, "contains '{t}'"),
+        }
+    }
+}
+
+/// How rows are split into train and test.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Split {
+    /// Train where `column` is in `lo..=hi`, test elsewhere.
+    Range { column: String, lo: f64, hi: f64 },
+    /// A seeded random share of the rows for test.
+    Fraction { fraction: f64, seed: u64 },
+}
+
+impl Split {
+    pub fn parse_range(s: &str) -> Result<Self, RainError> {
+        let err = || RainError::bad("--split", s, "expected COLUMN:LO-HI, e.g. month:1-10");
+        let (column, range) = s.split_once(':').ok_or_else(err)?;
+        let (lo, hi) = range.split_once('-').ok_or_else(err)?;
+        let lo: f64 = lo.trim().parse().map_err(|_| err())?;
+        let hi: f64 = hi.trim().parse().map_err(|_| err())?;
+        if column.is_empty() || !(lo <= hi) {
+            return Err(err());
+        }
+        Ok(Split::Range { column: column.to_string(), lo, hi })
+    }
+
+    pub fn fraction(fraction: f64, seed: u64) -> Result<Self, RainError> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(RainError::bad("--test-fraction", fraction, "must be between 0 and 1"));
+        }
+        Ok(Split::Fraction { fraction, seed })
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Split::Range { column, lo, hi } => write!(f, "{column} {lo}-{hi}"),
+            Split::Fraction { fraction, seed } => {
+                write!(f, "random {:.0}% test, seed {seed}", fraction * 100.0)
+            }
+        }
+    }
+}
+
+/// What to do with rows that lack a feature value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missing {
+    /// Drop the row.
+    Drop,
+    /// Fill with the training rows' mean of that feature.
+    Mean,
+}
+
+/// The data request.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub path: PathBuf,
+    pub features: Vec<String>,
+    pub label: String,
+    pub positive: PositiveRule,
+    pub split: Split,
+    pub missing: Missing,
+}
+
+/// What cleaning did, for the user.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub rows_read: usize,
+    /// Rows dropped, and the columns whose missing values caused it.
+    pub rows_dropped: usize,
+    pub missing_by_column: Vec<(String, usize)>,
+    /// Of the dropped rows whose label is known, how many were positive.
+    pub dropped_positive: usize,
+    pub dropped_labelled: usize,
+    /// Values filled with the training mean (`--missing mean`).
+    pub imputed: usize,
+    pub train_rows: usize,
+    pub train_positive: usize,
+    pub test_rows: usize,
+    pub test_positive: usize,
+}
+
+pub struct Dataset {
+    pub train_x: Array2<f64>,
+    pub train_y: Array2<f64>,
+    pub test_x: Array2<f64>,
+    pub test_y: Array2<f64>,
+    pub report: Report,
+}
+
+pub(crate) fn read_text(path: &Path) -> Result<String, RainError> {
+    let bytes = std::fs::read(path).map_err(|source| RainError::Read { path: path.to_path_buf(), source })?;
+    String::from_utf8(bytes)
+        .map_err(|e| RainError::NotUtf8 { path: path.to_path_buf(), offset: e.utf8_error().valid_up_to() })
+}
+
+fn is_missing(v: &str) -> bool {
+    let t = v.trim();
+    t.is_empty() || t == "NA" || t == "NaN" || t == "nan"
+}
+
+/// A CSV file as header and records, with a column lookup that names the
+/// available columns when one is missing.
+pub(crate) struct Table {
+    path: PathBuf,
+    pub header: Vec<String>,
+    pub records: Vec<csv::StringRecord>,
+}
+
+impl Table {
+    pub fn read(path: &Path) -> Result<Table, RainError> {
+        let text = read_text(path)?;
+        let not_csv = |detail: String| RainError::NotCsv { path: path.to_path_buf(), detail };
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| not_csv(e.to_string()))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        if header.len() < 2 {
+            return Err(not_csv(format!(
+                "the header has {} column(s); expected comma-separated names",
+                header.len()
+            )));
+        }
+        let mut records = Vec::new();
+        for r in reader.records() {
+            records.push(r.map_err(|e| not_csv(e.to_string()))?);
+        }
+        Ok(Table { path: path.to_path_buf(), header, records })
+    }
+
+    pub fn column(&self, name: &str) -> Result<usize, RainError> {
+        self.header.iter().position(|h| h == name).ok_or_else(|| RainError::MissingColumn {
+            path: self.path.clone(),
+            column: name.to_string(),
+            available: self.header.join(", "),
+        })
+    }
+
+    /// The number in `row` (0-based record) at `col`, `None` if missing.
+    pub fn number(&self, row: usize, col: usize) -> Result<Option<f64>, RainError> {
+        let raw = self.records[row].get(col).unwrap_or("");
+        if is_missing(raw) {
+            return Ok(None);
+        }
+        match raw.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Some(v)),
+            _ => Err(RainError::NonNumeric {
+                path: self.path.clone(),
+                // +2: 1-based, and the header is line 1.
+                row: row + 2,
+                column: self.header[col].clone(),
+                value: raw.to_string(),
+            }),
+        }
+    }
+
+    /// Features as rows, one column per record; `None` for missing values.
+    pub fn features(&self, names: &[String]) -> Result<Vec<Vec<Option<f64>>>, RainError> {
+        let cols: Vec<usize> = names.iter().map(|n| self.column(n)).collect::<Result<_, _>>()?;
+        (0..self.records.len()).map(|r| cols.iter().map(|&c| self.number(r, c)).collect()).collect()
+    }
+}
+
+pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
+    if spec.features.is_empty() {
+        return Err(RainError::bad("--features", "", "name at least one column"));
+    }
+    let table = Table::read(&spec.path)?;
+    let label_col = table.column(&spec.label)?;
+    let feats = table.features(&spec.features)?;
+    let split_col = match &spec.split {
+        Split::Range { column, .. } => Some(table.column(column)?),
+        Split::Fraction { .. } => None,
+    };
+    let n = table.records.len();
+    let mut report = Report { rows_read: n, ..Default::default() };
+    let mut missing_by_column = vec![0usize; spec.features.len() + 2];
+
+    // Labels and split sides; None where missing.
+    let mut labels = Vec::with_capacity(n);
+    let mut is_train = Vec::with_capacity(n);
+    for r in 0..n {
+        let raw = table.records[r].get(label_col).unwrap_or("");
+        let label = if is_missing(raw) && spec.positive.is_numeric() {
+            None
+        } else {
+            Some(spec.positive.apply(raw).map_err(|_| RainError::NonNumeric {
+                path: spec.path.clone(),
+                row: r + 2,
+                column: spec.label.clone(),
+                value: raw.to_string(),
+            })?)
+        };
+        labels.push(label);
+        is_train.push(match (&spec.split, split_col) {
+            (Split::Range { lo, hi, .. }, Some(c)) => table.number(r, c)?.map(|v| v >= *lo && v <= *hi),
+            _ => Some(true),
+        });
+    }
+    if let Split::Fraction { fraction, seed } = spec.split {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let n_test = ((n as f64) * fraction).round() as usize;
+        for &i in &order[..n_test] {
+            is_train[i] = Some(false);
+        }
+    }
+
+    // Which rows are kept.
+    let mut keep = vec![true; n];
+    for r in 0..n {
+        let mut drop = false;
+        for (k, v) in feats[r].iter().enumerate() {
+            if v.is_none() {
+                missing_by_column[k] += 1;
+                drop |= spec.missing == Missing::Drop;
+            }
+        }
+        if labels[r].is_none() {
+            missing_by_column[spec.features.len()] += 1;
+            drop = true;
+        }
+        if is_train[r].is_none() {
+            missing_by_column[spec.features.len() + 1] += 1;
+            drop = true;
+        }
+        if drop {
+            keep[r] = false;
+            report.rows_dropped += 1;
+            if let Some(l) = labels[r] {
+                report.dropped_labelled += 1;
+                report.dropped_positive += l as usize;
+            }
+        }
+    }
+    let mut names: Vec<String> = spec.features.clone();
+    names.push(spec.label.clone());
+    names.push(match &spec.split {
+        Split::Range { column, .. } => column.clone(),
+        Split::Fraction { .. } => "split".into(),
+    });
+    report.missing_by_column = names.into_iter().zip(missing_by_column).filter(|(_, c)| *c > 0).collect();
+
+    // Training means for imputation.
+    let nf = spec.features.len();
+    let mut means = vec![0.0; nf];
+    if spec.missing == Missing::Mean {
+        for (k, mean) in means.iter_mut().enumerate() {
+            let vals: Vec<f64> = (0..n)
+                .filter(|&r| keep[r] && is_train[r] == Some(true))
+                .filter_map(|r| feats[r][k])
+                .collect();
+            if vals.is_empty() {
+                return Err(RainError::NoRows {
+                    path: spec.path.clone(),
+                    which: "training",
+                    why: format!("feature '{}' has no value in any training row", spec.features[k]),
+                });
+            }
+            *mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        }
+    }
+
+    let build = |train: bool, report: &mut Report| {
+        let rows: Vec<usize> = (0..n).filter(|&r| keep[r] && is_train[r] == Some(train)).collect();
+        let mut x = Array2::zeros((nf, rows.len()));
+        let mut y = Array2::zeros((1, rows.len()));
+        for (j, &r) in rows.iter().enumerate() {
+            for k in 0..nf {
+                x[[k, j]] = match feats[r][k] {
+                    Some(v) => v,
+                    None => {
+                        report.imputed += 1;
+                        means[k]
+                    }
+                };
+            }
+            y[[0, j]] = if labels[r] == Some(true) { 1.0 } else { 0.0 };
+        }
+        (x, y)
+    };
+    let (train_x, train_y) = build(true, &mut report);
+    let (test_x, test_y) = build(false, &mut report);
+    report.train_rows = train_x.ncols();
+    report.test_rows = test_x.ncols();
+    report.train_positive = train_y.iter().filter(|&&v| v == 1.0).count();
+    report.test_positive = test_y.iter().filter(|&&v| v == 1.0).count();
+    let why = || {
+        format!(
+            "{} rows read, {} dropped for missing values, split by {}",
+            report.rows_read, report.rows_dropped, spec.split
+        )
+    };
+    if report.train_rows == 0 {
+        return Err(RainError::NoRows { path: spec.path.clone(), which: "training", why: why() });
+    }
+    if report.test_rows == 0 {
+        return Err(RainError::NoRows { path: spec.path.clone(), which: "test", why: why() });
+    }
+    if report.train_positive == 0 {
+        return Err(RainError::OneClass { class: "negative (no rain)" });
+    }
+    if report.train_positive == report.train_rows {
+        return Err(RainError::OneClass { class: "positive (rain)" });
+    }
+    Ok(Dataset { train_x, train_y, test_x, test_y, report })
+}
+
+impl Report {
+    /// The human summary, a few lines.
+    pub fn describe(&self, spec: &Spec) -> String {
+        let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+        let mut s = format!("data: {} rows read from {}\n", self.rows_read, spec.path.display());
+        if self.rows_dropped > 0 {
+            let cols: Vec<String> = self.missing_by_column.iter().map(|(c, k)| format!("{c}: {k}")).collect();
+            let kept_pos = self.train_positive + self.test_positive;
+            let kept = self.train_rows + self.test_rows;
+            s += &format!(
+                "  dropped {} rows with a missing value (missing {}); {:.1}% of them are positive against {:.1}% of the kept rows, so the missingness is not random\n",
+                self.rows_dropped,
+                cols.join(", "),
+                pct(self.dropped_positive, self.dropped_labelled),
+                pct(kept_pos, kept)
+            );
+        }
+        if self.imputed > 0 {
+            let cols: Vec<String> = self.missing_by_column.iter().map(|(c, k)| format!("{c}: {k}")).collect();
+            s += &format!(
+                "  filled {} missing feature values with the training mean ({})\n",
+                self.imputed,
+                cols.join(", ")
+            );
+        }
+        s += &format!(
+            "  train ({}): {} rows, positive ({} {}) rate {:.2}%\n",
+            match &spec.split {
+                Split::Range { column, lo, hi } => format!("{column} {lo}-{hi}"),
+                Split::Fraction { .. } => "random".into(),
+            },
+            self.train_rows,
+            spec.label,
+            spec.positive,
+            pct(self.train_positive, self.train_rows)
+        );
+        s += &format!(
+            "  test: {} rows, positive rate {:.2}%",
+            self.test_rows,
+            pct(self.test_positive, self.test_rows)
+        );
+        s
+    }
+}

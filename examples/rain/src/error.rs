@@ -1,0 +1,39 @@
+//! The CLI's errors: each is one line for the user, exit status 2.
+
+use std::path::PathBuf;
+use tapegrad::nn::NnError;
+
+/// Everything that can go wrong with outside input.
+#[derive(Debug, thiserror::Error)]
+pub enum RainError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("{path} is not valid CSV: {detail}")]
+    NotCsv { path: PathBuf, detail: String },
+    #[error("{path} has no column '{column}' (available: {available})")]
+    MissingColumn { path: PathBuf, column: String, available: String },
+    #[error("{path}, row {row}, column '{column}': '{value}' is not a number")]
+    NonNumeric { path: PathBuf, row: usize, column: String, value: String },
+    #[error("no {which} rows left after cleaning {path} ({why})")]
+    NoRows { path: PathBuf, which: &'static str, why: String },
+    #[error(
+        "the training labels are all {class}: a classifier needs both classes (check --label and --positive)"
+    )]
+    OneClass { class: &'static str },
+    #[error("invalid {what} '{value}': {reason}")]
+    BadArgument { what: &'static str, value: String, reason: String },
+    #[error("the model expects {expected} features ({names}), the data gives {found}")]
+    FeatureCount { expected: usize, found: usize, names: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Nn(#[from] NnError),
+}
+
+impl RainError {
+    pub fn bad(what: &'static str, value: impl ToString, reason: impl ToString) -> Self {
+        RainError::BadArgument { what, value: value.to_string(), reason: reason.to_string() }
+    }
+}
