@@ -24,8 +24,10 @@ pub enum RainError {
     OneClass { class: &'static str },
     #[error("invalid {what} '{value}': {reason}")]
     BadArgument { what: &'static str, value: String, reason: String },
-    #[error("the model expects {expected} features ({names}), the data gives {found}")]
-    FeatureCount { expected: usize, found: usize, names: String },
+    #[error(
+        "the model expects {expected} features ({names}), the data has {found} of them (missing: {missing})"
+    )]
+    FeatureCount { expected: usize, found: usize, names: String, missing: String },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("{0}")]

@@ -79,7 +79,7 @@ struct DataArgs {
 #[derive(Args, Debug, Clone)]
 struct ModelArgs {
     /// Hidden layer sizes, comma-separated ("none" for logistic regression).
-    #[arg(long, default_value = "20,7,5", value_parser = parse_layers)]
+    #[arg(long, default_value = "16", value_parser = parse_layers)]
     layers: Layers,
     /// Hidden activation: a built-in name or a formula in x, e.g. "x * sigmoid(1.702 * x)".
     #[arg(long, default_value = "relu", allow_hyphen_values = true)]
@@ -110,14 +110,22 @@ struct TrainArgs {
     /// Instead of --epochs: the number of updates.
     #[arg(long)]
     iterations: Option<usize>,
+    /// Learning-rate schedule over the epochs: constant, cosine (to 0),
+    /// step (x0.5 every 10 epochs) or exp (x0.95 per epoch).
+    #[arg(long, default_value = "cosine")]
+    schedule: String,
+    /// Stop when the cost on a held-out 10% of the training rows has not
+    /// improved for this many epochs, and keep the best epoch's weights.
+    #[arg(long)]
+    early_stopping: Option<usize>,
     /// Examples per update, or "full" for the guide's full batch.
     #[arg(long, default_value = "64", value_parser = parse_batch)]
     batch_size: Batch,
-    /// L2 strength lambda (cost + lambda/2m sum ||W||^2).
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    /// L2 strength lambda (cost + lambda/2m sum ||W||^2, m = batch size).
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
     l2: f64,
     /// Dropout rate on hidden layers, in [0, 1).
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
     dropout: f64,
     /// Weight of positive examples in the cost (imbalanced classes).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
@@ -310,13 +318,14 @@ fn predict(args: &PredictArgs) -> Result<(), RainError> {
         None => (0..arch.input).map(|i| format!("x{}", i + 1)).collect(),
     };
     let table = data::Table::read(&args.data)?;
-    // Column count first: a model/data mismatch is one clear error.
-    let present = features.iter().filter(|f| table.header.contains(f)).count();
-    if present < features.len() && table.header.len() < features.len() {
+    // A model/data mismatch is one clear error naming what is missing.
+    let missing: Vec<String> = features.iter().filter(|f| !table.header.contains(f)).cloned().collect();
+    if !missing.is_empty() {
         return Err(RainError::FeatureCount {
             expected: arch.input,
-            found: table.header.len(),
+            found: features.len() - missing.len(),
             names: features.join(", "),
+            missing: missing.join(", "),
         });
     }
     let rows = table.features(&features)?;

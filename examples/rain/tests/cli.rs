@@ -1,0 +1,285 @@
+//! The `rain` binary end to end on a small slice of the shipped data: the
+//! happy path of each subcommand and every bad-input case, each of which
+//! must print one line, exit with status 2 and leave no output files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rain"))
+}
+
+/// A scratch folder per test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rain-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every 8th row of the shipped data: ~3,300 rows, all months, both classes.
+fn slice(dir: &Path) -> PathBuf {
+    let full =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/nyc-weather-2013.csv")).unwrap();
+    let mut lines = full.lines();
+    let mut out = String::from(lines.next().unwrap());
+    out.push('\n');
+    for l in lines.step_by(8) {
+        out += l;
+        out.push('\n');
+    }
+    let p = dir.join("slice.csv");
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Runs a failing case: status 2, one line on stderr containing `want`,
+/// no panic, and the output folder not created.
+fn fails(args: &[&str], dir: &Path, want: &str) {
+    let out_dir = dir.join("out");
+    let o = rain().args(args).arg("--out").arg(&out_dir).output().unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}\nstdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line:\n{stderr}");
+    assert!(stderr.contains(want), "{args:?}: expected '{want}' in: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(!out_dir.exists(), "{args:?}: output folder was created");
+}
+
+fn quick(data: &Path) -> Vec<String> {
+    ["--data", data.to_str().unwrap(), "--epochs", "2", "--quiet"].iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn train_writes_model_metrics_and_plots() {
+    let d = scratch("train");
+    let data = slice(&d);
+    let out = d.join("out");
+    let o = rain()
+        .args(["train", "--data", data.to_str().unwrap(), "--epochs", "20", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for needle in [
+        "rows read",
+        "dropped",
+        "not random",
+        "gradient check before training",
+        "layer 1:",
+        "logistic regression",
+        "always no rain",
+        "ROC-AUC",
+    ] {
+        assert!(stdout.contains(needle), "missing '{needle}' in:\n{stdout}");
+    }
+    for f in ["model.json", "metrics.json", "cost.svg", "roc.svg", "pr.svg"] {
+        let p = out.join(f);
+        assert!(p.exists() && std::fs::metadata(&p).unwrap().len() > 100, "{f}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert!(m["test"]["model"]["roc_auc"].as_f64().unwrap() > 0.8);
+    assert_eq!(m["gradient_check"]["passed"], true);
+    assert!(std::fs::read_to_string(out.join("roc.svg")).unwrap().starts_with("<svg"));
+}
+
+#[test]
+fn bare_rain_trains_and_json_goes_to_stdout() {
+    let d = scratch("json");
+    let data = slice(&d);
+    let o = rain()
+        .args(["--data", data.to_str().unwrap(), "--epochs", "1", "--json", "--dtype", "f32", "--out"])
+        .arg(d.join("o"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON document");
+    assert_eq!(v["config"]["dtype"], "f32");
+}
+
+#[test]
+fn guide_faithful_full_batch_gradient_descent_runs() {
+    let d = scratch("guide");
+    let data = slice(&d);
+    let o = rain()
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "--layers",
+            "20,7,5",
+            "--optimizer",
+            "gd",
+            "--lr",
+            "0.1",
+            "--batch-size",
+            "full",
+        ])
+        .args([
+            "--iterations",
+            "20",
+            "--init",
+            "guide",
+            "--l2",
+            "0",
+            "--dropout",
+            "0",
+            "--schedule",
+            "constant",
+            "--json",
+            "--out",
+        ])
+        .arg(d.join("o"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["config"]["iterations"], 20);
+}
+
+#[test]
+fn predict_applies_the_saved_standardisation() {
+    let d = scratch("predict");
+    let data = slice(&d);
+    let out = d.join("out");
+    assert!(rain().args(quick(&data)).arg("--out").arg(&out).status().unwrap().success());
+    let preds = d.join("preds.csv");
+    let o = rain()
+        .args([
+            "predict",
+            "--model",
+            out.join("model.json").to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(&preds)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let csv = std::fs::read_to_string(&preds).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("row,probability,label"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), std::fs::read_to_string(&data).unwrap().lines().count() - 1);
+    let p: f64 = rows[0].split(',').nth(1).unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+}
+
+#[test]
+fn check_prints_the_gradient_table() {
+    let d = scratch("check");
+    let data = slice(&d);
+    for act in ["relu", "x * sigmoid(x)"] {
+        let o = rain()
+            .args(["check", "--data", data.to_str().unwrap(), "--activation", act, "--layers", "5,3"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&o);
+        assert!(o.status.success(), "{stderr}");
+        assert!(stdout.contains("autodiff vs finite differences"), "{stdout}");
+        assert!(stdout.contains("gradients agree"), "{stdout}");
+    }
+}
+
+#[test]
+fn activation_plots_value_and_two_derivatives() {
+    let d = scratch("activation");
+    let o = rain()
+        .args(["activation", "x * tanh(softplus(x))", "--range", "-3:3", "--out"])
+        .arg(d.join("o"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("f''(x)"));
+    let svg = std::fs::read_to_string(d.join("o").join("activation.svg")).unwrap();
+    assert!(svg.contains("grad of grad"));
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let d = scratch("bad");
+    let data = slice(&d);
+    let q = quick(&data);
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v = q.clone();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>, want: &str| {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        fails(&a, &d, want);
+    };
+
+    run(vec!["--data".into(), d.join("nope.csv").to_str().unwrap().into()], "cannot read");
+    let bin = d.join("binary.csv");
+    std::fs::write(&bin, b"temp,humid\n\xff\xfe,1\n").unwrap();
+    run(vec!["--data".into(), bin.to_str().unwrap().into()], "is not UTF-8");
+    let ragged = d.join("ragged.csv");
+    std::fs::write(&ragged, "a,b,c\n1,2,3\n4,5\n").unwrap();
+    run(vec!["--data".into(), ragged.to_str().unwrap().into()], "is not valid CSV");
+    run(with(&["--features", "temp,foo"]), "has no column 'foo' (available: origin, year");
+    let bad_num = d.join("badnum.csv");
+    let mut txt = std::fs::read_to_string(&data).unwrap();
+    txt = txt.replacen(",2013,1,1,", ",2013,1,1,", 1);
+    let mut lines: Vec<String> = txt.lines().map(String::from).collect();
+    let mut f: Vec<String> = lines[3].split(',').map(String::from).collect();
+    f[5] = "warm".into();
+    lines[3] = f.join(",");
+    std::fs::write(&bad_num, lines.join("\n")).unwrap();
+    run(
+        vec!["--data".into(), bad_num.to_str().unwrap().into()],
+        "row 4, column 'temp': 'warm' is not a number",
+    );
+    run(with(&["--split", "month:13-14"]), "no training rows left");
+    run(with(&["--positive", ">100"]), "training labels are all negative");
+    run(with(&["--features", "year,temp"]), "feature 'year' has zero variance");
+    run(with(&["--activation", "swoosh"]), "unknown function or variable 'swoosh'");
+    run(with(&["--activation", "x * (1 +"]), "column 9");
+    run(with(&["--layers", "20,,5"]), "bad layer list");
+    run(with(&["--layers", "20,0"]), "bad layer list");
+    run(with(&["--lr", "-1"]), "invalid learning rate -1");
+    run(with(&["--lr", "NaN"]), "invalid learning rate NaN");
+    run(with(&["--lr", "0"]), "invalid learning rate 0");
+    run(with(&["--batch-size", "0"]), "batch size 0");
+    run(with(&["--optimizer", "lbfgs"]), "invalid optimizer lbfgs");
+    run(with(&["--dropout", "1.5"]), "invalid dropout rate");
+
+    // A model whose features the data lacks.
+    let out = d.join("model-out");
+    assert!(rain().args(&q).arg("--out").arg(&out).status().unwrap().success());
+    let two = d.join("two.csv");
+    std::fs::write(&two, "temp,humid\n50,60\n").unwrap();
+    let o = rain()
+        .args([
+            "predict",
+            "--model",
+            out.join("model.json").to_str().unwrap(),
+            "--data",
+            two.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(d.join("p.csv"))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr.contains("the model expects 3 features (temp, humid, pressure), the data has 2 of them (missing: pressure)"), "{stderr}");
+    assert!(!d.join("p.csv").exists());
+    // A corrupt model file.
+    let bad_model = d.join("bad-model.json");
+    std::fs::write(&bad_model, "{\"format\": \"tapegrad-model\", \"vers").unwrap();
+    let o = rain()
+        .args(["predict", "--model", bad_model.to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("corrupt or truncated"));
+}
