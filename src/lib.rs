@@ -19,3 +19,9 @@
 
 pub use tapegrad_nn as nn;
 pub use tapegrad_tensor as tensor;
+
+/// The README's Rust examples, compiled and run as doctests so they stay
+/// true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -23,7 +23,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn w4() {
     const REPEATS: usize = 2500;
     let mut tape = Tape::<f64>::new();
-    let mut once = |tape: &mut Tape<f64>| -> (f64, [f64; 4]) {
+    let once = |tape: &mut Tape<f64>| -> (f64, [f64; 4]) {
         tape.clear();
         let x0 = tape.var(arr2(&[[0.5]]));
         let a = tape.var(arr2(&[[1.0]]));

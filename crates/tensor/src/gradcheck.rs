@@ -178,8 +178,9 @@ where
             let rel = if scale > 0.0 { abs / scale } else { 0.0 };
             check.max_abs_err = check.max_abs_err.max(abs);
             check.max_rel_err = check.max_rel_err.max(rel);
-            // NaN fails: `abs <= tol` is false for NaN.
-            if !(abs <= opts.atol + opts.rtol * numeric.abs()) {
+            // NaN fails: it is not less than or equal to the tolerance.
+            let within = abs <= opts.atol + opts.rtol * numeric.abs();
+            if !within {
                 check.passed = false;
             }
         }

@@ -95,7 +95,7 @@ impl Split {
         let (lo, hi) = range.split_once('-').ok_or_else(err)?;
         let lo: f64 = lo.trim().parse().map_err(|_| err())?;
         let hi: f64 = hi.trim().parse().map_err(|_| err())?;
-        if column.is_empty() || !(lo <= hi) {
+        if column.is_empty() || !lo.is_finite() || !hi.is_finite() || lo > hi {
             return Err(err());
         }
         Ok(Split::Range { column: column.to_string(), lo, hi })

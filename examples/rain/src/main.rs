@@ -130,9 +130,11 @@ struct TrainArgs {
     /// Weight of positive examples in the cost (imbalanced classes).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pos_weight: f64,
-    /// Threshold on the probability for the rain label.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
+    /// Threshold on the probability for the rain label. Default: for each
+    /// model, the threshold with the best F1 on the training rows (with 3%
+    /// rain, 0.5 would almost never say rain).
+    #[arg(long)]
+    threshold: Option<f64>,
     /// Output folder for the model, metrics and plots.
     #[arg(long, default_value = "rain-out")]
     out: PathBuf,

@@ -182,7 +182,8 @@ impl<'t, T: Element> Tensor<'t, T> {
     /// ```
     #[track_caller]
     pub fn clamp(self, lo: T, hi: T) -> Self {
-        if !(lo <= hi) {
+        let interval = lo <= hi; // false for NaN bounds too
+        if !interval {
             panic!("clamp: bounds [{lo}, {hi}] are not an interval");
         }
         self.tape.record(Clamp(lo, hi), &[&self])
