@@ -1,22 +1,131 @@
-//! tapegrad's benchmark of the shared workloads (../shared/bench/WORKLOADS.md).
-//! Prints one JSON line per figure, in the schema of the reference programs:
+//! tapegrad's benchmark of the shared workloads (`WORKLOADS.md` of the
+//! shared bench folder; its initial weights are copied into `data/`).
+//! Prints one JSON line per figure, in the reference programs' schema:
 //! `{"impl", "workload", "metric", "value", "threads", "note"}`.
 //!
-//! Usage: `cargo run --release -p tapebench -- [W4 ...]`
+//! Usage: `cargo run --release -p tapebench -- [W1 W2 W3 W4 Q1 P]` (all by default).
 
 use std::time::Instant;
-use tapegrad::tensor::{ndarray::arr2, Tape};
+use tapegrad::nn::metrics::{self, Metrics};
+use tapegrad::nn::{cost_of, fit, Adam, Architecture, GradientDescent, Init, Loss, Model, Params, TrainConfig};
+use tapegrad::tensor::ndarray::{arr2, Array2};
+use tapegrad::tensor::{Element, Tape};
 
 fn emit(workload: &str, metric: &str, value: f64, threads: usize, note: &str) {
-    println!(
-        "{{\"impl\": \"tapegrad\", \"workload\": \"{workload}\", \"metric\": \"{metric}\", \"value\": {value}, \"threads\": {threads}, \"note\": \"{}\"}}",
-        note.replace('"', "'")
-    );
+    let line = serde_json::json!({"impl": "tapegrad", "workload": workload, "metric": metric, "value": value, "threads": threads, "note": note});
+    println!("{line}");
 }
 
-fn median(v: &mut [f64]) -> f64 {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The rain task's data, standardised as WORKLOADS.md says.
+struct Data {
+    xtr: Array2<f64>,
+    ytr: Array2<f64>,
+    xte: Array2<f64>,
+    yte: Array2<f64>,
+}
+
+fn load_data() -> Data {
+    let spec = rain::task_spec(rain::default_data());
+    let ds = rain::data::load(&spec).expect("the shipped data loads");
+    let s = tapegrad::nn::Standardization::fit(ds.train_x.view(), &spec.features).expect("standardisation");
+    Data {
+        xtr: s.apply(ds.train_x.view()).unwrap(),
+        ytr: ds.train_y,
+        xte: s.apply(ds.test_x.view()).unwrap(),
+        yte: ds.test_y,
+    }
+}
+
+/// The shared He initial weights for [3, 20, 7, 5, 1], cast to `T`.
+fn shared_init<T: Element>() -> Model<T> {
+    let text = include_str!("../data/init-he-3-20-7-5-1-seed0.json");
+    let v: serde_json::Value = serde_json::from_str(text).expect("init json");
+    let mut params = Params::new();
+    for (name, rows) in v["params"].as_object().expect("params") {
+        let rows: Vec<Vec<f64>> = serde_json::from_value(rows.clone()).expect("matrix");
+        let (r, c) = (rows.len(), rows[0].len());
+        let a = Array2::from_shape_vec((r, c), rows.into_iter().flatten().map(T::cast).collect()).expect("shape");
+        params.insert(name.clone(), a);
+    }
+    Model::from_params(&Architecture::guide(3, &[20, 7, 5]), params).expect("architecture")
+}
+
+/// W1: the guide's loop in f64, full batch, gradient descent 0.1.
+fn w1(d: &Data) {
+    let mut times = Vec::new();
+    let (mut cost520, mut after) = (0.0, 0.0);
+    for _ in 0..3 {
+        let mut model = shared_init::<f64>();
+        let mut gd = GradientDescent::new(0.1).unwrap();
+        let warm = TrainConfig { epochs: 20, ..Default::default() };
+        fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &warm, |_| {}).unwrap();
+        let timed = TrainConfig { epochs: 500, ..Default::default() };
+        let t = Instant::now();
+        let h = fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &timed, |_| {}).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e6 / 500.0);
+        cost520 = h.iteration_costs[499];
+        after = cost_of(&model, &Loss::default(), d.xtr.view(), d.ytr.view());
+    }
+    let note = format!("f64; median of 3 repeats {:?}", times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>());
+    emit("W1", "us_per_iter", (median(&times) * 100.0).round() / 100.0, threads(), &note);
+    emit("W1", "cost_iter520", cost520, threads(), "cost computed in iteration 520 (before its update)");
+    let rel = (after - 0.0907248263417013f64).abs() / 0.0907248263417013;
+    emit("W1", "cost_after_520_updates", after, threads(), &format!("relative difference from the references' 0.0907248263417013: {rel:.2e}"));
+}
+
+/// Adam with mini-batches of 64 from the shared weights; returns the model.
+fn adam_run<T: Element>(d: &Data, epochs_warm: usize, epochs: usize, seed: u64) -> (Model<T>, f64, usize) {
+    let (x, y) = (d.xtr.mapv(T::cast), d.ytr.mapv(T::cast));
+    let mut model = shared_init::<T>();
+    let mut adam = Adam::new(1e-3).unwrap();
+    let mut steps = 0;
+    if epochs_warm > 0 {
+        let warm = TrainConfig { epochs: epochs_warm, batch_size: Some(64), seed, ..Default::default() };
+        fit(&mut model, &mut adam, x.view(), y.view(), &warm, |_| {}).unwrap();
+    }
+    let cfg = TrainConfig { epochs, batch_size: Some(64), seed: seed + epochs_warm as u64, ..Default::default() };
+    let t = Instant::now();
+    fit(&mut model, &mut adam, x.view(), y.view(), &cfg, |_| steps += 1).unwrap();
+    (model, t.elapsed().as_secs_f64(), steps)
+}
+
+/// W2: per-step overhead, f32, Adam, batches of 64.
+fn w2(d: &Data) {
+    let (model, secs, steps) = adam_run::<f32>(d, 1, 5, 0);
+    emit("W2", "us_per_step", (secs * 1e6 / steps as f64 * 100.0).round() / 100.0, threads(), &format!("f32; {steps} steps in 5 timed epochs; tapegrad Adam"));
+    let c = cost_of(&model, &Loss::default(), d.xtr.mapv(|v| v as f32).view(), d.ytr.mapv(|v| v as f32).view());
+    emit("W2", "train_cost_after_6_epochs", c, threads(), "full-batch cost after the warm-up + timed epochs (sanity)");
+}
+
+/// W3: a wide network, f32, full batch: matrix-multiply efficiency.
+fn w3(d: &Data) {
+    let arch = Architecture::guide(3, &[512, 512, 512]);
+    let mut model = Model::<f32>::new(&arch, Init::HeNormal, 0).unwrap();
+    let (x, y) = (d.xtr.mapv(|v| v as f32), d.ytr.mapv(|v| v as f32));
+    let mut gd = GradientDescent::new(0.01).unwrap();
+    fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 2, ..Default::default() }, |_| {}).unwrap();
+    let mut times = Vec::new();
+    let mut last = std::time::Instant::now();
+    fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 10, ..Default::default() }, |_| {
+        times.push(last.elapsed().as_secs_f64());
+        last = Instant::now();
+    })
+    .unwrap();
+    let sizes = arch.sizes();
+    let flops: f64 = 6.0 * sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum::<f64>() * x.ncols() as f64;
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    emit("W3", "ms_per_iter", (mean * 1e5).round() / 100.0, threads(), &format!("f32; mean of 10 timed iterations (median {:.3} ms)", median(&times) * 1e3));
+    emit("W3", "gflops", (flops / mean / 1e9 * 100.0).round() / 100.0, threads(), &format!("{flops:.2e} flop per iteration (6*sum(n[l]*n[l-1])*m)"));
 }
 
 /// W4: a chain of 10,000 ops on (1, 1) f64 tensors, forward and backward.
@@ -46,7 +155,7 @@ fn w4() {
         last = once(&mut tape);
         times.push(t.elapsed().as_secs_f64());
     }
-    let ns = median(&mut times) * 1e9 / (4 * REPEATS) as f64;
+    let ns = median(&times) * 1e9 / (4 * REPEATS) as f64;
     let (y, g) = last;
     emit(
         "W4",
@@ -60,11 +169,65 @@ fn w4() {
     );
 }
 
+/// Q1: what the model learns: f64, Adam, batches of 64, 20 epochs, seed 0.
+fn q1(d: &Data) {
+    let (model, secs, _) = adam_run::<f64>(d, 0, 20, 0);
+    let p = model.predict_proba(d.xte.view()).unwrap();
+    let labels: Vec<bool> = d.yte.iter().map(|&v| v == 1.0).collect();
+    let m = Metrics::compute(&labels, p.as_slice().unwrap(), 0.5);
+    let note = format!("f64; Adam, 20 epochs, seed 0; train {secs:.2} s");
+    emit("Q1", "roc_auc", m.roc_auc.unwrap_or(f64::NAN), threads(), &note);
+    emit("Q1", "average_precision", m.average_precision.unwrap_or(f64::NAN), threads(), &note);
+    let (t, f1) = metrics::best_f1_threshold(&labels, p.as_slice().unwrap()).unwrap_or((f64::NAN, f64::NAN));
+    emit("Q1", "best_f1", f1, threads(), &format!("threshold {t:.4}; {note}"));
+    emit("Q1", "accuracy_at_0.5", m.accuracy, threads(), &note);
+}
+
+/// P: one (512 x 512) times (512 x 19,600) product.
+fn p() {
+    fn run<T: Element>() -> (f64, f64) {
+        let a = Array2::<T>::from_elem((512, 512), T::cast(0.5));
+        let b = Array2::<T>::from_elem((512, 19_600), T::cast(0.25));
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let c = a.dot(&b);
+            times.push(t.elapsed().as_secs_f64());
+            std::hint::black_box(c);
+        }
+        let flops = 2.0 * 512.0 * 512.0 * 19_600.0;
+        let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+        (flops / best / 1e9, flops / median(&times) / 1e9)
+    }
+    let (b32, m32) = run::<f32>();
+    emit("P", "gflops_f32", (b32 * 100.0).round() / 100.0, threads(), &format!("best of 10 (median {m32:.1} GFLOP/s); ndarray + matrixmultiply"));
+    let (b64, m64) = run::<f64>();
+    emit("P", "gflops_f64", (b64 * 100.0).round() / 100.0, threads(), &format!("best of 10 (median {m64:.1} GFLOP/s); ndarray + matrixmultiply"));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let all = args.is_empty();
-    let want = |w: &str| all || args.iter().any(|a| a == w);
+    let want = |w: &str| args.is_empty() || args.iter().any(|a| a == w);
+    let needs_data = ["W1", "W2", "W3", "Q1"].iter().any(|w| want(w));
+    let d = needs_data.then(load_data);
+    if let Some(d) = &d {
+        if want("W1") {
+            w1(d);
+        }
+        if want("W2") {
+            w2(d);
+        }
+        if want("W3") {
+            w3(d);
+        }
+        if want("Q1") {
+            q1(d);
+        }
+    }
     if want("W4") {
         w4();
+    }
+    if want("P") {
+        p();
     }
 }

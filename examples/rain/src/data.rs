@@ -167,7 +167,7 @@ pub struct Dataset {
     pub report: Report,
 }
 
-pub(crate) fn read_text(path: &Path) -> Result<String, RainError> {
+pub fn read_text(path: &Path) -> Result<String, RainError> {
     let bytes = std::fs::read(path).map_err(|source| RainError::Read { path: path.to_path_buf(), source })?;
     String::from_utf8(bytes)
         .map_err(|e| RainError::NotUtf8 { path: path.to_path_buf(), offset: e.utf8_error().valid_up_to() })
@@ -180,7 +180,7 @@ fn is_missing(v: &str) -> bool {
 
 /// A CSV file as header and records, with a column lookup that names the
 /// available columns when one is missing.
-pub(crate) struct Table {
+pub struct Table {
     path: PathBuf,
     pub header: Vec<String>,
     pub records: Vec<csv::StringRecord>,

@@ -1,10 +1,10 @@
 //! `rain`: the guide's rain task on real weather data, as a command-line
 //! program. `cargo run --release -p rain` trains with good defaults.
 
-mod data;
-mod error;
 mod plots;
 mod train;
+
+use rain::{data, error};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use data::{Missing, PositiveRule, Spec, Split};
@@ -202,7 +202,7 @@ enum Batch {
 }
 
 fn default_data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join("nyc-weather-2013.csv")
+    rain::default_data()
 }
 
 fn parse_layers(s: &str) -> Result<Layers, String> {

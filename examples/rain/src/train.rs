@@ -1,7 +1,7 @@
 //! `rain train`: the main job.
 
-use crate::data::{self, Report, Spec};
-use crate::error::RainError;
+use rain::data::{self, Report, Spec};
+use rain::error::RainError;
 use crate::plots::{self, Series};
 use crate::{create_dir, write_file, Batch, Dtype, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
