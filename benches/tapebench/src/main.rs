@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 use tapegrad::nn::metrics::{self, Metrics};
-use tapegrad::nn::{cost_of, fit, Adam, Architecture, GradientDescent, Init, Loss, Model, Params, TrainConfig};
+use tapegrad::nn::{
+    cost_of, fit, Adam, Architecture, GradientDescent, Init, Loss, Model, Params, TrainConfig,
+};
 use tapegrad::tensor::ndarray::{arr2, Array2};
 use tapegrad::tensor::{Element, Tape};
 
@@ -54,7 +56,8 @@ fn shared_init<T: Element>() -> Model<T> {
     for (name, rows) in v["params"].as_object().expect("params") {
         let rows: Vec<Vec<f64>> = serde_json::from_value(rows.clone()).expect("matrix");
         let (r, c) = (rows.len(), rows[0].len());
-        let a = Array2::from_shape_vec((r, c), rows.into_iter().flatten().map(T::cast).collect()).expect("shape");
+        let a =
+            Array2::from_shape_vec((r, c), rows.into_iter().flatten().map(T::cast).collect()).expect("shape");
         params.insert(name.clone(), a);
     }
     Model::from_params(&Architecture::guide(3, &[20, 7, 5]), params).expect("architecture")
@@ -76,11 +79,20 @@ fn w1(d: &Data) {
         cost520 = h.iteration_costs[499];
         after = cost_of(&model, &Loss::default(), d.xtr.view(), d.ytr.view());
     }
-    let note = format!("f64; median of 3 repeats {:?}", times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>());
+    let note = format!(
+        "f64; median of 3 repeats {:?}",
+        times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>()
+    );
     emit("W1", "us_per_iter", (median(&times) * 100.0).round() / 100.0, threads(), &note);
     emit("W1", "cost_iter520", cost520, threads(), "cost computed in iteration 520 (before its update)");
     let rel = (after - 0.0907248263417013f64).abs() / 0.0907248263417013;
-    emit("W1", "cost_after_520_updates", after, threads(), &format!("relative difference from the references' 0.0907248263417013: {rel:.2e}"));
+    emit(
+        "W1",
+        "cost_after_520_updates",
+        after,
+        threads(),
+        &format!("relative difference from the references' 0.0907248263417013: {rel:.2e}"),
+    );
 }
 
 /// Adam with mini-batches of 64 from the shared weights; returns the model.
@@ -93,7 +105,8 @@ fn adam_run<T: Element>(d: &Data, epochs_warm: usize, epochs: usize, seed: u64) 
         let warm = TrainConfig { epochs: epochs_warm, batch_size: Some(64), seed, ..Default::default() };
         fit(&mut model, &mut adam, x.view(), y.view(), &warm, |_| {}).unwrap();
     }
-    let cfg = TrainConfig { epochs, batch_size: Some(64), seed: seed + epochs_warm as u64, ..Default::default() };
+    let cfg =
+        TrainConfig { epochs, batch_size: Some(64), seed: seed + epochs_warm as u64, ..Default::default() };
     let t = Instant::now();
     fit(&mut model, &mut adam, x.view(), y.view(), &cfg, |_| steps += 1).unwrap();
     (model, t.elapsed().as_secs_f64(), steps)
@@ -102,9 +115,22 @@ fn adam_run<T: Element>(d: &Data, epochs_warm: usize, epochs: usize, seed: u64) 
 /// W2: per-step overhead, f32, Adam, batches of 64.
 fn w2(d: &Data) {
     let (model, secs, steps) = adam_run::<f32>(d, 1, 5, 0);
-    emit("W2", "us_per_step", (secs * 1e6 / steps as f64 * 100.0).round() / 100.0, threads(), &format!("f32; {steps} steps in 5 timed epochs; tapegrad Adam"));
-    let c = cost_of(&model, &Loss::default(), d.xtr.mapv(|v| v as f32).view(), d.ytr.mapv(|v| v as f32).view());
-    emit("W2", "train_cost_after_6_epochs", c, threads(), "full-batch cost after the warm-up + timed epochs (sanity)");
+    emit(
+        "W2",
+        "us_per_step",
+        (secs * 1e6 / steps as f64 * 100.0).round() / 100.0,
+        threads(),
+        &format!("f32; {steps} steps in 5 timed epochs; tapegrad Adam"),
+    );
+    let c =
+        cost_of(&model, &Loss::default(), d.xtr.mapv(|v| v as f32).view(), d.ytr.mapv(|v| v as f32).view());
+    emit(
+        "W2",
+        "train_cost_after_6_epochs",
+        c,
+        threads(),
+        "full-batch cost after the warm-up + timed epochs (sanity)",
+    );
 }
 
 /// W3: a wide network, f32, full batch: matrix-multiply efficiency.
@@ -113,7 +139,8 @@ fn w3(d: &Data) {
     let mut model = Model::<f32>::new(&arch, Init::HeNormal, 0).unwrap();
     let (x, y) = (d.xtr.mapv(|v| v as f32), d.ytr.mapv(|v| v as f32));
     let mut gd = GradientDescent::new(0.01).unwrap();
-    fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 2, ..Default::default() }, |_| {}).unwrap();
+    fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 2, ..Default::default() }, |_| {})
+        .unwrap();
     let mut times = Vec::new();
     let mut last = std::time::Instant::now();
     fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 10, ..Default::default() }, |_| {
@@ -124,8 +151,20 @@ fn w3(d: &Data) {
     let sizes = arch.sizes();
     let flops: f64 = 6.0 * sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum::<f64>() * x.ncols() as f64;
     let mean = times.iter().sum::<f64>() / times.len() as f64;
-    emit("W3", "ms_per_iter", (mean * 1e5).round() / 100.0, threads(), &format!("f32; mean of 10 timed iterations (median {:.3} ms)", median(&times) * 1e3));
-    emit("W3", "gflops", (flops / mean / 1e9 * 100.0).round() / 100.0, threads(), &format!("{flops:.2e} flop per iteration (6*sum(n[l]*n[l-1])*m)"));
+    emit(
+        "W3",
+        "ms_per_iter",
+        (mean * 1e5).round() / 100.0,
+        threads(),
+        &format!("f32; mean of 10 timed iterations (median {:.3} ms)", median(&times) * 1e3),
+    );
+    emit(
+        "W3",
+        "gflops",
+        (flops / mean / 1e9 * 100.0).round() / 100.0,
+        threads(),
+        &format!("{flops:.2e} flop per iteration (6*sum(n[l]*n[l-1])*m)"),
+    );
 }
 
 /// W4: a chain of 10,000 ops on (1, 1) f64 tensors, forward and backward.
@@ -200,9 +239,21 @@ fn p() {
         (flops / best / 1e9, flops / median(&times) / 1e9)
     }
     let (b32, m32) = run::<f32>();
-    emit("P", "gflops_f32", (b32 * 100.0).round() / 100.0, threads(), &format!("best of 10 (median {m32:.1} GFLOP/s); ndarray + matrixmultiply"));
+    emit(
+        "P",
+        "gflops_f32",
+        (b32 * 100.0).round() / 100.0,
+        threads(),
+        &format!("best of 10 (median {m32:.1} GFLOP/s); ndarray + matrixmultiply"),
+    );
     let (b64, m64) = run::<f64>();
-    emit("P", "gflops_f64", (b64 * 100.0).round() / 100.0, threads(), &format!("best of 10 (median {m64:.1} GFLOP/s); ndarray + matrixmultiply"));
+    emit(
+        "P",
+        "gflops_f64",
+        (b64 * 100.0).round() / 100.0,
+        threads(),
+        &format!("best of 10 (median {m64:.1} GFLOP/s); ndarray + matrixmultiply"),
+    );
 }
 
 fn main() {

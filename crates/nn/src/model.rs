@@ -404,7 +404,21 @@ impl<T: Element> Model<T> {
         &self,
         tape: &'t Tape<T>,
         x: Tensor<'t, T>,
+        dropout: Option<&mut Dropout>,
+    ) -> Forward<'t, T> {
+        self.record(tape, x, dropout, false)
+    }
+
+    /// The forward pass; with `fuse`, ReLU layers run as one fused op
+    /// (`affine_relu`) and their `Z[l]` is not recorded (the entry in
+    /// `Forward::z` is then `A[l]`). Training uses the fused form: fewer
+    /// passes over memory, the same numbers.
+    pub(crate) fn record<'t>(
+        &self,
+        tape: &'t Tape<T>,
+        x: Tensor<'t, T>,
         mut dropout: Option<&mut Dropout>,
+        fuse: bool,
     ) -> Forward<'t, T> {
         let params: IndexMap<String, Tensor<'t, T>> =
             self.params.iter().map(|(k, v)| (k.clone(), tape.var(v.clone()))).collect();
@@ -414,8 +428,13 @@ impl<T: Element> Model<T> {
         for (i, act) in self.activations.iter().enumerate() {
             let l = i + 1;
             let (w, b) = (params[2 * i], params[2 * i + 1]);
-            let zl = w.matmul(a[i]) + b;
-            let mut al = act.apply(zl);
+            let (zl, mut al) = if fuse && matches!(act, Activation::Relu) {
+                let al = w.affine_relu(a[i], b);
+                (al, al)
+            } else {
+                let zl = w.affine(a[i], b);
+                (zl, act.apply(zl))
+            };
             if l < last {
                 if let Some(d) = dropout.as_deref_mut() {
                     al = d.apply(al);
@@ -443,7 +462,8 @@ impl<T: Element> Model<T> {
     pub fn predict_proba(&self, x: ArrayView2<'_, T>) -> Result<Array1<T>, NnError> {
         self.check_input(x.nrows())?;
         let tape = Tape::new();
-        let out = tape.no_grad(|| self.forward(&tape, tape.constant(x.to_owned()), None).output().value());
+        let out =
+            tape.no_grad(|| self.record(&tape, tape.constant(x.to_owned()), None, true).output().value());
         let out = out.into_dimensionality::<tapegrad_tensor::ndarray::Ix2>().expect("2-D output");
         Ok(out.index_axis(Axis(0), 0).to_owned())
     }

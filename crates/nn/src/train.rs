@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tapegrad_tensor::ndarray::{ArrayView2, Axis, Ix2};
-use tapegrad_tensor::{Element, Tape};
+use tapegrad_tensor::{Element, IntoValue, Tape, Value};
 
 /// What to train for and how.
 ///
@@ -202,10 +202,12 @@ pub fn fit<T: Element>(
     }
     let m = cols.len();
     let batch = cfg.batch_size.unwrap_or(m).min(m);
-    let (xt, yt) = if val_cols.is_empty() {
-        (x.to_owned(), y.to_owned())
+    // Shared values: the full batch goes on the tape each iteration
+    // without a copy.
+    let (xt, yt): (Value<T>, Value<T>) = if val_cols.is_empty() {
+        (x.to_owned().into_value(), y.to_owned().into_value())
     } else {
-        (x.select(Axis(1), &cols), y.select(Axis(1), &cols))
+        (x.select(Axis(1), &cols).into_value(), y.select(Axis(1), &cols).into_value())
     };
     let (xv, yv) = (x.select(Axis(1), &val_cols), y.select(Axis(1), &val_cols));
 
@@ -235,10 +237,10 @@ pub fn fit<T: Element>(
             let (xb, yb) = if full_batch {
                 (xt.clone(), yt.clone())
             } else {
-                (xt.select(Axis(1), idx), yt.select(Axis(1), idx))
+                (xt.select(Axis(1), idx).into_value(), yt.select(Axis(1), idx).into_value())
             };
             tape.clear();
-            let fwd = model.forward(&tape, tape.constant(xb), dropout.as_mut());
+            let fwd = model.record(&tape, tape.constant(xb), dropout.as_mut(), true);
             let cost = cfg.loss.cost(model, &fwd, tape.constant(yb));
             let c = cost.item().as_f64();
             iteration += 1;
@@ -319,7 +321,7 @@ pub fn fit<T: Element>(
 pub fn cost_of<T: Element>(model: &Model<T>, loss: &Loss, x: ArrayView2<'_, T>, y: ArrayView2<'_, T>) -> f64 {
     let tape = Tape::new();
     tape.no_grad(|| {
-        let fwd = model.forward(&tape, tape.constant(x.to_owned()), None);
+        let fwd = model.record(&tape, tape.constant(x.to_owned()), None, true);
         loss.cost(model, &fwd, tape.constant(y.to_owned())).item().as_f64()
     })
 }

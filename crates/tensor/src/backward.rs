@@ -69,6 +69,15 @@ impl<T: Element> Gradients<T> {
     }
 }
 
+impl<T: Element> Drop for Gradients<T> {
+    /// Hands the gradient buffers back to the pool for the next iteration.
+    fn drop(&mut self) {
+        for g in self.grads.drain(..).flatten() {
+            crate::pool::recycle(g);
+        }
+    }
+}
+
 impl<T: Element> std::ops::Index<Tensor<'_, T>> for Gradients<T> {
     type Output = Value<T>;
     #[track_caller]

@@ -34,6 +34,7 @@ pub trait Element:
     + Sync
     + 'static
     + sealed::Sealed
+    + crate::pool::Pooled
 {
     /// The type's name, `"f32"` or `"f64"`.
     const NAME: &'static str;

@@ -37,7 +37,9 @@ mod backend;
 mod backward;
 mod element;
 mod gradcheck;
+mod kernels;
 mod ops;
+mod pool;
 mod shape;
 mod tape;
 #[cfg(test)]

@@ -42,16 +42,29 @@ pub(crate) fn sum_to_shape<T: Element>(g: &Value<T>, shape: &[usize]) -> Value<T
     if g.shape() == shape {
         return g.clone();
     }
+    // Axes to sum: the leading extra ones, and those of length 1 in `shape`.
     let lead = g.ndim() - shape.len();
-    let mut acc = g.view().to_owned();
-    for _ in 0..lead {
-        acc = acc.sum_axis(Axis(0));
+    let axes: SmallVec<[usize; 4]> =
+        (0..g.ndim()).filter(|&i| i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1)).collect();
+    sum_axes(g.view(), &axes, shape)
+}
+
+/// Sums `x` over `axes` (sorted) and gives the result `shape` (which must
+/// hold the same number of elements as the reduced array). Works on the
+/// view: nothing is copied before reducing.
+pub(crate) fn sum_axes<T: Element>(
+    x: ndarray::ArrayViewD<'_, T>,
+    axes: &[usize],
+    shape: &[usize],
+) -> Value<T> {
+    let mut acc: Option<ndarray::ArrayD<T>> = None;
+    for &ax in axes.iter().rev() {
+        acc = Some(match acc {
+            None => x.sum_axis(Axis(ax)),
+            Some(a) => a.sum_axis(Axis(ax)),
+        });
     }
-    for (i, &s) in shape.iter().enumerate() {
-        if s == 1 && acc.shape()[i] != 1 {
-            acc = acc.sum_axis(Axis(i)).insert_axis(Axis(i));
-        }
-    }
-    debug_assert_eq!(acc.shape(), shape);
-    acc.into_dimensionality::<IxDyn>().expect("dynamic dimension").into_shared()
+    let acc = acc.unwrap_or_else(|| x.to_owned());
+    let acc = if acc.is_standard_layout() { acc } else { acc.as_standard_layout().into_owned() };
+    acc.into_shape_with_order(IxDyn(shape)).expect("same number of elements").into_shared()
 }

@@ -211,7 +211,9 @@ impl<T: Element> Tape<T> {
     /// assert!(tape.is_empty());
     /// ```
     pub fn clear(&mut self) {
-        self.nodes.get_mut().clear();
+        for node in self.nodes.get_mut().drain(..) {
+            crate::pool::recycle(node.value);
+        }
         self.generation.set(self.generation.get().wrapping_add(1));
     }
 

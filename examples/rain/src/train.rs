@@ -1,10 +1,10 @@
 //! `rain train`: the main job.
 
-use rain::data::{self, Report, Spec};
-use rain::error::RainError;
 use crate::plots::{self, Series};
 use crate::{create_dir, write_file, Batch, Dtype, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
+use rain::data::{self, Report, Spec};
+use rain::error::RainError;
 use std::time::Instant;
 use tapegrad::nn::check::{
     autodiff_gradients, compare_gradients, finite_difference_gradients, guide_backward,

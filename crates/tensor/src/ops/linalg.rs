@@ -4,7 +4,7 @@
 use super::{Grads, Op};
 use crate::backend::Backend;
 use crate::{Element, Tensor, Value};
-use ndarray::Ix2;
+use ndarray::{Array2, ArrayView2, Ix2};
 use smallvec::smallvec;
 
 /// `a @ b` for 2-D `a` (n, k) and `b` (k, m); da = g b^T, db = a^T g.
@@ -21,10 +21,198 @@ impl<T: Element> Op<T> for MatMul {
         }
         let a2 = a.view().into_dimensionality::<Ix2>().expect("2-D");
         let b2 = b.view().into_dimensionality::<Ix2>().expect("2-D");
-        a2.dot(&b2).into_dyn().into_shared()
+        matmul(a2, b2).into_dyn().into_shared()
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         smallvec![need[0].then(|| b.matmul(g, &b.t(x[1]))), need[1].then(|| b.matmul(&b.t(x[0]), g)),]
+    }
+}
+
+/// `A B` into a pooled, row-major buffer. Transposed operands are read
+/// through their strides, never copied.
+pub(crate) fn matmul<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
+    affine(a, b, None, false)
+}
+
+/// `act(A B + bias)` into a pooled, row-major buffer, with `bias` of shape
+/// (m, 1) and `act` relu or the identity. Thin products run on the
+/// kernels of [`crate::kernels`] with bias and relu applied as each tile
+/// is stored; others on `matrixmultiply`, split into blocks of rows (or
+/// columns) of C, one per core, when large, with one more pass for bias
+/// and relu.
+pub(crate) fn affine<T: Element>(
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    bias: Option<ArrayView2<'_, T>>,
+    relu: bool,
+) -> Array2<T> {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    let mut c = crate::pool::take::<T>(m * n);
+    let (sa, sb) = (a.strides(), b.strides());
+    let (bp, bs) = bias.as_ref().map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.strides()[0]));
+    if m * n > 0 && k > 0 && k <= 32 && sb[1] == 1 && n >= 64 {
+        // SAFETY: the views are valid (m, k) and (k, n) arrays with these
+        // element strides, B's rows are contiguous, bias (if any) holds m
+        // values at stride bs; small_k writes all m * n elements of C,
+        // which has capacity m * n.
+        unsafe {
+            crate::kernels::small_k(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                sa[0],
+                sa[1],
+                b.as_ptr(),
+                sb[0],
+                bp,
+                bs,
+                relu,
+                c.as_mut_ptr(),
+            );
+            c.set_len(m * n);
+        }
+        return Array2::from_shape_vec((m, n), c).expect("m * n elements");
+    }
+    if m * n == 0 || k == 0 {
+        c.resize(m * n, T::zero());
+    } else if m * n <= 1024 && k >= 64 && sa[1] == 1 && sb[0] == 1 {
+        // SAFETY: A's rows and B's columns are contiguous; dots writes all
+        // m * n elements of C, which has capacity m * n.
+        unsafe {
+            crate::kernels::dots(m, k, n, a.as_ptr(), sa[0], b.as_ptr(), sb[1], c.as_mut_ptr());
+            c.set_len(m * n);
+        }
+    } else {
+        gemm_blocks(a, b, &mut c);
+    }
+    let mut c = Array2::from_shape_vec((m, n), c).expect("m * n elements");
+    if bias.is_some() || relu {
+        for (i, mut row) in c.outer_iter_mut().enumerate() {
+            let bi = bias.as_ref().map_or(T::zero(), |v| v[[i, 0]]);
+            for v in row.iter_mut() {
+                let z = *v + bi;
+                *v = if relu && z <= T::zero() { T::zero() } else { z };
+            }
+        }
+    }
+    c
+}
+
+/// Products with at least this many multiply-adds are split across
+/// threads; below it, starting threads costs more than it saves (the
+/// guide's layers are far below, W3's 512-wide layers far above).
+const PARALLEL_MACS: usize = 1 << 24;
+
+/// A raw pointer that may cross to a scoped thread.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: each thread writes a disjoint block of C through it, and the
+// scope joins every thread before C is used.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// `C = A B` with matrixmultiply into `c` (capacity m * n, set to length
+/// m * n on return), in blocks of rows or columns on all cores when large.
+fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut Vec<T>) {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    let (sa, sb) = (a.strides(), b.strides());
+    let threads = if m * n * k >= PARALLEL_MACS {
+        std::thread::available_parallelism().map_or(1, |t| t.get()).min(8)
+    } else {
+        1
+    };
+    let cp = SendPtr(c.as_mut_ptr());
+    let (ap, bp) = (a.as_ptr() as usize, b.as_ptr() as usize);
+    // One block: rows r0..r1 and columns c0..c1 of C.
+    let block = move |r0: usize, r1: usize, c0: usize, c1: usize| {
+        let cp = cp;
+        // SAFETY: the views are valid (m, k) and (k, n) arrays with these
+        // element strides, so the offsets stay inside them; C has capacity
+        // m * n and this block writes only its own rows r0..r1 and columns
+        // c0..c1 (row stride n). With beta = 0 matrixmultiply writes every
+        // element of the block without reading it.
+        unsafe {
+            let a0 = (ap as *const T).offset(r0 as isize * sa[0]);
+            let b0 = (bp as *const T).offset(c0 as isize * sb[1]);
+            let c0p = cp.0.add(r0 * n + c0);
+            T::gemm(r1 - r0, k, c1 - c0, n, a0, sa[0], sa[1], b0, sb[0], sb[1], c0p);
+        }
+    };
+    if threads == 1 {
+        block(0, m, 0, n);
+    } else {
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                if m >= n {
+                    let (r0, r1) = (m * t / threads, m * (t + 1) / threads);
+                    s.spawn(move || block(r0, r1, 0, n));
+                } else {
+                    let (c0, c1) = (n * t / threads, n * (t + 1) / threads);
+                    s.spawn(move || block(0, m, c0, c1));
+                }
+            }
+        });
+    }
+    // SAFETY: every element of C was written above.
+    unsafe { c.set_len(m * n) };
+}
+
+/// `act(W X + b)` with `b` of shape (n, 1) and `act` the identity or relu,
+/// in one pass; see [`Tensor::affine`].
+pub(crate) struct Affine {
+    relu: bool,
+}
+impl<T: Element> Op<T> for Affine {
+    fn name(&self) -> &'static str {
+        if self.relu {
+            "affine_relu"
+        } else {
+            "affine"
+        }
+    }
+    #[track_caller]
+    fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+        let (w, a, b) = (x[0], x[1], x[2]);
+        if w.ndim() != 2 || a.ndim() != 2 || w.shape()[1] != a.shape()[0] {
+            panic!(
+                "{}: shapes {:?} and {:?} are not (n, k) and (k, m)",
+                Op::<T>::name(self),
+                w.shape(),
+                a.shape()
+            );
+        }
+        if b.shape() != [w.shape()[0], 1] {
+            panic!(
+                "{}: bias of shape {:?} for weights of shape {:?}; expected ({}, 1)",
+                Op::<T>::name(self),
+                b.shape(),
+                w.shape(),
+                w.shape()[0]
+            );
+        }
+        let w2 = w.view().into_dimensionality::<Ix2>().expect("2-D");
+        let a2 = a.view().into_dimensionality::<Ix2>().expect("2-D");
+        let b2 = b.view().into_dimensionality::<Ix2>().expect("2-D");
+        affine(w2, a2, Some(b2), self.relu).into_dyn().into_shared()
+    }
+    fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
+        // dZ = g * relu'(Z); relu'(Z) = [Z > 0] = [Y > 0], read from the output.
+        let dz = if self.relu {
+            b.fuse2(
+                g,
+                y,
+                |g, y| if y > T::zero() { g } else { T::zero() },
+                |b| b.mul(g, &b.map_const(y, |v| if v > T::zero() { T::one() } else { T::zero() })),
+            )
+        } else {
+            g.clone()
+        };
+        smallvec![
+            need[0].then(|| b.matmul(&dz, &b.t(x[1]))),
+            need[1].then(|| b.matmul(&b.t(x[0]), &dz)),
+            need[2].then(|| b.sum_to(&dz, &b.shape(x[2]))),
+        ]
     }
 }
 
@@ -64,6 +252,50 @@ impl<'t, T: Element> Tensor<'t, T> {
         self.tape.record(MatMul, &[&self, &other])
     }
 
+    /// The guide's linear step `Z = W X + b` (self is `W`, (n, k); `x` is
+    /// (k, m); `b` is (n, 1)), computed in one pass with the bias added as
+    /// the product is stored. Same value and gradients as
+    /// `w.matmul(x) + b`: `dW = G X^T`, `dX = W^T G`, `db = row sums of G`.
+    ///
+    /// # Panics
+    /// When the shapes are not (n, k), (k, m) and (n, 1).
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::array, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let w = tape.var(array![[1.0, 2.0]]);
+    /// let x = tape.constant(array![[1.0, 0.0], [1.0, -1.0]]);
+    /// let b = tape.var(array![[0.5]]);
+    /// assert_eq!(w.affine(x, b).value(), array![[3.5, -1.5]].into_dyn().into_shared());
+    /// ```
+    #[track_caller]
+    pub fn affine(self, x: Tensor<'t, T>, b: Tensor<'t, T>) -> Self {
+        self.tape.record(Affine { relu: false }, &[&self, &x, &b])
+    }
+
+    /// A ReLU layer `A = relu(W X + b)` in one pass: the product, the bias
+    /// and the ReLU are applied as each tile of the output is stored, and
+    /// the pre-activation is never materialised. Same value and gradients
+    /// as `w.matmul(x) + b` then `.relu()`: with `dZ = G * [A > 0]`
+    /// (relu'(0) = 0, and `A > 0` exactly when `Z > 0`), `dW = dZ X^T`,
+    /// `dX = W^T dZ`, `db = row sums of dZ`.
+    ///
+    /// # Panics
+    /// When the shapes are not (n, k), (k, m) and (n, 1).
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::array, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let w = tape.var(array![[1.0, 2.0]]);
+    /// let x = tape.constant(array![[1.0, 0.0], [1.0, -1.0]]);
+    /// let b = tape.var(array![[0.5]]);
+    /// assert_eq!(w.affine_relu(x, b).value(), array![[3.5, 0.0]].into_dyn().into_shared());
+    /// ```
+    #[track_caller]
+    pub fn affine_relu(self, x: Tensor<'t, T>, b: Tensor<'t, T>) -> Self {
+        self.tape.record(Affine { relu: true }, &[&self, &x, &b])
+    }
+
     /// The transpose (axes reversed), sharing the buffer; `dA = G^T`.
     ///
     /// ```
@@ -80,12 +312,25 @@ impl<'t, T: Element> Tensor<'t, T> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::op_test;
+    use crate::testutil::{op_test, random, Domain};
 
     op_test!(matmul_grad_matches_finite_difference, |x| x[0].matmul(x[1]), &[&[3, 4], &[4, 2]]);
     op_test!(matmul_transposed_left, |x| x[0].t().matmul(x[1]), &[&[4, 3], &[4, 2]]);
     op_test!(matmul_transposed_right, |x| x[0].matmul(x[1].t()), &[&[3, 4], &[2, 4]]);
     op_test!(matmul_guide_layer, |x| x[0].matmul(x[1]) + x[2], &[&[5, 3], &[3, 7], &[5, 1]]);
+    op_test!(
+        affine_grad_matches_finite_difference,
+        |x| x[0].affine(x[1], x[2]),
+        &[&[5, 3], &[3, 70], &[5, 1]]
+    );
+    op_test!(
+        affine_relu_grad_matches_finite_difference,
+        |x| x[0].affine_relu(x[1], x[2]),
+        &[&[5, 3], &[3, 70], &[5, 1]]
+    );
+    op_test!(affine_wide_k_grad, |x| x[0].affine_relu(x[1], x[2]), &[&[2, 40], &[40, 3], &[2, 1]]);
+    op_test!(matmul_thin_kernel_grad, |x| x[0].matmul(x[1]), &[&[5, 3], &[3, 70]]);
+    op_test!(matmul_dots_kernel_grad, |x| x[0].matmul(x[1].t()), &[&[3, 80], &[2, 80]]);
     op_test!(transpose_grad_matches_finite_difference, |x| x[0].t() * x[1], &[&[3, 4], &[4, 3]]);
 
     #[test]
@@ -94,6 +339,41 @@ mod tests {
         let tape = crate::Tape::<f64>::new();
         let a = tape.var(ndarray::Array2::<f64>::zeros((3, 4)));
         let _ = a.matmul(a);
+    }
+
+    /// The fused layer and the composed one agree: values and every
+    /// gradient, on shapes that take each kernel path.
+    #[test]
+    fn fused_affine_relu_matches_composition() {
+        for (n, k, m) in [(20, 3, 300), (7, 20, 65), (3, 40, 9), (4, 70, 100), (1, 5, 64)] {
+            let tape = crate::Tape::<f64>::new();
+            let w = tape.var(random(&[n, k], Domain::Normal, 1));
+            let x = tape.var(random(&[k, m], Domain::Normal, 2));
+            let b = tape.var(random(&[n, 1], Domain::Normal, 3));
+            let fused = w.affine_relu(x, b);
+            let composed = (w.matmul(x) + b).relu();
+            approx::assert_relative_eq!(
+                fused.value(),
+                composed.value(),
+                max_relative = 1e-13,
+                epsilon = 1e-13
+            );
+            let u = tape.constant(random(&[n, m], Domain::Normal, 4));
+            let (gf, gc) = (tape.backward((fused * u).sum()), tape.backward((composed * u).sum()));
+            for p in [w, x, b] {
+                // Different summation orders: a few ulps of each sum.
+                approx::assert_relative_eq!(gf[p], gc[p], max_relative = 1e-12, epsilon = 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "affine: bias of shape [3] for weights of shape [2, 3]; expected (2, 1)")]
+    fn affine_bias_shape_is_checked() {
+        let tape = crate::Tape::<f64>::new();
+        let w = tape.var(ndarray::Array2::<f64>::zeros((2, 3)));
+        let x = tape.var(ndarray::Array2::<f64>::zeros((3, 4)));
+        let _ = w.affine(x, tape.var(ndarray::Array1::<f64>::zeros(3)));
     }
 
     #[test]

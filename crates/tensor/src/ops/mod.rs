@@ -18,6 +18,7 @@ pub(crate) mod select;
 pub(crate) mod unary;
 
 use crate::backend::{ArrayBackend, Backend, TensorBackend};
+use crate::pool;
 use crate::shape::broadcast_shapes;
 use crate::{Element, Tensor, Value};
 use ndarray::{IxDyn, Zip};
@@ -95,11 +96,12 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
 /// Applies `f` to every element.
 #[inline]
 pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T) -> Value<T> {
-    if let Some(s) = x.as_slice() {
-        let v: Vec<T> = s.iter().map(|&a| f(a)).collect();
-        return Value::from_shape_vec(x.raw_dim(), v).expect("same length");
+    let mut v = pool::take(x.len());
+    match x.as_slice() {
+        Some(s) => v.extend(s.iter().map(|&a| f(a))),
+        None => v.extend(x.iter().map(|&a| f(a))),
     }
-    x.map(|&v| f(v)).into_shared()
+    Value::from_shape_vec(x.raw_dim(), v).expect("same length")
 }
 
 /// Applies `f` elementwise to `a` and `b` broadcast together (numpy rules).
@@ -111,14 +113,35 @@ pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T) -> Value<T> {
 pub(crate) fn zip<T: Element>(op: &str, a: &Value<T>, b: &Value<T>, f: impl Fn(T, T) -> T) -> Value<T> {
     if a.shape() == b.shape() {
         if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
-            let v: Vec<T> = sa.iter().zip(sb).map(|(&x, &y)| f(x, y)).collect();
+            let mut v = pool::take(sa.len());
+            v.extend(sa.iter().zip(sb).map(|(&x, &y)| f(x, y)));
             return Value::from_shape_vec(a.raw_dim(), v).expect("same length");
         }
-        return Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)).into_shared();
     }
     let shape = broadcast_shapes(op, a.shape(), b.shape());
     let av = a.broadcast(IxDyn(&shape)).expect("checked broadcast");
     let bv = b.broadcast(IxDyn(&shape)).expect("checked broadcast");
+    if shape.len() == 2 {
+        // Row by row: each row of either side is contiguous or a repeated
+        // value (the guide's (n, m) + (n, 1) bias), so the inner loop is a
+        // plain slice loop into a pooled buffer.
+        let mut v = pool::take(av.len());
+        for (ra, rb) in av.outer_iter().zip(bv.outer_iter()) {
+            match (ra.as_slice(), rb.as_slice(), ra.strides()[0] == 0, rb.strides()[0] == 0) {
+                (Some(sa), Some(sb), _, _) => v.extend(sa.iter().zip(sb).map(|(&x, &y)| f(x, y))),
+                (Some(sa), _, _, true) => {
+                    let y = rb[0];
+                    v.extend(sa.iter().map(|&x| f(x, y)));
+                }
+                (_, Some(sb), true, _) => {
+                    let x = ra[0];
+                    v.extend(sb.iter().map(|&y| f(x, y)));
+                }
+                _ => v.extend(ra.iter().zip(rb.iter()).map(|(&x, &y)| f(x, y))),
+            }
+        }
+        return Value::from_shape_vec(IxDyn(&shape), v).expect("same length");
+    }
     Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)).into_shared()
 }
 

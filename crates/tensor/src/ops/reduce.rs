@@ -5,7 +5,7 @@ use super::{unary_grad, Grads, Op};
 use crate::backend::Backend;
 use crate::shape::{broadcasts_to, sum_to_shape, Shape};
 use crate::{Element, Tensor, Value};
-use ndarray::{ArcArray, Axis, IxDyn};
+use ndarray::{ArcArray, IxDyn};
 
 /// Sum over `axes` (sorted, distinct), keeping them as length 1 when
 /// `keepdims`; da = g reshaped to keepdims form and broadcast to a's shape.
@@ -25,14 +25,15 @@ impl<T: Element> Op<T> for Sum {
         if self.axes.len() == a.ndim() && !self.keepdims {
             return ArcArray::from_elem(IxDyn(&[]), a.sum());
         }
-        let mut acc = a.view().to_owned();
+        let mut out: Shape = Shape::from_slice(a.shape());
         for &ax in self.axes.iter().rev() {
-            acc = acc.sum_axis(Axis(ax));
             if self.keepdims {
-                acc.insert_axis_inplace(Axis(ax));
+                out[ax] = 1;
+            } else {
+                out.remove(ax);
             }
         }
-        acc.into_shared()
+        crate::shape::sum_axes(a.view(), &self.axes, &out)
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || {
@@ -84,7 +85,7 @@ impl<T: Element> Op<T> for BroadcastTo {
     #[track_caller]
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         match x[0].broadcast(IxDyn(&self.0)) {
-            Some(v) if broadcasts_to(x[0].shape(), &self.0) => v.to_shared(),
+            Some(v) if broadcasts_to(x[0].shape(), &self.0) => crate::pool::to_value(v),
             _ => panic!(
                 "broadcast_to: shape {:?} cannot be broadcast to {:?}",
                 x[0].shape(),
@@ -113,7 +114,7 @@ impl<T: Element> Op<T> for Reshape {
         if a.len() != self.0.iter().product::<usize>() {
             panic!("reshape: shape {:?} cannot be reshaped to {:?}", a.shape(), self.0.as_slice());
         }
-        let standard = if a.is_standard_layout() { a.clone() } else { a.as_standard_layout().to_shared() };
+        let standard = if a.is_standard_layout() { a.clone() } else { crate::pool::to_value(a.view()) };
         standard.into_shape_with_order(IxDyn(&self.0)).expect("checked size, standard layout")
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {

@@ -1,0 +1,291 @@
+//! Matrix-product kernels for the shapes the guide's network produces,
+//! where a general GEMM spends more time packing than multiplying:
+//!
+//! - `small_k`: `C = A B` with a short inner dimension (k <= 32) and the
+//!   rows of `B` contiguous, e.g. `W[l] A[l-1]` with `A` of shape
+//!   (n[l-1], m): C is computed in column blocks that stay in cache, one
+//!   fused multiply-add sweep per inner index;
+//! - `dots`: `C = A B` with a tiny output (m n <= 1024), a long inner
+//!   dimension, the rows of `A` and the columns of `B` contiguous, e.g.
+//!   `dW = dZ A^T`: one dot product per element.
+//!
+//! Both are compiled twice, for AVX2+FMA (chosen at run time when the CPU
+//! has them) and for the baseline target.
+
+// Index loops over fixed-size register tiles are the clearest form here,
+// and kernels take the strides of every operand.
+#![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+
+use crate::Element;
+
+#[inline(always)]
+fn fmadd<T: Element, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        c + a * b
+    }
+}
+
+/// # Safety
+/// `a` is an (m, k) array with element strides `(rsa, csa)`; `b` is (k, n)
+/// with row stride `rsb` and contiguous rows; `c` has room for m * n
+/// elements, row-major.
+/// `bias`, when not null, points to m values (stride `sbias`) added to the
+/// rows of C; with `RELU`, C is `max(AB + bias, 0)` (NaN kept).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    b: *const T,
+    rsb: isize,
+    bias: *const T,
+    sbias: isize,
+    c: *mut T,
+) {
+    // Register tiles of 4 rows x 8 columns of C, accumulated over all of
+    // k and stored once; B's rows are read in place (no packing).
+    // SAFETY (whole body): offsets stay inside the arrays described above.
+    unsafe {
+        let at = |i: usize, p: usize| *a.offset(i as isize * rsa + p as isize * csa);
+        let brow = |p: usize, j: usize| b.offset(p as isize * rsb).add(j);
+        let b0 = |i: usize| if bias.is_null() { T::zero() } else { *bias.offset(i as isize * sbias) };
+        let act = |v: T| if RELU && v <= T::zero() { T::zero() } else { v };
+        let mut j = 0;
+        while j + 8 <= n {
+            let mut i = 0;
+            while i + 4 <= m {
+                let mut acc = [[T::zero(); 8]; 4];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    *row = [b0(i + r); 8];
+                }
+                for p in 0..k {
+                    let bp = &*(brow(p, j) as *const [T; 8]);
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = at(i + r, p);
+                        for l in 0..8 {
+                            row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
+                        }
+                    }
+                }
+                for (r, row) in acc.iter().enumerate() {
+                    let out = c.add((i + r) * n + j);
+                    for l in 0..8 {
+                        *out.add(l) = act(row[l]);
+                    }
+                }
+                i += 4;
+            }
+            while i < m {
+                let mut row = [b0(i); 8];
+                for p in 0..k {
+                    let bp = &*(brow(p, j) as *const [T; 8]);
+                    let av = at(i, p);
+                    for l in 0..8 {
+                        row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
+                    }
+                }
+                let out = c.add(i * n + j);
+                for l in 0..8 {
+                    *out.add(l) = act(row[l]);
+                }
+                i += 1;
+            }
+            j += 8;
+        }
+        for jj in j..n {
+            for i in 0..m {
+                let mut s = b0(i);
+                for p in 0..k {
+                    s = fmadd::<T, FMA>(at(i, p), *brow(p, jj), s);
+                }
+                *c.add(i * n + jj) = act(s);
+            }
+        }
+    }
+}
+
+/// Length of the chunks of the inner dimension in `dots`, so that the
+/// chunks of A's rows and B's columns stay in cache while every output
+/// element takes its share.
+const K_CHUNK: usize = 512;
+
+/// # Safety
+/// `a` is (m, k) with contiguous rows (row stride `rsa`); `b` is (k, n)
+/// with contiguous columns (column stride `csb`); `c` has room for m * n
+/// elements, row-major.
+#[inline(always)]
+unsafe fn dots_body<T: Element, const FMA: bool>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    b: *const T,
+    csb: isize,
+    c: *mut T,
+) {
+    // SAFETY (whole body): offsets stay inside the arrays described above.
+    unsafe {
+        for idx in 0..m * n {
+            *c.add(idx) = T::zero();
+        }
+        let mut k0 = 0;
+        while k0 < k {
+            let w = K_CHUNK.min(k - k0);
+            let split = w - w % 8;
+            for i in 0..m {
+                let ar = std::slice::from_raw_parts(a.offset(i as isize * rsa).add(k0), w);
+                // Up to four columns of B at once: each chunk of A's row is
+                // loaded once for four dot products, and the 4 x 8 partial
+                // sums are independent chains the CPU can overlap.
+                let mut j = 0;
+                while j < n {
+                    let cols = 4.min(n - j);
+                    let bc: [&[T]; 4] = std::array::from_fn(|t| {
+                        let jj = j + t.min(cols - 1);
+                        std::slice::from_raw_parts(b.offset(jj as isize * csb).add(k0), w)
+                    });
+                    let mut acc = [[T::zero(); 8]; 4];
+                    let mut p = 0;
+                    while p < split {
+                        let x = &*(ar.as_ptr().add(p) as *const [T; 8]);
+                        for t in 0..4 {
+                            let y = &*(bc[t].as_ptr().add(p) as *const [T; 8]);
+                            for l in 0..8 {
+                                acc[t][l] = fmadd::<T, FMA>(x[l], y[l], acc[t][l]);
+                            }
+                        }
+                        p += 8;
+                    }
+                    for (t, acc) in acc.iter().enumerate().take(cols) {
+                        let mut s =
+                            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+                        for q in split..w {
+                            s = fmadd::<T, FMA>(ar[q], bc[t][q], s);
+                        }
+                        let cij = c.add(i * n + j + t);
+                        *cij = *cij + s;
+                    }
+                    j += cols;
+                }
+            }
+            k0 += w;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_k_avx2<T: Element, const RELU: bool>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    b: *const T,
+    rsb: isize,
+    bias: *const T,
+    sbias: isize,
+    c: *mut T,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { small_k_body::<T, true, RELU>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dots_avx2<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    b: *const T,
+    csb: isize,
+    c: *mut T,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { dots_body::<T, true>(m, k, n, a, rsa, b, csb, c) }
+}
+
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `C = act(A B + bias)` for a short inner dimension; see the module docs.
+///
+/// # Safety
+/// As [`small_k_body`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn small_k<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    b: *const T,
+    rsb: isize,
+    bias: *const T,
+    sbias: isize,
+    relu: bool,
+    c: *mut T,
+) {
+    // SAFETY (both branches): the caller's contract; the AVX2 versions run
+    // only on a CPU that has AVX2 and FMA.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if has_fma() {
+            return if relu {
+                small_k_avx2::<T, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c)
+            } else {
+                small_k_avx2::<T, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c)
+            };
+        }
+        if relu {
+            small_k_body::<T, false, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c)
+        } else {
+            small_k_body::<T, false, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c)
+        }
+    }
+}
+
+/// `dots`; see the module docs.
+///
+/// # Safety
+/// As [`dots_body`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn dots<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    b: *const T,
+    csb: isize,
+    c: *mut T,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        // SAFETY: the CPU has AVX2 and FMA; the rest is the caller's.
+        return unsafe { dots_avx2(m, k, n, a, rsa, b, csb, c) };
+    }
+    // SAFETY: the caller's.
+    unsafe { dots_body::<T, false>(m, k, n, a, rsa, b, csb, c) }
+}

@@ -1,0 +1,176 @@
+//! A per-thread pool of large buffers, so a training loop reuses the same
+//! memory every iteration instead of asking the allocator for fresh
+//! multi-megabyte blocks (which glibc maps and unmaps each time, paying a
+//! page fault per 4 KiB on every use).
+//!
+//! Buffers come back from [`Tape::clear`](crate::Tape::clear) and from
+//! dropped [`Gradients`](crate::Gradients); the forward kernels (`map`,
+//! `zip`, `matmul`) take from here first. Small buffers are left to the
+//! allocator, which is fast for them.
+
+use crate::{Element, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Buffers shorter than this are not pooled.
+pub(crate) const MIN_LEN: usize = 4096;
+/// At most this many bytes are kept per thread and element type.
+const MAX_BYTES: usize = 512 << 20;
+/// At most this many buffers are kept per length.
+const MAX_PER_LEN: usize = 64;
+
+/// Free buffers by length.
+#[derive(Default)]
+pub struct Pool<T> {
+    free: HashMap<usize, Vec<Vec<T>>>,
+    bytes: usize,
+}
+
+thread_local! {
+    static POOL_F32: RefCell<Pool<f32>> = RefCell::new(Pool::default());
+    static POOL_F64: RefCell<Pool<f64>> = RefCell::new(Pool::default());
+}
+
+/// The per-type kernels behind [`Element`]: the buffer pool and GEMM
+/// (implemented for f32 and f64).
+pub trait Pooled: Sized + 'static {
+    /// Runs `f` with this thread's pool for `Self`.
+    fn with_pool<R>(f: impl FnOnce(&mut Pool<Self>) -> R) -> R;
+
+    /// `C = A B` with `matrixmultiply`, for `A` (m, k) and `B` (k, n) given by
+    /// pointer and element strides, into `c`, row-major with row stride
+    /// `ldc`.
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid arrays of those shapes;
+    /// `c` must have room for `m * n` elements (it may be uninitialised:
+    /// with beta = 0 matrixmultiply never reads C).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        ldc: usize,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        c: *mut Self,
+    );
+}
+
+impl Pooled for f32 {
+    fn with_pool<R>(f: impl FnOnce(&mut Pool<f32>) -> R) -> R {
+        POOL_F32.with(|p| f(&mut p.borrow_mut()))
+    }
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        ldc: usize,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        c: *mut f32,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, ldc as isize, 1) }
+    }
+}
+
+impl Pooled for f64 {
+    fn with_pool<R>(f: impl FnOnce(&mut Pool<f64>) -> R) -> R {
+        POOL_F64.with(|p| f(&mut p.borrow_mut()))
+    }
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        ldc: usize,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        c: *mut f64,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, ldc as isize, 1) }
+    }
+}
+
+/// An empty vector with room for `len` elements, reused if one is free.
+#[inline]
+pub(crate) fn take<T: Element>(len: usize) -> Vec<T> {
+    if len < MIN_LEN {
+        return Vec::with_capacity(len);
+    }
+    T::with_pool(|p| {
+        let v = p.free.get_mut(&len).and_then(|l| l.pop());
+        match v {
+            Some(mut v) => {
+                p.bytes -= v.capacity() * std::mem::size_of::<T>();
+                v.clear();
+                v
+            }
+            None => Vec::with_capacity(len),
+        }
+    })
+}
+
+/// A copy of `view` in standard (row-major) layout, in a pooled buffer.
+pub(crate) fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T> {
+    let mut v = take(view.len());
+    if let Some(s) = view.as_slice() {
+        v.extend_from_slice(s);
+    } else if view.strides().iter().all(|&s| s == 0) {
+        // A broadcast scalar.
+        v.resize(view.len(), view.iter().next().copied().unwrap_or(T::zero()));
+    } else if view.ndim() == 2 {
+        for row in view.outer_iter() {
+            match row.as_slice() {
+                Some(s) => v.extend_from_slice(s),
+                None if row.strides()[0] == 0 && !row.is_empty() => v.resize(v.len() + row.len(), row[0]),
+                None => v.extend(row.iter().copied()),
+            }
+        }
+    } else {
+        v.extend(view.iter().copied());
+    }
+    Value::from_shape_vec(view.raw_dim(), v).expect("same length")
+}
+
+/// Gives a value's buffer back to the pool when nothing else shares it.
+pub(crate) fn recycle<T: Element>(v: Value<T>) {
+    if v.len() < MIN_LEN {
+        return;
+    }
+    if let Ok(owned) = v.try_into_owned_nocopy() {
+        let (vec, _) = owned.into_raw_vec_and_offset();
+        give(vec);
+    }
+}
+
+fn give<T: Element>(vec: Vec<T>) {
+    let len = vec.len();
+    if len < MIN_LEN {
+        return;
+    }
+    T::with_pool(|p| {
+        let bytes = vec.capacity() * std::mem::size_of::<T>();
+        if p.bytes + bytes > MAX_BYTES {
+            return;
+        }
+        let list = p.free.entry(len).or_default();
+        if list.len() < MAX_PER_LEN {
+            p.bytes += bytes;
+            list.push(vec);
+        }
+    });
+}
