@@ -3,7 +3,8 @@
 //! Prints one JSON line per figure, in the reference programs' schema:
 //! `{"impl", "workload", "metric", "value", "threads", "note"}`.
 //!
-//! Usage: `cargo run --release -p tapebench -- [W1 W2 W3 W4 Q1 P]` (all by default).
+//! Usage: `cargo run --release -p tapebench -- [W1 W2 W3 W4 Q1 P]` (all by default;
+//! `W1q` is a one-repeat, 20-iteration W1 for instruction counts).
 
 use std::time::Instant;
 use tapegrad::nn::metrics::{self, Metrics};
@@ -64,19 +65,22 @@ fn shared_init<T: Element>() -> Model<T> {
 }
 
 /// W1: the guide's loop in f64, full batch, gradient descent 0.1.
-fn w1(d: &Data) {
+/// `quick` runs one repeat of 5 + 20 iterations (for instruction counts
+/// under callgrind).
+fn w1(d: &Data, quick: bool) {
+    let (repeats, warm_n, timed_n) = if quick { (1, 5, 20) } else { (3, 20, 500) };
     let mut times = Vec::new();
     let (mut cost520, mut after) = (0.0, 0.0);
-    for _ in 0..3 {
+    for _ in 0..repeats {
         let mut model = shared_init::<f64>();
         let mut gd = GradientDescent::new(0.1).unwrap();
-        let warm = TrainConfig { epochs: 20, ..Default::default() };
+        let warm = TrainConfig { epochs: warm_n, ..Default::default() };
         fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &warm, |_| {}).unwrap();
-        let timed = TrainConfig { epochs: 500, ..Default::default() };
+        let timed = TrainConfig { epochs: timed_n, ..Default::default() };
         let t = Instant::now();
         let h = fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &timed, |_| {}).unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1e6 / 500.0);
-        cost520 = h.iteration_costs[499];
+        times.push(t.elapsed().as_secs_f64() * 1e6 / timed_n as f64);
+        cost520 = h.iteration_costs[timed_n - 1];
         after = cost_of(&model, &Loss::default(), d.xtr.view(), d.ytr.view());
     }
     let note = format!(
@@ -259,11 +263,14 @@ fn p() {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let want = |w: &str| args.is_empty() || args.iter().any(|a| a == w);
-    let needs_data = ["W1", "W2", "W3", "Q1"].iter().any(|w| want(w));
+    let needs_data = ["W1", "W1q", "W2", "W3", "Q1"].iter().any(|w| want(w));
     let d = needs_data.then(load_data);
     if let Some(d) = &d {
         if want("W1") {
-            w1(d);
+            w1(d, false);
+        }
+        if args.iter().any(|a| a == "W1q") {
+            w1(d, true);
         }
         if want("W2") {
             w2(d);

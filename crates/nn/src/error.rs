@@ -31,7 +31,7 @@ pub enum NnError {
     #[error("data shape: {0}")]
     DataShape(String),
     /// The cost became NaN or infinite during training.
-    #[error("the cost became {cost} at iteration {iteration} (epoch {epoch}); training stopped. Try a smaller learning rate (it was {learning_rate})")]
+    #[error("the cost became {cost} at iteration {iteration} (epoch {epoch}); training stopped. Try a smaller learning rate (it was {learning_rate}){}", trace.as_ref().map(|t| format!("; the first non-finite value: {t}")).unwrap_or_default())]
     NonFinite {
         /// The 1-based iteration (update) at which it happened.
         iteration: usize,
@@ -41,6 +41,8 @@ pub enum NnError {
         cost: f64,
         /// The learning rate in force.
         learning_rate: f64,
+        /// With tracing on, the first op that produced a NaN or infinity.
+        trace: Option<String>,
     },
     /// A model file that cannot be read or written.
     #[error("model file {path}: {source}")]

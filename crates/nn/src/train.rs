@@ -38,6 +38,11 @@ pub struct TrainConfig {
     pub early_stopping: Option<EarlyStopping>,
     /// Stop after this many updates, even mid-epoch.
     pub max_iterations: Option<usize>,
+    /// Trace non-finite values (see `Tape::trace_nonfinite`): when the cost
+    /// turns NaN or infinite, the error names the first op that produced
+    /// one, and its source line. Off by default (tracing checks every
+    /// value).
+    pub trace_nonfinite: bool,
 }
 
 impl Default for TrainConfig {
@@ -52,6 +57,7 @@ impl Default for TrainConfig {
             schedule: Schedule::Constant,
             early_stopping: None,
             max_iterations: None,
+            trace_nonfinite: false,
         }
     }
 }
@@ -213,6 +219,7 @@ pub fn fit<T: Element>(
 
     let mut history = History::default();
     let mut tape = Tape::<T>::new();
+    tape.trace_nonfinite(cfg.trace_nonfinite);
     let mut order: Vec<usize> = (0..m).collect();
     let mut best: Option<(f64, Params<T>)> = None;
     let mut since_best = 0;
@@ -250,6 +257,7 @@ pub fn fit<T: Element>(
                     epoch: epoch + 1,
                     cost: c,
                     learning_rate: optimizer.learning_rate(),
+                    trace: tape.nonfinite().map(|r| r.to_string()),
                 });
             }
             let grads = tape.backward(cost);

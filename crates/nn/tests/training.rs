@@ -102,6 +102,27 @@ fn divergence_stops_with_an_error_naming_the_iteration() {
 }
 
 #[test]
+fn divergence_under_tracing_names_the_op_and_line() {
+    let (x, y) = two_moons(100, 6);
+    let x = x * 1e3;
+    let mut model = Model::<f64>::new(&Architecture::guide(2, &[8]), Init::HeNormal, 0).unwrap();
+    let cfg = TrainConfig { epochs: 50, trace_nonfinite: true, ..Default::default() };
+    let err = fit(
+        &mut model,
+        &mut tapegrad_nn::GradientDescent::new(1e6).unwrap(),
+        x.view(),
+        y.view(),
+        &cfg,
+        |_| {},
+    )
+    .unwrap_err();
+    let NnError::NonFinite { trace: Some(trace), .. } = &err else { panic!("no trace in {err}") };
+    // The first non-finite value appears inside the library's layer code.
+    assert!(trace.contains(" produced ") && trace.contains(".rs:"), "{trace}");
+    assert!(err.to_string().contains("the first non-finite value: "), "{err}");
+}
+
+#[test]
 fn early_stopping_restores_the_best_epoch() {
     let (x, y) = two_moons(200, 7);
     let mut model = Model::<f64>::new(&Architecture::guide(2, &[32, 32]), Init::HeNormal, 0).unwrap();

@@ -5,6 +5,7 @@
 
 use crate::backend::{ArrayBackend, Backend, TensorBackend};
 use crate::shape::Shape;
+use crate::trace::Phase;
 use crate::{Element, IntoValue, Tape, Tensor, Value};
 use ndarray::{ArcArray, IxDyn};
 use smallvec::SmallVec;
@@ -198,6 +199,10 @@ impl<T: Element> Tape<T> {
             let gs = op.backward_values(&b, &xs, &node.value, g, &need);
             for (k, gk) in gs.into_iter().enumerate() {
                 if let (true, Some(gk)) = (need[k], gk) {
+                    if self.trace.get() {
+                        let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
+                        self.check_finite(&gk, op.name(), i, &shapes, Phase::Backward, node.location);
+                    }
                     edges.push((node.inputs[k], gk, Shape::from_slice(xs[k].shape())));
                 }
             }

@@ -27,7 +27,12 @@
 //! and both shapes, at the caller's line.
 //!
 //! Gradients of gradients: [`Tape::grad_graph`] records the backward pass
-//! on the tape, so a gradient can be differentiated again.
+//! on the tape, so a gradient can be differentiated again, to any order;
+//! [`hvp`], [`hessian`] and [`derivatives`] are built on it, and
+//! [`gradgradcheck`] checks second derivatives. Forward mode: [`jvp`]
+//! carries tangents through each op. When training diverges,
+//! [`Tape::trace_nonfinite`] names the first op (and its source line) that
+//! produced a NaN or an infinity.
 //!
 //! Check any function's gradients with [`gradcheck`], and look at what was
 //! recorded with [`Tape::to_dot`].
@@ -37,6 +42,7 @@ mod backend;
 mod backward;
 mod element;
 mod gradcheck;
+mod higher;
 mod kernels;
 mod ops;
 mod pool;
@@ -44,13 +50,16 @@ mod shape;
 mod tape;
 #[cfg(test)]
 mod testutil;
+mod trace;
 
 pub use ndarray;
 
 pub use backward::{GradGraph, Gradients};
 pub use element::Element;
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport, InputCheck};
+pub use higher::{derivatives, gradgradcheck, hessian, hvp, jvp};
 pub use tape::{IntoValue, Tape, Tensor};
+pub use trace::{NonFiniteReport, Phase};
 
 /// A value on the tape: a dynamic-rank array whose buffer is shared by
 /// reference count, so handing it out, transposing it or slicing it does not

@@ -3,6 +3,7 @@
 
 use crate::ops::{DynOp, Op};
 use crate::shape::Shape;
+use crate::trace::{NonFiniteReport, Phase};
 use crate::{Element, Value};
 use ndarray::{ArcArray, ArrayBase, Data, Dimension, IxDyn, OwnedArcRepr, OwnedRepr};
 use smallvec::SmallVec;
@@ -45,6 +46,14 @@ pub struct Tape<T: Element> {
     pub(crate) nodes: RefCell<Vec<Node<T>>>,
     generation: Cell<u32>,
     grad_enabled: Cell<bool>,
+    /// True when forward mode or NaN tracing is on: the one flag `record`
+    /// tests, so both cost a single branch when off.
+    observed: Cell<bool>,
+    forward_mode: Cell<bool>,
+    /// Tangents by node, in forward mode.
+    pub(crate) tangents: RefCell<Vec<Option<Value<T>>>>,
+    pub(crate) trace: Cell<bool>,
+    pub(crate) report: RefCell<Option<NonFiniteReport>>,
 }
 
 impl<T: Element> Default for Tape<T> {
@@ -122,6 +131,11 @@ impl<T: Element> Tape<T> {
             nodes: RefCell::new(Vec::with_capacity(64)),
             generation: Cell::new(0),
             grad_enabled: Cell::new(true),
+            observed: Cell::new(false),
+            forward_mode: Cell::new(false),
+            tangents: RefCell::new(Vec::new()),
+            trace: Cell::new(false),
+            report: RefCell::new(None),
         }
     }
 
@@ -214,6 +228,8 @@ impl<T: Element> Tape<T> {
         for node in self.nodes.get_mut().drain(..) {
             crate::pool::recycle(node.value);
         }
+        self.tangents.get_mut().clear();
+        *self.report.get_mut() = None;
         self.generation.set(self.generation.get().wrapping_add(1));
     }
 
@@ -277,6 +293,24 @@ impl<T: Element> Tape<T> {
 
     #[track_caller]
     fn push_leaf(&self, value: Value<T>, requires_grad: bool, name: &'static str) -> Tensor<'_, T> {
+        self.push_leaf_with_tangent(value, requires_grad, name, None)
+    }
+
+    #[track_caller]
+    pub(crate) fn push_leaf_with_tangent(
+        &self,
+        value: Value<T>,
+        requires_grad: bool,
+        name: &'static str,
+        tangent: Option<Value<T>>,
+    ) -> Tensor<'_, T> {
+        if self.observed.get() {
+            if self.forward_mode.get() {
+                self.tangents.borrow_mut().push(tangent);
+            }
+            let id = self.nodes.borrow().len();
+            self.check_finite(&value, name, id, &[], Phase::Forward, Location::caller());
+        }
         let mut nodes = self.nodes.borrow_mut();
         let id = nodes.len() as u32;
         nodes.push(Node {
@@ -307,7 +341,11 @@ impl<T: Element> Tape<T> {
                 vals.push(&n.value);
                 inputs.push(x.id);
             }
-            op.forward(&vals)
+            let value = op.forward(&vals);
+            if self.observed.get() {
+                self.observe(&op, &vals, &inputs, &value, nodes.len(), location);
+            }
+            value
         };
         requires_grad &= self.grad_enabled.get();
         let name = op.name();
@@ -321,6 +359,96 @@ impl<T: Element> Tape<T> {
             location,
         });
         Tensor { tape: self, id, generation }
+    }
+
+    /// The slow path of `record`, taken only in forward mode or while
+    /// tracing non-finite values.
+    #[cold]
+    fn observe<O: Op<T>>(
+        &self,
+        op: &O,
+        xs: &[&Value<T>],
+        inputs: &[u32],
+        value: &Value<T>,
+        id: usize,
+        location: &'static Location<'static>,
+    ) {
+        if self.forward_mode.get() {
+            let tangent = {
+                let tans = self.tangents.borrow();
+                let dx: SmallVec<[Option<&Value<T>>; 2]> =
+                    inputs.iter().map(|&j| tans.get(j as usize).and_then(Option::as_ref)).collect();
+                dx.iter().any(Option::is_some).then(|| op.jvp(xs, value, &dx))
+            };
+            self.tangents.borrow_mut().push(tangent);
+        }
+        let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
+        self.check_finite(value, op.name(), id, &shapes, Phase::Forward, location);
+    }
+
+    /// Records the first non-finite value seen while tracing.
+    pub(crate) fn check_finite(
+        &self,
+        value: &Value<T>,
+        op: &'static str,
+        node: usize,
+        input_shapes: &[Vec<usize>],
+        phase: Phase,
+        location: &'static Location<'static>,
+    ) {
+        if !self.trace.get() || self.report.borrow().is_some() {
+            return;
+        }
+        if let Some(bad) = value.iter().find(|v| !v.is_finite()) {
+            *self.report.borrow_mut() = Some(NonFiniteReport {
+                op,
+                phase,
+                node,
+                value: bad.as_f64(),
+                input_shapes: input_shapes.to_vec(),
+                output_shape: value.shape().to_vec(),
+                location,
+            });
+        }
+    }
+
+    /// Turns tracing of non-finite values on or off (off by default; when
+    /// off it costs one branch per op). While on, the first op whose
+    /// forward value, or whose gradient in a backward pass, holds a NaN or
+    /// an infinity is kept as a [`NonFiniteReport`]: its name, shapes and
+    /// the source line that recorded it.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// tape.trace_nonfinite(true);
+    /// let x = tape.var(arr1(&[1.0, 0.0]));
+    /// let y = x.exp();
+    /// let z = (x * 0.0).log(); // the line that breaks
+    /// let _ = (y + z).sum();
+    /// let report = tape.nonfinite().unwrap();
+    /// assert_eq!(report.op, "log");
+    /// assert_eq!(report.location.line(), line!() - 5);
+    /// ```
+    pub fn trace_nonfinite(&self, on: bool) {
+        self.trace.set(on);
+        self.observed.set(on || self.forward_mode.get());
+    }
+
+    /// The first non-finite value recorded while tracing (see
+    /// [`Tape::trace_nonfinite`]); cleared by [`Tape::clear`].
+    ///
+    /// ```
+    /// let tape = tapegrad_tensor::Tape::<f32>::new();
+    /// assert!(tape.nonfinite().is_none());
+    /// ```
+    pub fn nonfinite(&self) -> Option<NonFiniteReport> {
+        self.report.borrow().clone()
+    }
+
+    pub(crate) fn set_forward_mode(&self, on: bool) {
+        self.forward_mode.set(on);
+        self.observed.set(on || self.trace.get());
     }
 
     #[track_caller]

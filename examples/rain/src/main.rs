@@ -138,6 +138,10 @@ struct TrainArgs {
     /// Output folder for the model, metrics and plots.
     #[arg(long, default_value = "rain-out")]
     out: PathBuf,
+    /// When the cost turns NaN or infinite, name the first op (and source
+    /// line) that produced a non-finite value.
+    #[arg(long)]
+    trace_nonfinite: bool,
     /// Print the full gradient table, not one line per layer.
     #[arg(long)]
     check_grads: bool,

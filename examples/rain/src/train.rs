@@ -163,6 +163,7 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
         loss,
         dropout: args.dropout,
         max_iterations: args.iterations,
+        trace_nonfinite: args.trace_nonfinite,
         schedule: match args.schedule.as_str() {
             "constant" => Schedule::Constant,
             "cosine" => Schedule::Cosine { epochs: args.epochs, min_lr: 0.0 },

@@ -22,6 +22,9 @@ impl<T: Element> Op<T> for Add {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("add", x[0], x[1], |a, b| a + b)
     }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
+    }
     fn backward<B: Backend<T>>(&self, _: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         two(need, || g.clone(), || g.clone())
     }
@@ -36,6 +39,9 @@ impl<T: Element> Op<T> for Sub {
     #[track_caller]
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("sub", x[0], x[1], |a, b| a - b)
+    }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         two(need, || g.clone(), || b.neg(g))
@@ -52,6 +58,9 @@ impl<T: Element> Op<T> for Mul {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("mul", x[0], x[1], |a, b| a * b)
     }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         two(need, || b.mul(g, x[1]), || b.mul(g, x[0]))
     }
@@ -67,6 +76,9 @@ impl<T: Element> Op<T> for Div {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("div", x[0], x[1], |a, b| a / b)
     }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         two(need, || b.div(g, x[1]), || b.neg(&b.div(&b.mul(g, y), x[1])))
     }
@@ -80,6 +92,9 @@ impl<T: Element> Op<T> for Neg {
     }
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         map(x[0], |a| -a)
+    }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || b.neg(g))
@@ -99,6 +114,9 @@ impl<T: Element> Op<T> for AddScalar<T> {
         let c = self.0;
         map(x[0], |a| a + c)
     }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
+    }
     fn backward<B: Backend<T>>(&self, _: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || g.clone())
     }
@@ -117,6 +135,9 @@ impl<T: Element> Op<T> for MulScalar<T> {
         let c = self.0;
         map(x[0], |a| a * c)
     }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || b.scale(g, self.0))
     }
@@ -131,6 +152,9 @@ impl<T: Element> Op<T> for Pow {
     #[track_caller]
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("pow", x[0], x[1], |a, e| a.powf(e))
+    }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         two(

@@ -23,6 +23,9 @@ impl<T: Element> Op<T> for IndexSelect {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         x[0].select(Axis(self.axis), &self.indices).into_dyn().into_shared()
     }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || {
             let len = b.shape(x[0])[self.axis];
@@ -52,6 +55,9 @@ impl<T: Element> Op<T> for IndexAdd {
         }
         out.into_shared()
     }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || b.apply(IndexSelect { axis: self.axis, indices: self.indices.clone() }, &[g]))
     }
@@ -74,6 +80,9 @@ impl<T: Element> Op<T> for SliceAxis {
         let mut y: ArcArray<T, IxDyn> = x[0].clone();
         y.slice_axis_inplace(Axis(self.axis), Slice::from(self.start..self.end));
         y
+    }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || {
@@ -102,6 +111,9 @@ impl<T: Element> Op<T> for PadAxis {
         out.slice_axis_mut(Axis(self.axis), Slice::from(self.start..self.start + n)).assign(x[0]);
         out.into_shared()
     }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || {
             let n = b.shape(x[0])[self.axis];
@@ -128,6 +140,9 @@ impl<T: Element> Op<T> for Concat {
                 panic!("concat: shapes {shapes:?} differ off axis {}", self.axis)
             }
         }
+    }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         let mut start = 0;

@@ -3,7 +3,7 @@
 
 use super::{Grads, Op};
 use crate::backend::Backend;
-use crate::{Element, Tensor, Value};
+use crate::{pool, Element, Tensor, Value};
 use ndarray::{Array2, ArrayView2, Ix2};
 use smallvec::smallvec;
 
@@ -22,6 +22,21 @@ impl<T: Element> Op<T> for MatMul {
         let a2 = a.view().into_dimensionality::<Ix2>().expect("2-D");
         let b2 = b.view().into_dimensionality::<Ix2>().expect("2-D");
         matmul(a2, b2).into_dyn().into_shared()
+    }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        // d(AB) = dA B + A dB
+        let mut out: Option<Value<T>> = None;
+        if let Some(da) = dx[0] {
+            out = Some(self.forward(&[da, xs[1]]));
+        }
+        if let Some(db) = dx[1] {
+            let t = self.forward(&[xs[0], db]);
+            out = Some(match out {
+                Some(o) => super::zip("matmul", &o, &t, |a, b| a + b),
+                None => t,
+            });
+        }
+        out.expect("called with a tangent")
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         smallvec![need[0].then(|| b.matmul(g, &b.t(x[1]))), need[1].then(|| b.matmul(&b.t(x[0]), g)),]
@@ -196,6 +211,36 @@ impl<T: Element> Op<T> for Affine {
         let b2 = b.view().into_dimensionality::<Ix2>().expect("2-D");
         affine(w2, a2, Some(b2), self.relu).into_dyn().into_shared()
     }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        // dZ = dW X + W dX + db; with relu, dY = dZ * [Y > 0].
+        let lin = Affine { relu: false };
+        let zero_b = || Value::zeros(xs[2].raw_dim());
+        let mut dz: Option<Value<T>> = None;
+        if let Some(dw) = dx[0] {
+            let b0 = dx[2].cloned().unwrap_or_else(zero_b);
+            dz = Some(lin.forward(&[dw, xs[1], &b0]));
+        }
+        if let Some(dxx) = dx[1] {
+            let b0 = if dz.is_none() { dx[2].cloned().unwrap_or_else(zero_b) } else { zero_b() };
+            let t = lin.forward(&[xs[0], dxx, &b0]);
+            dz = Some(match dz {
+                Some(o) => super::zip("affine", &o, &t, |a, b| a + b),
+                None => t,
+            });
+        }
+        let dz = match dz {
+            Some(d) => d,
+            None => {
+                let db = dx[2].expect("called with a tangent");
+                pool::to_value(db.broadcast(y.raw_dim()).expect("bias broadcasts").view())
+            }
+        };
+        if self.relu {
+            super::zip("affine_relu", &dz, y, |d, y| if y > T::zero() { d } else { T::zero() })
+        } else {
+            dz
+        }
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         // dZ = g * relu'(Z); relu'(Z) = [Z > 0] = [Y > 0], read from the output.
         let dz = if self.relu {
@@ -225,6 +270,9 @@ impl<T: Element> Op<T> for Transpose {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         // Shares the buffer: only the strides change.
         x[0].clone().reversed_axes()
+    }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         super::unary_grad(need, || b.t(g))

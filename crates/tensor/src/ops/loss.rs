@@ -20,6 +20,9 @@ impl<T: Element> Op<T> for BceWithLogits {
         // max(z,0) + ln(1+e^-|z|) = softplus(z).
         zip("bce_with_logits", x[0], x[1], |z, y| softplus(z) - z * y)
     }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         smallvec![
             need[0].then(|| b.mul(g, &b.sub(&b.sigmoid(x[0]), x[1]))),

@@ -40,6 +40,12 @@ pub(crate) trait Op<T: Element>: 'static {
     /// Computes the output value from the input values.
     fn forward(&self, xs: &[&Value<T>]) -> Value<T>;
 
+    /// Forward mode: the tangent of the output, `dy = sum_i J_i dx_i`,
+    /// given the tangents of the inputs (`None`: zero). Called only when at
+    /// least one tangent is given. Elementwise ops use
+    /// [`jvp_elementwise`], linear ones [`jvp_linear`].
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T>;
+
     /// Given the inputs `xs`, the output `y` and the gradient `g` of the
     /// output, returns the gradient of each input for which `need` is true.
     fn backward<B: Backend<T>>(&self, b: &B, xs: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V>;
@@ -49,6 +55,7 @@ pub(crate) trait Op<T: Element>: 'static {
 /// op's one generic backward rule on one backend.
 pub(crate) trait DynOp<T: Element> {
     fn label(&self) -> String;
+    fn name(&self) -> &'static str;
     fn backward_values(
         &self,
         b: &ArrayBackend,
@@ -70,6 +77,9 @@ pub(crate) trait DynOp<T: Element> {
 impl<T: Element, O: Op<T>> DynOp<T> for O {
     fn label(&self) -> String {
         Op::label(self)
+    }
+    fn name(&self) -> &'static str {
+        Op::name(self)
     }
     fn backward_values(
         &self,
@@ -152,4 +162,53 @@ pub(crate) fn unary_grad<V>(need: &[bool], d: impl FnOnce() -> V) -> Grads<V> {
     let mut out = Grads::new();
     out.push(if need[0] { Some(d()) } else { None });
     out
+}
+
+/// Forward mode for an elementwise op (its Jacobian with respect to each
+/// input is diagonal in the broadcast shape): the backward rule applied to
+/// the tangent gives the tangent's image, `dy = sum_i rule_i(dx_i)`.
+pub(crate) fn jvp_elementwise<T: Element, O: Op<T>>(
+    op: &O,
+    xs: &[&Value<T>],
+    y: &Value<T>,
+    dx: &[Option<&Value<T>>],
+) -> Value<T> {
+    let b = ArrayBackend;
+    let mut out: Option<Value<T>> = None;
+    for (i, d) in dx.iter().enumerate() {
+        let Some(d) = d else { continue };
+        let mut need: SmallVec<[bool; 2]> = SmallVec::from_elem(false, xs.len());
+        need[i] = true;
+        let g = if d.shape() == y.shape() {
+            (*d).clone()
+        } else {
+            pool::to_value(d.broadcast(y.raw_dim()).expect("an input broadcasts to the output").view())
+        };
+        let gi =
+            op.backward(&b, xs, y, &g, &need).swap_remove(i).expect("the rule returns the needed gradient");
+        out = Some(match out {
+            None => gi,
+            Some(acc) => zip("jvp", &acc, &gi, |a, b| a + b),
+        });
+    }
+    out.expect("jvp is called with at least one tangent")
+}
+
+/// Forward mode for a linear op: the op itself applied to the tangents
+/// (zeros for inputs without one).
+pub(crate) fn jvp_linear<T: Element, O: Op<T>>(
+    op: &O,
+    xs: &[&Value<T>],
+    dx: &[Option<&Value<T>>],
+) -> Value<T> {
+    let filled: SmallVec<[Value<T>; 2]> = xs
+        .iter()
+        .zip(dx)
+        .map(|(x, d)| match d {
+            Some(d) => (*d).clone(),
+            None => Value::zeros(x.raw_dim()),
+        })
+        .collect();
+    let refs: SmallVec<[&Value<T>; 2]> = filled.iter().collect();
+    op.forward(&refs)
 }

@@ -35,6 +35,9 @@ impl<T: Element> Op<T> for Sum {
         }
         crate::shape::sum_axes(a.view(), &self.axes, &out)
     }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || {
             let shape = b.shape(x[0]);
@@ -68,6 +71,9 @@ impl<T: Element> Op<T> for SumTo {
         }
         sum_to_shape(x[0], &self.0)
     }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || b.broadcast_to(g, &b.shape(x[0])))
     }
@@ -93,6 +99,9 @@ impl<T: Element> Op<T> for BroadcastTo {
             ),
         }
     }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || b.sum_to(g, &b.shape(x[0])))
     }
@@ -116,6 +125,9 @@ impl<T: Element> Op<T> for Reshape {
         }
         let standard = if a.is_standard_layout() { a.clone() } else { crate::pool::to_value(a.view()) };
         standard.into_shape_with_order(IxDyn(&self.0)).expect("checked size, standard layout")
+    }
+    fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_linear(self, xs, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         unary_grad(need, || b.reshape(g, &b.shape(x[0])))

@@ -52,6 +52,9 @@ impl<T: Element> Op<T> for Maximum {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("maximum", x[0], x[1], max_nan)
     }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         smallvec![
             need[0].then(|| b.mul(g, &b.zip_const(x[0], x[1], max_share))),
@@ -69,6 +72,9 @@ impl<T: Element> Op<T> for Minimum {
     #[track_caller]
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("minimum", x[0], x[1], min_nan)
+    }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         smallvec![
@@ -99,6 +105,9 @@ impl<T: Element> Op<T> for Clamp<T> {
             }
         })
     }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
+    }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         let (lo, hi) = (self.0, self.1);
         super::unary_grad(need, || {
@@ -121,6 +130,9 @@ impl<T: Element> Op<T> for Where {
         let a = x[0].broadcast(IxDyn(&shape)).expect("checked");
         let c = x[1].broadcast(IxDyn(&shape)).expect("checked");
         Zip::from(&m).and(&a).and(&c).map_collect(|&m, &a, &c| if m { a } else { c }).into_shared()
+    }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, _: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         let pick = |on: bool| {

@@ -15,6 +15,9 @@ macro_rules! unary_op {
             fn forward(&self, x: &[&Value<T>]) -> Value<T> {
                 map(x[0], |$a: T| $fwd)
             }
+            fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+                super::jvp_elementwise(self, xs, y, dx)
+            }
             fn backward<B: Backend<T>>(
                 &self,
                 $b: &B,
@@ -109,6 +112,9 @@ impl<T: Element> Op<T> for PowScalar<T> {
         } else {
             map(x[0], |a| a.powf(p))
         }
+    }
+    fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+        super::jvp_elementwise(self, xs, y, dx)
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         let p = self.0;
