@@ -244,7 +244,7 @@ pub fn fit<T: Element>(
             let (xb, yb) = if full_batch {
                 (xt.clone(), yt.clone())
             } else {
-                (xt.select(Axis(1), idx).into_value(), yt.select(Axis(1), idx).into_value())
+                (gather_columns(&xt, idx), gather_columns(&yt, idx))
             };
             tape.clear();
             let fwd = model.record(&tape, tape.constant(xb), dropout.as_mut(), true);
@@ -332,4 +332,18 @@ pub fn cost_of<T: Element>(model: &Model<T>, loss: &Loss, x: ArrayView2<'_, T>, 
         let fwd = model.record(&tape, tape.constant(x.to_owned()), None, true);
         loss.cost(model, &fwd, tape.constant(y.to_owned())).item().as_f64()
     })
+}
+
+/// The columns `idx` of a 2-D value, in that order: a mini-batch in the
+/// guide's column-per-example layout, copied row by row.
+fn gather_columns<T: Element>(x: &Value<T>, idx: &[usize]) -> Value<T> {
+    let x = x.view().into_dimensionality::<Ix2>().expect("2-D data");
+    let mut out = Vec::with_capacity(x.nrows() * idx.len());
+    for row in x.rows() {
+        match row.as_slice() {
+            Some(r) => out.extend(idx.iter().map(|&j| r[j])),
+            None => out.extend(idx.iter().map(|&j| row[j])),
+        }
+    }
+    tapegrad_tensor::ndarray::Array2::from_shape_vec((x.nrows(), idx.len()), out).expect("rows x batch").into_value()
 }
