@@ -345,5 +345,7 @@ fn gather_columns<T: Element>(x: &Value<T>, idx: &[usize]) -> Value<T> {
             None => out.extend(idx.iter().map(|&j| row[j])),
         }
     }
-    tapegrad_tensor::ndarray::Array2::from_shape_vec((x.nrows(), idx.len()), out).expect("rows x batch").into_value()
+    tapegrad_tensor::ndarray::Array2::from_shape_vec((x.nrows(), idx.len()), out)
+        .expect("rows x batch")
+        .into_value()
 }
