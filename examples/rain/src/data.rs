@@ -12,15 +12,27 @@ use tapegrad::tensor::ndarray::Array2;
 /// Which label values count as positive (rain).
 #[derive(Clone, Debug, PartialEq)]
 pub enum PositiveRule {
+    /// `> v`
     Gt(f64),
+    /// `>= v`
     Ge(f64),
+    /// `< v`
     Lt(f64),
+    /// `<= v`
     Le(f64),
+    /// equal to the text
     Eq(String),
+    /// contains the text
     Contains(String),
 }
 
 impl PositiveRule {
+    /// Parses `>v`, `>=v`, `<v`, `<=v`, `=text` or `contains:text`.
+    ///
+    /// ```
+    /// assert_eq!(rain::data::PositiveRule::parse(">0").unwrap(), rain::data::PositiveRule::Gt(0.0));
+    /// assert!(rain::data::PositiveRule::parse("~0").is_err());
+    /// ```
     pub fn parse(s: &str) -> Result<Self, RainError> {
         let num = |t: &str| {
             t.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
@@ -83,12 +95,30 @@ impl fmt::Display for PositiveRule {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Split {
     /// Train where `column` is in `lo..=hi`, test elsewhere.
-    Range { column: String, lo: f64, hi: f64 },
+    Range {
+        /// A numeric column.
+        column: String,
+        /// Lowest training value.
+        lo: f64,
+        /// Highest training value.
+        hi: f64,
+    },
     /// A seeded random share of the rows for test.
-    Fraction { fraction: f64, seed: u64 },
+    Fraction {
+        /// Share of rows in the test split.
+        fraction: f64,
+        /// Seed of the draw.
+        seed: u64,
+    },
 }
 
 impl Split {
+    /// Parses `COLUMN:LO-HI`.
+    ///
+    /// ```
+    /// assert!(rain::data::Split::parse_range("month:1-10").is_ok());
+    /// assert!(rain::data::Split::parse_range("month").is_err());
+    /// ```
     pub fn parse_range(s: &str) -> Result<Self, RainError> {
         let err = || RainError::bad("--split", s, "expected COLUMN:LO-HI, e.g. month:1-10");
         let (column, range) = s.split_once(':').ok_or_else(err)?;
@@ -101,6 +131,11 @@ impl Split {
         Ok(Split::Range { column: column.to_string(), lo, hi })
     }
 
+    /// A random split with `fraction` of the rows for test.
+    ///
+    /// ```
+    /// assert!(rain::data::Split::fraction(1.5, 0).is_err());
+    /// ```
     pub fn fraction(fraction: f64, seed: u64) -> Result<Self, RainError> {
         if !(fraction > 0.0 && fraction < 1.0) {
             return Err(RainError::bad("--test-fraction", fraction, "must be between 0 and 1"));
@@ -133,40 +168,61 @@ pub enum Missing {
 /// The data request.
 #[derive(Clone, Debug)]
 pub struct Spec {
+    /// The CSV file.
     pub path: PathBuf,
+    /// Feature columns, in order.
     pub features: Vec<String>,
+    /// The label column.
     pub label: String,
+    /// Which label values are positive.
     pub positive: PositiveRule,
+    /// Train/test split.
     pub split: Split,
+    /// Rows with a missing feature.
     pub missing: Missing,
 }
 
 /// What cleaning did, for the user.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Report {
+    /// Data rows in the file.
     pub rows_read: usize,
     /// Rows dropped, and the columns whose missing values caused it.
     pub rows_dropped: usize,
+    /// Missing values per column.
     pub missing_by_column: Vec<(String, usize)>,
     /// Of the dropped rows whose label is known, how many were positive.
     pub dropped_positive: usize,
+    /// Dropped rows whose label is known.
     pub dropped_labelled: usize,
     /// Values filled with the training mean (`--missing mean`).
     pub imputed: usize,
+    /// Training rows.
     pub train_rows: usize,
+    /// Positive training rows.
     pub train_positive: usize,
+    /// Test rows.
     pub test_rows: usize,
+    /// Positive test rows.
     pub test_positive: usize,
 }
 
+/// The cleaned data in the guide's layout: features as rows, examples as
+/// columns; labels 0 or 1 in a (1, m) row.
 pub struct Dataset {
+    /// Training features (n_x, m).
     pub train_x: Array2<f64>,
+    /// Training labels (1, m).
     pub train_y: Array2<f64>,
+    /// Test features.
     pub test_x: Array2<f64>,
+    /// Test labels.
     pub test_y: Array2<f64>,
+    /// What cleaning did.
     pub report: Report,
 }
 
+/// The file's text; an error names a missing, unreadable or non-UTF-8 file.
 pub fn read_text(path: &Path) -> Result<String, RainError> {
     let bytes = std::fs::read(path).map_err(|source| RainError::Read { path: path.to_path_buf(), source })?;
     String::from_utf8(bytes)
@@ -182,11 +238,14 @@ fn is_missing(v: &str) -> bool {
 /// available columns when one is missing.
 pub struct Table {
     path: PathBuf,
+    /// Column names.
     pub header: Vec<String>,
+    /// Data rows.
     pub records: Vec<csv::StringRecord>,
 }
 
 impl Table {
+    /// Reads and parses the file.
     pub fn read(path: &Path) -> Result<Table, RainError> {
         let text = read_text(path)?;
         let not_csv = |detail: String| RainError::NotCsv { path: path.to_path_buf(), detail };
@@ -210,6 +269,7 @@ impl Table {
         Ok(Table { path: path.to_path_buf(), header, records })
     }
 
+    /// The index of a column; the error lists the available ones.
     pub fn column(&self, name: &str) -> Result<usize, RainError> {
         self.header.iter().position(|h| h == name).ok_or_else(|| RainError::MissingColumn {
             path: self.path.clone(),
@@ -243,6 +303,7 @@ impl Table {
     }
 }
 
+/// Loads, cleans and splits the data as `spec` says, counting every step.
 pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
     if spec.features.is_empty() {
         return Err(RainError::bad("--features", "", "name at least one column"));

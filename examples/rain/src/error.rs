@@ -5,6 +5,7 @@ use tapegrad::nn::NnError;
 
 /// Everything that can go wrong with outside input.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's message is its documentation
 pub enum RainError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
@@ -35,6 +36,7 @@ pub enum RainError {
 }
 
 impl RainError {
+    /// A bad command-line value.
     pub fn bad(what: &'static str, value: impl ToString, reason: impl ToString) -> Self {
         RainError::BadArgument { what, value: value.to_string(), reason: reason.to_string() }
     }

@@ -2,6 +2,8 @@
 //! benchmark: the weather CSV in the guide's layout (features as rows,
 //! examples as columns) with every cleaning step counted.
 
+#![warn(missing_docs)]
+
 pub mod data;
 pub mod error;
 
