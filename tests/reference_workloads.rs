@@ -6,7 +6,8 @@
 //! `ref/RESULTS-first-run.jsonl` (numpy, PyTorch, JAX and HIPS autograd
 //! agree to ~2e-16 on W1; numpy's Q1 test ROC-AUC is 0.929322 and average
 //! precision 0.374698). The weights file is copied into
-//! `benches/tapebench/data/`.
+//! `benches/tapebench/data/`. The CSV is read here directly: the facade
+//! crate cannot depend on the `rain` example, which depends on it.
 
 use tapegrad::nn::{
     cost_of, fit, metrics, Adam, Architecture, GradientDescent, Loss, Model, Params, Standardization,
