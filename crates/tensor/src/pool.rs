@@ -61,49 +61,33 @@ pub trait Pooled: Sized + 'static {
     );
 }
 
-impl Pooled for f32 {
-    fn with_pool<R>(f: impl FnOnce(&mut Pool<f32>) -> R) -> R {
-        POOL_F32.with(|p| f(&mut p.borrow_mut()))
-    }
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        ldc: usize,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        b: *const f32,
-        rsb: isize,
-        csb: isize,
-        c: *mut f32,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, ldc as isize, 1) }
-    }
+macro_rules! pooled {
+    ($t:ty, $pool:ident, $gemm:path) => {
+        impl Pooled for $t {
+            fn with_pool<R>(f: impl FnOnce(&mut Pool<$t>) -> R) -> R {
+                $pool.with(|p| f(&mut p.borrow_mut()))
+            }
+            unsafe fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                ldc: usize,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                csb: isize,
+                c: *mut $t,
+            ) {
+                // SAFETY: forwarded from the caller.
+                unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, ldc as isize, 1) }
+            }
+        }
+    };
 }
-
-impl Pooled for f64 {
-    fn with_pool<R>(f: impl FnOnce(&mut Pool<f64>) -> R) -> R {
-        POOL_F64.with(|p| f(&mut p.borrow_mut()))
-    }
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        ldc: usize,
-        a: *const f64,
-        rsa: isize,
-        csa: isize,
-        b: *const f64,
-        rsb: isize,
-        csb: isize,
-        c: *mut f64,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, ldc as isize, 1) }
-    }
-}
+pooled!(f32, POOL_F32, matrixmultiply::sgemm);
+pooled!(f64, POOL_F64, matrixmultiply::dgemm);
 
 /// An empty vector with room for `len` elements, reused if one is free.
 #[inline]

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tapegrad::nn::{Activation, Architecture, Init};
 use tapegrad::tensor::ndarray::{Array1, Array2};
-use tapegrad::tensor::{Element, Tape};
 
 /// The guide's deep network on hourly NYC weather: will it rain this hour?
 #[derive(Parser, Debug)]
@@ -410,7 +409,10 @@ fn activation(args: &ActivationArgs) -> Result<(), RainError> {
         .ok_or_else(|| RainError::bad("--range", &args.range, "expected A:B with A < B, e.g. -4:4"))?;
     let n = 401;
     let xs = Array1::linspace(a, b, n);
-    let (f, d1, d2) = derivatives(&act, &xs);
+    // f, f' by backward and f'' by differentiating the recorded backward pass.
+    let d = tapegrad::tensor::derivatives(|z| act.apply(z), &xs.clone().into_dyn(), 2);
+    let flat = |v: &tapegrad::tensor::Value<f64>| v.iter().copied().collect::<Array1<f64>>();
+    let (f, d1, d2) = (flat(&d[0]), flat(&d[1]), flat(&d[2]));
     println!("{:>8} {:>14} {:>14} {:>14}", "x", "f(x)", "f'(x)", "f''(x)");
     for k in (0..n).step_by(50) {
         println!("{:>8.3} {:>14.6} {:>14.6} {:>14.6}", xs[k], f[k], d1[k], d2[k]);
@@ -434,29 +436,4 @@ fn activation(args: &ActivationArgs) -> Result<(), RainError> {
     write_file(&path, svg.as_bytes())?;
     println!("wrote {}", path.display());
     Ok(())
-}
-
-/// f, f' and f'' on a grid: f' by backward, f'' by differentiating the
-/// recorded backward pass again.
-fn derivatives<T: Element>(act: &Activation<T>, xs: &Array1<f64>) -> (Array1<f64>, Array1<f64>, Array1<f64>) {
-    let tape = Tape::<T>::new();
-    let x = tape.var(xs.mapv(T::cast));
-    let y = act.apply(x);
-    let d1 = tape.grad_graph(y.sum()).get(x);
-    let to = |v: tapegrad::tensor::Value<T>| v.iter().map(|v| v.as_f64()).collect::<Array1<f64>>();
-    let f = to(y.value());
-    match d1 {
-        Some(d1) => {
-            let d2 = if d1.requires_grad() {
-                tape.backward(d1.sum())
-                    .get(x)
-                    .map(|g| to(g.clone()))
-                    .unwrap_or_else(|| Array1::zeros(xs.len()))
-            } else {
-                Array1::zeros(xs.len())
-            };
-            (f, to(d1.value()), d2)
-        }
-        None => (f, Array1::zeros(xs.len()), Array1::zeros(xs.len())),
-    }
 }
