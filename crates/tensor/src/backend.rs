@@ -78,15 +78,15 @@ pub(crate) trait Backend<T: Element> {
         &self,
         a: &Self::V,
         b: &Self::V,
-        f: impl Fn(T, T) -> T,
+        f: impl Fn(T, T) -> T + Sync,
         composed: impl FnOnce(&Self) -> Self::V,
     ) -> Self::V;
     /// A constant computed elementwise from the value of `x`.
-    fn map_const(&self, x: &Self::V, f: impl Fn(T) -> T) -> Self::V {
+    fn map_const(&self, x: &Self::V, f: impl Fn(T) -> T + Sync) -> Self::V {
         self.constant(map(&self.value(x), f))
     }
     /// A constant computed elementwise from the values of `a` and `b`.
-    fn zip_const(&self, a: &Self::V, b: &Self::V, f: impl Fn(T, T) -> T) -> Self::V {
+    fn zip_const(&self, a: &Self::V, b: &Self::V, f: impl Fn(T, T) -> T + Sync) -> Self::V {
         self.constant(zip("zip_const", &self.value(a), &self.value(b), f))
     }
 }
@@ -118,7 +118,7 @@ impl<T: Element> Backend<T> for ArrayBackend {
         &self,
         a: &Value<T>,
         b: &Value<T>,
-        f: impl Fn(T, T) -> T,
+        f: impl Fn(T, T) -> T + Sync,
         _: impl FnOnce(&Self) -> Value<T>,
     ) -> Value<T> {
         zip("fuse2", a, b, f)
@@ -160,7 +160,7 @@ impl<'t, T: Element> Backend<T> for TensorBackend<'t, T> {
         &self,
         _: &Tensor<'t, T>,
         _: &Tensor<'t, T>,
-        _: impl Fn(T, T) -> T,
+        _: impl Fn(T, T) -> T + Sync,
         composed: impl FnOnce(&Self) -> Tensor<'t, T>,
     ) -> Tensor<'t, T> {
         composed(self)

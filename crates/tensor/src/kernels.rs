@@ -29,8 +29,8 @@ fn fmadd<T: Element, const FMA: bool>(a: T, b: T, c: T) -> T {
 
 /// # Safety
 /// `a` is an (m, k) array with element strides `(rsa, csa)`; `b` is (k, n)
-/// with row stride `rsb` and contiguous rows; `c` has room for m * n
-/// elements, row-major.
+/// with row stride `rsb` and contiguous rows; `c` is (m, n), row-major
+/// with row stride `ldc` >= n.
 /// `bias`, when not null, points to m values (stride `sbias`) added to the
 /// rows of C; with `RELU`, C is `max(AB + bias, 0)` (NaN kept).
 #[inline(always)]
@@ -47,6 +47,7 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
     bias: *const T,
     sbias: isize,
     c: *mut T,
+    ldc: usize,
 ) {
     // Register tiles of 4 rows x 8 columns of C, accumulated over all of
     // k and stored once; B's rows are read in place (no packing).
@@ -74,7 +75,7 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
                     }
                 }
                 for (r, row) in acc.iter().enumerate() {
-                    let out = c.add((i + r) * n + j);
+                    let out = c.add((i + r) * ldc + j);
                     for l in 0..8 {
                         *out.add(l) = act(row[l]);
                     }
@@ -90,7 +91,7 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
                         row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
                     }
                 }
-                let out = c.add(i * n + j);
+                let out = c.add(i * ldc + j);
                 for l in 0..8 {
                     *out.add(l) = act(row[l]);
                 }
@@ -104,7 +105,7 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
                 for p in 0..k {
                     s = fmadd::<T, FMA>(at(i, p), *brow(p, jj), s);
                 }
-                *c.add(i * n + jj) = act(s);
+                *c.add(i * ldc + jj) = act(s);
             }
         }
     }
@@ -195,9 +196,10 @@ unsafe fn small_k_avx2<T: Element, const RELU: bool>(
     bias: *const T,
     sbias: isize,
     c: *mut T,
+    ldc: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { small_k_body::<T, true, RELU>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c) }
+    unsafe { small_k_body::<T, true, RELU>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -246,6 +248,7 @@ pub(crate) unsafe fn small_k<T: Element>(
     sbias: isize,
     relu: bool,
     c: *mut T,
+    ldc: usize,
 ) {
     // SAFETY (both branches): the caller's contract; the AVX2 versions run
     // only on a CPU that has AVX2 and FMA.
@@ -253,15 +256,15 @@ pub(crate) unsafe fn small_k<T: Element>(
         #[cfg(target_arch = "x86_64")]
         if has_fma() {
             return if relu {
-                small_k_avx2::<T, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c)
+                small_k_avx2::<T, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
             } else {
-                small_k_avx2::<T, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c)
+                small_k_avx2::<T, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
             };
         }
         if relu {
-            small_k_body::<T, false, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c)
+            small_k_body::<T, false, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
         } else {
-            small_k_body::<T, false, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c)
+            small_k_body::<T, false, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
         }
     }
 }

@@ -45,6 +45,7 @@ mod gradcheck;
 mod higher;
 mod kernels;
 mod ops;
+mod par;
 mod pool;
 mod shape;
 mod tape;

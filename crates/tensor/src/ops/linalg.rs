@@ -3,6 +3,7 @@
 
 use super::{Grads, Op};
 use crate::backend::Backend;
+use crate::par::{self, SendPtr};
 use crate::{pool, Element, Tensor, Value};
 use ndarray::{Array2, ArrayView2, Ix2};
 use smallvec::smallvec;
@@ -52,9 +53,9 @@ pub(crate) fn matmul<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> 
 /// `act(A B + bias)` into a pooled, row-major buffer, with `bias` of shape
 /// (m, 1) and `act` relu or the identity. Thin products run on the
 /// kernels of [`crate::kernels`] with bias and relu applied as each tile
-/// is stored; others on `matrixmultiply`, split into blocks of rows (or
-/// columns) of C, one per core, when large, with one more pass for bias
-/// and relu.
+/// is stored; others on `matrixmultiply`, with bias and relu applied to
+/// each block of C by the core that computed it. Large products are split
+/// across cores (see [`crate::par`]).
 pub(crate) fn affine<T: Element>(
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
@@ -65,108 +66,173 @@ pub(crate) fn affine<T: Element>(
     let mut c = crate::pool::take::<T>(m * n);
     let (sa, sb) = (a.strides(), b.strides());
     let (bp, bs) = bias.as_ref().map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.strides()[0]));
-    if m * n > 0 && k > 0 && k <= 32 && sb[1] == 1 && n >= 64 {
-        // SAFETY: the views are valid (m, k) and (k, n) arrays with these
-        // element strides, B's rows are contiguous, bias (if any) holds m
-        // values at stride bs; small_k writes all m * n elements of C,
-        // which has capacity m * n.
-        unsafe {
-            crate::kernels::small_k(
-                m,
-                k,
-                n,
-                a.as_ptr(),
-                sa[0],
-                sa[1],
-                b.as_ptr(),
-                sb[0],
-                bp,
-                bs,
-                relu,
-                c.as_mut_ptr(),
-            );
-            c.set_len(m * n);
-        }
-        return Array2::from_shape_vec((m, n), c).expect("m * n elements");
-    }
+    let epi = Epilogue { bias: SendPtr(bp as *mut T), stride: bs, relu };
     if m * n == 0 || k == 0 {
         c.resize(m * n, T::zero());
-    } else if m * n <= 1024 && k >= 64 && sa[1] == 1 && sb[0] == 1 {
+        let mut c = Array2::from_shape_vec((m, n), c).expect("m * n elements");
+        if m * n > 0 {
+            // SAFETY: C is (m, n) row-major with row stride n.
+            unsafe { epi.apply(c.as_mut_ptr(), 0, m, n, n) };
+        }
+        return c;
+    }
+    if k <= 32 && sb[1] == 1 && n >= 64 {
+        let (ap, bp2, cp) =
+            (SendPtr(a.as_ptr() as *mut T), SendPtr(b.as_ptr() as *mut T), SendPtr(c.as_mut_ptr()));
+        // Columns j0..j1 of C.
+        let cols = |j0: usize, j1: usize| {
+            let (ap, bp2, cp) = (ap, bp2, cp);
+            // SAFETY: the views are valid (m, k) and (k, n) arrays with
+            // these element strides and B's rows are contiguous; bias (if
+            // any) holds m values at stride bs; this call writes columns
+            // j0..j1 of every row of C (row stride n, capacity m * n).
+            unsafe {
+                crate::kernels::small_k(
+                    m,
+                    k,
+                    j1 - j0,
+                    ap.0,
+                    sa[0],
+                    sa[1],
+                    bp2.0.add(j0),
+                    sb[0],
+                    epi.bias.get(),
+                    bs,
+                    relu,
+                    cp.0.add(j0),
+                    n,
+                )
+            }
+        };
+        par::split(n, par::pieces(m * n * k, PARALLEL_MACS).min(n / 8).max(1), 8, &cols);
+        // SAFETY: every element of C was written above.
+        unsafe { c.set_len(m * n) };
+        return Array2::from_shape_vec((m, n), c).expect("m * n elements");
+    }
+    if m * n <= 1024 && k >= 64 && sa[1] == 1 && sb[0] == 1 {
         // SAFETY: A's rows and B's columns are contiguous; dots writes all
         // m * n elements of C, which has capacity m * n.
         unsafe {
-            crate::kernels::dots(m, k, n, a.as_ptr(), sa[0], b.as_ptr(), sb[1], c.as_mut_ptr());
+            dots_split(m, k, n, a.as_ptr(), sa[0], b.as_ptr(), sb[1], c.as_mut_ptr());
             c.set_len(m * n);
+            epi.apply(c.as_mut_ptr(), 0, m, n, n);
         }
     } else {
-        gemm_blocks(a, b, &mut c);
+        gemm_blocks(a, b, &mut c, epi);
     }
-    let mut c = Array2::from_shape_vec((m, n), c).expect("m * n elements");
-    if bias.is_some() || relu {
-        for (i, mut row) in c.outer_iter_mut().enumerate() {
-            let bi = bias.as_ref().map_or(T::zero(), |v| v[[i, 0]]);
-            for v in row.iter_mut() {
+    Array2::from_shape_vec((m, n), c).expect("m * n elements")
+}
+
+/// What is applied to each block of C once it is computed: `act(C + bias)`.
+#[derive(Clone, Copy)]
+struct Epilogue<T> {
+    /// Null for no bias; else m values at `stride`.
+    bias: SendPtr<T>,
+    stride: isize,
+    relu: bool,
+}
+
+impl<T: Element> Epilogue<T> {
+    /// Applies the epilogue to rows `r0..r1` and `w` columns of the block
+    /// at `c` (row `r` at `c + r * ldc`).
+    ///
+    /// # Safety
+    /// The block is inside C, and bias (if any) holds rows `r0..r1`.
+    unsafe fn apply(&self, c: *mut T, r0: usize, r1: usize, w: usize, ldc: usize) {
+        if self.bias.0.is_null() && !self.relu {
+            return;
+        }
+        for r in r0..r1 {
+            // SAFETY: the caller's contract.
+            let (row, bi) = unsafe {
+                let bi = if self.bias.0.is_null() {
+                    T::zero()
+                } else {
+                    *self.bias.0.offset(r as isize * self.stride)
+                };
+                (std::slice::from_raw_parts_mut(c.add(r * ldc), w), bi)
+            };
+            for v in row {
                 let z = *v + bi;
-                *v = if relu && z <= T::zero() { T::zero() } else { z };
+                *v = if self.relu && z <= T::zero() { T::zero() } else { z };
             }
         }
     }
-    c
 }
 
-/// Products with at least this many multiply-adds are split across
-/// threads; below it, starting threads costs more than it saves (the
-/// guide's layers are far below, W3's 512-wide layers far above).
-const PARALLEL_MACS: usize = 1 << 24;
+/// Products with at least this many multiply-adds are split across cores;
+/// below it, handing work to another core costs more than it saves.
+const PARALLEL_MACS: usize = 1 << 16;
 
-/// A raw pointer that may cross to a scoped thread.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: each thread writes a disjoint block of C through it, and the
-// scope joins every thread before C is used.
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
+/// `dots` with the inner dimension split in two halves on two cores when
+/// large, the halves added in a fixed order (so the result does not depend
+/// on the number of cores).
+///
+/// # Safety
+/// As [`crate::kernels::dots`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn dots_split<T: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    b: *const T,
+    csb: isize,
+    c: *mut T,
+) {
+    if m * n * k < 2 * PARALLEL_MACS || k < 2048 {
+        // SAFETY: the caller's contract.
+        return unsafe { crate::kernels::dots(m, k, n, a, rsa, b, csb, c) };
+    }
+    let half = (k / 2) & !7;
+    let mut hi = vec![T::zero(); m * n];
+    let (ap, bp, cp, hp) = (SendPtr(a as *mut T), SendPtr(b as *mut T), SendPtr(c), SendPtr(hi.as_mut_ptr()));
+    rayon::join(
+        // SAFETY (both halves): A's rows and B's columns are read over
+        // their first `half` or last `k - half` elements; each half writes
+        // its own m * n buffer.
+        || unsafe { crate::kernels::dots(m, half, n, ap.get(), rsa, bp.get(), csb, cp.get()) },
+        || unsafe {
+            crate::kernels::dots(m, k - half, n, ap.get().add(half), rsa, bp.get().add(half), csb, hp.get())
+        },
+    );
+    for (i, h) in hi.iter().enumerate() {
+        // SAFETY: C holds m * n elements, written above.
+        unsafe { *c.add(i) = *c.add(i) + *h };
+    }
+}
 
-/// `C = A B` with matrixmultiply into `c` (capacity m * n, set to length
-/// m * n on return), in blocks of rows or columns on all cores when large.
-fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut Vec<T>) {
+/// `C = act(A B + bias)` with matrixmultiply into `c` (capacity m * n,
+/// set to length m * n on return), in blocks of rows or columns on all
+/// cores when large.
+fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut Vec<T>, epi: Epilogue<T>) {
     let ((m, k), n) = (a.dim(), b.ncols());
     let (sa, sb) = (a.strides(), b.strides());
-    let threads = if m * n * k >= PARALLEL_MACS {
-        std::thread::available_parallelism().map_or(1, |t| t.get()).min(8)
-    } else {
-        1
-    };
     let cp = SendPtr(c.as_mut_ptr());
-    let (ap, bp) = (a.as_ptr() as usize, b.as_ptr() as usize);
+    let (ap, bp) = (SendPtr(a.as_ptr() as *mut T), SendPtr(b.as_ptr() as *mut T));
     // One block: rows r0..r1 and columns c0..c1 of C.
     let block = move |r0: usize, r1: usize, c0: usize, c1: usize| {
-        let cp = cp;
+        let (ap, bp, cp) = (ap, bp, cp);
         // SAFETY: the views are valid (m, k) and (k, n) arrays with these
         // element strides, so the offsets stay inside them; C has capacity
         // m * n and this block writes only its own rows r0..r1 and columns
         // c0..c1 (row stride n). With beta = 0 matrixmultiply writes every
-        // element of the block without reading it.
+        // element of the block without reading it; the epilogue then
+        // updates the same block, whose bias rows are r0..r1.
         unsafe {
-            let a0 = (ap as *const T).offset(r0 as isize * sa[0]);
-            let b0 = (bp as *const T).offset(c0 as isize * sb[1]);
+            let a0 = ap.0.offset(r0 as isize * sa[0]);
+            let b0 = bp.0.offset(c0 as isize * sb[1]);
             let c0p = cp.0.add(r0 * n + c0);
             T::gemm(r1 - r0, k, c1 - c0, n, a0, sa[0], sa[1], b0, sb[0], sb[1], c0p);
+            epi.apply(cp.0.add(c0), r0, r1, c1 - c0, n);
         }
     };
-    if threads == 1 {
-        block(0, m, 0, n);
+    if m >= n {
+        par::split(m, par::pieces(m * n * k, PARALLEL_MACS).min(m), 1, &|r0, r1| block(r0, r1, 0, n));
     } else {
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                if m >= n {
-                    let (r0, r1) = (m * t / threads, m * (t + 1) / threads);
-                    s.spawn(move || block(r0, r1, 0, n));
-                } else {
-                    let (c0, c1) = (n * t / threads, n * (t + 1) / threads);
-                    s.spawn(move || block(0, m, c0, c1));
-                }
-            }
+        par::split(n, par::pieces(m * n * k, PARALLEL_MACS).min(n / 8).max(1), 8, &|c0, c1| {
+            block(0, m, c0, c1)
         });
     }
     // SAFETY: every element of C was written above.
@@ -412,6 +478,61 @@ mod tests {
                 // Different summation orders: a few ulps of each sum.
                 approx::assert_relative_eq!(gf[p], gc[p], max_relative = 1e-12, epsilon = 1e-12);
             }
+        }
+    }
+
+    /// Every path of `affine` (the thin kernels whole and split across
+    /// cores, the inner dimension split in halves, matrixmultiply in row
+    /// and column blocks) against a naive triple loop, with and without
+    /// bias and relu, on row-major and transposed operands.
+    #[test]
+    fn every_product_path_matches_the_naive_product() {
+        use ndarray::Array2;
+        let shapes = [
+            (20, 3, 19_600), // small_k, split by columns
+            (5, 7, 100),     // small_k, one piece
+            (6, 4_100, 7),   // dots, inner dimension split in halves
+            (3, 80, 2),      // dots, one piece
+            (300, 260, 40),  // matrixmultiply, split by rows
+            (40, 260, 300),  // matrixmultiply, split by columns
+            (9, 33, 10),     // matrixmultiply, one block
+            (0, 3, 5),       // empty
+            (4, 0, 3),       // empty inner dimension: bias only
+        ];
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            let seed = 10 * i as u64;
+            let a: Array2<f64> = random(&[m, k], Domain::Normal, seed).into_dimensionality().unwrap();
+            let bt: Array2<f64> = random(&[n, k], Domain::Normal, seed + 1).into_dimensionality().unwrap();
+            let b = bt.t().as_standard_layout().into_owned();
+            let bias: Array2<f64> = random(&[m, 1], Domain::Normal, seed + 2).into_dimensionality().unwrap();
+            let mut naive = Array2::<f64>::zeros((m, n));
+            for r in 0..m {
+                for c in 0..n {
+                    naive[[r, c]] = (0..k).map(|p| a[[r, p]] * b[[p, c]]).sum::<f64>();
+                }
+            }
+            for (bv, relu) in [(None, false), (Some(bias.view()), false), (Some(bias.view()), true)] {
+                let mut want = naive.clone();
+                if let Some(bv) = bv {
+                    want += &bv;
+                }
+                if relu {
+                    want.mapv_inplace(|z| z.max(0.0));
+                }
+                // Both layouts of B: rows contiguous, and columns contiguous
+                // (a transposed view), which choose different kernels.
+                for got in
+                    [super::affine(a.view(), b.view(), bv, relu), super::affine(a.view(), bt.t(), bv, relu)]
+                {
+                    // Sums of up to 4,100 products in different orders:
+                    // well inside 1e-12 relative for terms of size ~1.
+                    approx::assert_relative_eq!(got, want, max_relative = 1e-12, epsilon = 1e-11);
+                }
+            }
+            // A transposed left operand (dW-style products read A^T).
+            let at = a.t().as_standard_layout().into_owned();
+            let got = super::affine(at.t(), b.view(), None, false);
+            approx::assert_relative_eq!(got, naive, max_relative = 1e-12, epsilon = 1e-11);
         }
     }
 

@@ -18,10 +18,10 @@ pub(crate) mod select;
 pub(crate) mod unary;
 
 use crate::backend::{ArrayBackend, Backend, TensorBackend};
-use crate::pool;
 use crate::shape::broadcast_shapes;
+use crate::{par, pool};
 use crate::{Element, Tensor, Value};
-use ndarray::{IxDyn, Zip};
+use ndarray::{Axis, IxDyn, Zip};
 use smallvec::SmallVec;
 
 /// The gradients a rule returns, one per input (`None`: not needed or zero).
@@ -103,28 +103,46 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
     }
 }
 
-/// Applies `f` to every element.
+/// Applies `f` to every element (on all cores when large).
 #[inline]
-pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T) -> Value<T> {
-    let mut v = pool::take(x.len());
+pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T + Sync) -> Value<T> {
+    let n = x.len();
+    let mut v = pool::take(n);
     match x.as_slice() {
-        Some(s) => v.extend(s.iter().map(|&a| f(a))),
+        Some(s) => par::fill(&mut v, n, |start, out| {
+            let src = &s[start..start + out.len()];
+            for (o, &a) in out.iter_mut().zip(src) {
+                o.write(f(a));
+            }
+        }),
         None => v.extend(x.iter().map(|&a| f(a))),
     }
     Value::from_shape_vec(x.raw_dim(), v).expect("same length")
 }
 
-/// Applies `f` elementwise to `a` and `b` broadcast together (numpy rules).
+/// Applies `f` elementwise to `a` and `b` broadcast together (numpy rules),
+/// on all cores when large.
 ///
 /// # Panics
 /// When the shapes do not broadcast, naming `op` and both shapes.
 #[track_caller]
 #[inline]
-pub(crate) fn zip<T: Element>(op: &str, a: &Value<T>, b: &Value<T>, f: impl Fn(T, T) -> T) -> Value<T> {
+pub(crate) fn zip<T: Element>(
+    op: &str,
+    a: &Value<T>,
+    b: &Value<T>,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Value<T> {
     if a.shape() == b.shape() {
         if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
-            let mut v = pool::take(sa.len());
-            v.extend(sa.iter().zip(sb).map(|(&x, &y)| f(x, y)));
+            let n = sa.len();
+            let mut v = pool::take(n);
+            par::fill(&mut v, n, |start, out| {
+                let end = start + out.len();
+                for ((o, &x), &y) in out.iter_mut().zip(&sa[start..end]).zip(&sb[start..end]) {
+                    o.write(f(x, y));
+                }
+            });
             return Value::from_shape_vec(a.raw_dim(), v).expect("same length");
         }
     }
@@ -135,21 +153,46 @@ pub(crate) fn zip<T: Element>(op: &str, a: &Value<T>, b: &Value<T>, f: impl Fn(T
         // Row by row: each row of either side is contiguous or a repeated
         // value (the guide's (n, m) + (n, 1) bias), so the inner loop is a
         // plain slice loop into a pooled buffer.
-        let mut v = pool::take(av.len());
-        for (ra, rb) in av.outer_iter().zip(bv.outer_iter()) {
-            match (ra.as_slice(), rb.as_slice(), ra.strides()[0] == 0, rb.strides()[0] == 0) {
-                (Some(sa), Some(sb), _, _) => v.extend(sa.iter().zip(sb).map(|(&x, &y)| f(x, y))),
-                (Some(sa), _, _, true) => {
-                    let y = rb[0];
-                    v.extend(sa.iter().map(|&x| f(x, y)));
+        let (n, m) = (shape[0], shape[1]);
+        let mut v = pool::take::<T>(n * m);
+        let out = par::SendPtr(v.as_mut_ptr());
+        par::rows(n, m, &|r0, r1| {
+            let out = out;
+            for r in r0..r1 {
+                let (ra, rb) = (av.index_axis(Axis(0), r), bv.index_axis(Axis(0), r));
+                // SAFETY: row r of the (n, m) buffer, which has capacity
+                // n * m; each row is written by one worker only.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out.get().add(r * m) as *mut std::mem::MaybeUninit<T>, m)
+                };
+                match (ra.as_slice(), rb.as_slice(), ra.strides()[0] == 0, rb.strides()[0] == 0) {
+                    (Some(sa), Some(sb), _, _) => {
+                        for ((o, &x), &y) in dst.iter_mut().zip(sa).zip(sb) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    (Some(sa), _, _, true) => {
+                        let y = rb[0];
+                        for (o, &x) in dst.iter_mut().zip(sa) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    (_, Some(sb), true, _) => {
+                        let x = ra[0];
+                        for (o, &y) in dst.iter_mut().zip(sb) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    _ => {
+                        for ((o, &x), &y) in dst.iter_mut().zip(ra.iter()).zip(rb.iter()) {
+                            o.write(f(x, y));
+                        }
+                    }
                 }
-                (_, Some(sb), true, _) => {
-                    let x = ra[0];
-                    v.extend(sb.iter().map(|&y| f(x, y)));
-                }
-                _ => v.extend(ra.iter().zip(rb.iter()).map(|(&x, &y)| f(x, y))),
             }
-        }
+        });
+        // SAFETY: every row was written above.
+        unsafe { v.set_len(n * m) };
         return Value::from_shape_vec(IxDyn(&shape), v).expect("same length");
     }
     Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)).into_shared()

@@ -1,0 +1,117 @@
+//! Large loops split across cores, on rayon's pool of worker threads.
+//!
+//! A split is made by size alone, always into the same halves whatever the
+//! number of cores, so a result never depends on the machine: elementwise
+//! loops give the same elements in any case, and the one reduction split
+//! this way (`dots`) adds its two halves in a fixed order.
+
+use std::mem::MaybeUninit;
+
+/// A raw pointer that may cross to another core: each worker writes only
+/// its own disjoint part of the buffer behind it, and the join returns
+/// before the buffer is used.
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+// SAFETY: see the type's doc; users uphold the disjointness.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer. A method, so that a closure captures the whole
+    /// `SendPtr` (which may cross cores) rather than its field.
+    #[inline(always)]
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Elementwise loops over at least this many elements are split in two
+/// (recursively): below it, handing work to another core costs more than
+/// it saves.
+pub(crate) const MIN_ELEMS: usize = 1 << 15;
+
+/// How many pieces to cut `work` (elements or multiply-adds) into: one per
+/// core, but none smaller than `min`.
+#[inline]
+pub(crate) fn pieces(work: usize, min: usize) -> usize {
+    if work < 2 * min {
+        return 1;
+    }
+    rayon::current_num_threads().min(work / min).max(1)
+}
+
+/// Calls `f(i0, i1)` on `pieces` consecutive blocks covering `0..len`,
+/// each starting at a multiple of `align`, on separate cores.
+pub(crate) fn split(len: usize, pieces: usize, align: usize, f: &(impl Fn(usize, usize) + Sync)) {
+    fn go(i0: usize, i1: usize, pieces: usize, align: usize, f: &(impl Fn(usize, usize) + Sync)) {
+        let mid = i0 + (i1 - i0) * (pieces / 2) / pieces / align * align;
+        if pieces < 2 || mid == i0 {
+            return f(i0, i1);
+        }
+        let half = pieces / 2;
+        rayon::join(|| go(i0, mid, half, align, f), || go(mid, i1, pieces - half, align, f));
+    }
+    go(0, len, pieces, align.max(1), f)
+}
+
+/// Writes `len` elements into the spare capacity of `v` (which must have
+/// room) and sets its length: `f(start, out)` writes elements
+/// `start..start + out.len()`, every one of them. Large fills are split
+/// across cores.
+#[inline]
+pub(crate) fn fill<T: Send>(v: &mut Vec<T>, len: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) {
+    assert!(v.is_empty() && v.capacity() >= len, "fill: the buffer has no room");
+    let out = SendPtr(v.as_mut_ptr() as *mut MaybeUninit<T>);
+    split(len, pieces(len, MIN_ELEMS), 8, &|i0, i1| {
+        // SAFETY: blocks are disjoint and inside the capacity of `v`.
+        let block = unsafe { std::slice::from_raw_parts_mut(out.get().add(i0), i1 - i0) };
+        f(i0, block)
+    });
+    // SAFETY: `f` initialised all `len` elements (its contract).
+    unsafe { v.set_len(len) };
+}
+
+/// Runs `f(row0, row1)` over blocks of the rows `0..n`, split across cores
+/// when `n * row_len` is at least two [`MIN_ELEMS`].
+pub(crate) fn rows(n: usize, row_len: usize, f: &(impl Fn(usize, usize) + Sync)) {
+    split(n, pieces(n * row_len, MIN_ELEMS).min(n.max(1)), 1, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_writes_every_element_once_in_order() {
+        for len in [0, 1, 7, MIN_ELEMS * 2 - 1, MIN_ELEMS * 2, MIN_ELEMS * 5 + 3] {
+            let mut v: Vec<u64> = Vec::with_capacity(len);
+            fill(&mut v, len, |s, out| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    o.write((s + i) as u64);
+                }
+            });
+            assert_eq!(v.len(), len);
+            assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64), "len {len}");
+        }
+    }
+
+    #[test]
+    fn rows_covers_each_row_once() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        for (n, row_len) in [(0, 10), (1, MIN_ELEMS * 4), (5, MIN_ELEMS), (512, 19_600)] {
+            let seen: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+            rows(n, row_len, &|r0, r1| {
+                for s in &seen[r0..r1] {
+                    s.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1), "n {n}");
+        }
+    }
+}
