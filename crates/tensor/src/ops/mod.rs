@@ -157,7 +157,6 @@ pub(crate) fn zip<T: Element>(
         let mut v = pool::take::<T>(n * m);
         let out = par::SendPtr(v.as_mut_ptr());
         par::rows(n, m, &|r0, r1| {
-            let out = out;
             for r in r0..r1 {
                 let (ra, rb) = (av.index_axis(Axis(0), r), bv.index_axis(Axis(0), r));
                 // SAFETY: row r of the (n, m) buffer, which has capacity
