@@ -109,7 +109,7 @@ pub(crate) fn affine<T: Element>(
         unsafe { c.set_len(m * n) };
         return Array2::from_shape_vec((m, n), c).expect("m * n elements");
     }
-    if m * n <= 1024 && k >= 64 && sa[1] == 1 && sb[0] == 1 {
+    if (m * n <= 1024 || n <= 4) && k >= 64 && sa[1] == 1 && sb[0] == 1 {
         // SAFETY: A's rows and B's columns are contiguous; dots writes all
         // m * n elements of C, which has capacity m * n.
         unsafe {
