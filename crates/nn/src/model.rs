@@ -406,19 +406,23 @@ impl<T: Element> Model<T> {
         x: Tensor<'t, T>,
         dropout: Option<&mut Dropout>,
     ) -> Forward<'t, T> {
-        self.record(tape, x, dropout, false)
+        self.record(tape, x, dropout, false, true)
     }
 
     /// The forward pass; with `fuse`, ReLU layers run as one fused op
     /// (`affine_relu`) and their `Z[l]` is not recorded (the entry in
     /// `Forward::z` is then `A[l]`). Training uses the fused form: fewer
-    /// passes over memory, the same numbers.
+    /// passes over memory, the same numbers. Without `output`, a sigmoid
+    /// output layer is not applied (the last entry of `Forward::a` is then
+    /// the logits `Z[L]`): for the loss, which reads the logits of a
+    /// sigmoid output (see [`crate::Loss::cost`]).
     pub(crate) fn record<'t>(
         &self,
         tape: &'t Tape<T>,
         x: Tensor<'t, T>,
         mut dropout: Option<&mut Dropout>,
         fuse: bool,
+        output: bool,
     ) -> Forward<'t, T> {
         let params: IndexMap<String, Tensor<'t, T>> =
             self.params.iter().map(|(k, v)| (k.clone(), tape.var(v.clone()))).collect();
@@ -431,6 +435,9 @@ impl<T: Element> Model<T> {
             let (zl, mut al) = if fuse && matches!(act, Activation::Relu) {
                 let al = w.affine_relu(a[i], b);
                 (al, al)
+            } else if !output && l == last && act.is_sigmoid() {
+                let zl = w.affine(a[i], b);
+                (zl, zl)
             } else {
                 let zl = w.affine(a[i], b);
                 (zl, act.apply(zl))
@@ -462,8 +469,8 @@ impl<T: Element> Model<T> {
     pub fn predict_proba(&self, x: ArrayView2<'_, T>) -> Result<Array1<T>, NnError> {
         self.check_input(x.nrows())?;
         let tape = Tape::new();
-        let out =
-            tape.no_grad(|| self.record(&tape, tape.constant(x.to_owned()), None, true).output().value());
+        let out = tape
+            .no_grad(|| self.record(&tape, tape.constant(x.to_owned()), None, true, true).output().value());
         let out = out.into_dimensionality::<tapegrad_tensor::ndarray::Ix2>().expect("2-D output");
         Ok(out.index_axis(Axis(0), 0).to_owned())
     }

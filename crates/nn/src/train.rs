@@ -247,7 +247,8 @@ pub fn fit<T: Element>(
                 (gather_columns(&xt, idx), gather_columns(&yt, idx))
             };
             tape.clear();
-            let fwd = model.record(&tape, tape.constant(xb), dropout.as_mut(), true);
+            // The loss reads only the logits of a sigmoid output: skip the sigmoid.
+            let fwd = model.record(&tape, tape.constant(xb), dropout.as_mut(), true, false);
             let cost = cfg.loss.cost(model, &fwd, tape.constant(yb));
             let c = cost.item().as_f64();
             iteration += 1;
@@ -329,7 +330,7 @@ pub fn fit<T: Element>(
 pub fn cost_of<T: Element>(model: &Model<T>, loss: &Loss, x: ArrayView2<'_, T>, y: ArrayView2<'_, T>) -> f64 {
     let tape = Tape::new();
     tape.no_grad(|| {
-        let fwd = model.record(&tape, tape.constant(x.to_owned()), None, true);
+        let fwd = model.record(&tape, tape.constant(x.to_owned()), None, true, false);
         loss.cost(model, &fwd, tape.constant(y.to_owned())).item().as_f64()
     })
 }

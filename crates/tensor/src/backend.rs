@@ -24,6 +24,10 @@ pub(crate) trait Backend<T: Element> {
     fn value(&self, v: &Self::V) -> Value<T>;
     /// The shape of `v`.
     fn shape(&self, v: &Self::V) -> Shape;
+    /// Whether `v` has the shape `shape`.
+    fn has_shape(&self, v: &Self::V, shape: &[usize]) -> bool {
+        self.shape(v).as_slice() == shape
+    }
     /// Adds `g` into an accumulated gradient.
     fn accumulate(&self, acc: &mut Self::V, g: Self::V) {
         *acc = self.add(acc, &g);
@@ -124,8 +128,20 @@ impl<T: Element> Backend<T> for ArrayBackend {
         zip("fuse2", a, b, f)
     }
     #[inline]
+    fn has_shape(&self, v: &Value<T>, shape: &[usize]) -> bool {
+        v.shape() == shape
+    }
+    #[inline]
     fn accumulate(&self, acc: &mut Value<T>, g: Value<T>) {
         if acc.shape() == g.shape() {
+            if let (Some(a), Some(b)) = (acc.as_slice_mut(), g.as_slice()) {
+                // Copy-on-write as below; contiguous, so a plain loop.
+                for (a, &b) in a.iter_mut().zip(b) {
+                    *a = *a + b;
+                }
+                crate::pool::recycle(g);
+                return;
+            }
             // Copy-on-write: in place unless the buffer is shared.
             acc.zip_mut_with(&g, |a, &b| *a = *a + b);
         } else {

@@ -10,27 +10,31 @@ use crate::{Element, IntoValue, Tape, Tensor, Value};
 use ndarray::{ArcArray, IxDyn};
 use smallvec::SmallVec;
 
-type Edges<V> = SmallVec<[(u32, V, Shape); 2]>;
-
-/// Walks nodes `seed_id..=0` in reverse. `step` runs node `i`'s rule on its
-/// gradient and returns `(input, gradient, input shape)` triples.
+/// Walks nodes `seed_id..=0` in reverse. `step(i, g, emit)` runs node
+/// `i`'s rule on its gradient `g` and calls `emit(input, gradient, input's
+/// shape)` for each input that needs a gradient; the engine sums that
+/// gradient to the input's shape and accumulates it. Inputs precede the
+/// nodes that use them, so the gradient of node `i` is complete when `i` is
+/// reached and is lent to `step` without a copy.
 fn run<T: Element, B: Backend<T>>(
     b: &B,
     seed_id: usize,
     seed: B::V,
-    mut step: impl FnMut(usize, &B::V) -> Edges<B::V>,
+    mut step: impl FnMut(usize, &B::V, &mut dyn FnMut(u32, B::V, &[usize])),
 ) -> Vec<Option<B::V>> {
-    let mut grads: Vec<Option<B::V>> = vec![None; seed_id + 1];
-    grads[seed_id] = Some(seed);
+    let mut grads: Vec<Option<B::V>> = Vec::with_capacity(seed_id + 1);
+    grads.resize_with(seed_id, || None);
+    grads.push(Some(seed));
     for i in (0..=seed_id).rev() {
-        let Some(g) = grads[i].clone() else { continue };
-        for (j, gj, shape) in step(i, &g) {
-            let gj = if b.shape(&gj) != shape { b.sum_to(&gj, &shape) } else { gj };
-            match &mut grads[j as usize] {
+        let (before, from_i) = grads.split_at_mut(i);
+        let Some(g) = &from_i[0] else { continue };
+        step(i, g, &mut |j, gj, shape| {
+            let gj = if b.has_shape(&gj, shape) { gj } else { b.sum_to(&gj, shape) };
+            match &mut before[j as usize] {
                 Some(acc) => b.accumulate(acc, gj),
                 slot @ None => *slot = Some(gj),
             }
-        }
+        });
     }
     grads
 }
@@ -188,10 +192,9 @@ impl<T: Element> Tape<T> {
         }
         let nodes = self.nodes.borrow();
         let b = ArrayBackend;
-        let grads = run(&b, y.id as usize, seed, |i, g| {
+        let grads = run(&b, y.id as usize, seed, |i, g, emit| {
             let node = &nodes[i];
-            let mut edges = Edges::new();
-            let Some(op) = &node.op else { return edges };
+            let Some(op) = &node.op else { return };
             let xs: SmallVec<[&Value<T>; 2]> =
                 node.inputs.iter().map(|&j| &nodes[j as usize].value).collect();
             let need: SmallVec<[bool; 2]> =
@@ -203,10 +206,9 @@ impl<T: Element> Tape<T> {
                         let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
                         self.check_finite(&gk, op.name(), i, &shapes, Phase::Backward, node.location);
                     }
-                    edges.push((node.inputs[k], gk, Shape::from_slice(xs[k].shape())));
+                    emit(node.inputs[k], gk, xs[k].shape());
                 }
             }
-            edges
         });
         Gradients { grads, tape: self, generation: self.generation() }
     }
@@ -265,8 +267,7 @@ impl<T: Element> Tape<T> {
         let b = TensorBackend { tape: self };
         let generation = self.generation();
         let tensor = |id: u32| Tensor { tape: self, id, generation };
-        let grads = run(&b, y.id as usize, seed, |i, g| {
-            let mut edges = Edges::new();
+        let grads = run(&b, y.id as usize, seed, |i, g, emit| {
             // Take the op out while its rule records new nodes on the tape.
             let (op, inputs, need, shapes) = {
                 let mut nodes = self.nodes.borrow_mut();
@@ -278,17 +279,16 @@ impl<T: Element> Tape<T> {
                     inputs.iter().map(|&j| Shape::from_slice(nodes[j as usize].value.shape())).collect();
                 (op, inputs, need, shapes)
             };
-            let Some(op) = op else { return edges };
+            let Some(op) = op else { return };
             let xs: SmallVec<[Tensor<'_, T>; 2]> = inputs.iter().map(|&j| tensor(j)).collect();
             let xr: SmallVec<[&Tensor<'_, T>; 2]> = xs.iter().collect();
             let gs = op.backward_tensors(&b, &xr, &tensor(i as u32), g, &need);
             self.nodes.borrow_mut()[i].op = Some(op);
             for (k, gk) in gs.into_iter().enumerate() {
                 if let (true, Some(gk)) = (need[k], gk) {
-                    edges.push((inputs[k], gk, shapes[k].clone()));
+                    emit(inputs[k], gk, &shapes[k]);
                 }
             }
-            edges
         });
         GradGraph { grads }
     }

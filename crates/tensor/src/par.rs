@@ -67,6 +67,12 @@ pub(crate) fn split(len: usize, pieces: usize, align: usize, f: &(impl Fn(usize,
 #[inline]
 pub(crate) fn fill<T: Send>(v: &mut Vec<T>, len: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) {
     assert!(v.is_empty() && v.capacity() >= len, "fill: the buffer has no room");
+    if len < 2 * MIN_ELEMS {
+        f(0, &mut v.spare_capacity_mut()[..len]);
+        // SAFETY: `f` initialised all `len` elements (its contract).
+        unsafe { v.set_len(len) };
+        return;
+    }
     let out = SendPtr(v.as_mut_ptr() as *mut MaybeUninit<T>);
     split(len, pieces(len, MIN_ELEMS), 8, &|i0, i1| {
         // SAFETY: blocks are disjoint and inside the capacity of `v`.

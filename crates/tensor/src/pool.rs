@@ -127,7 +127,19 @@ pub(crate) fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T>
     } else {
         v.extend(view.iter().copied());
     }
-    Value::from_shape_vec(view.raw_dim(), v).expect("same length")
+    value_from(view.raw_dim(), v)
+}
+
+/// A row-major value of shape `dim` over `v`, which must hold exactly
+/// `dim`'s number of elements (asserted: every caller
+/// fills a buffer of that length). Skips ndarray's shape validation, a
+/// large share of the cost of an op on a tiny tensor.
+#[inline]
+pub(crate) fn value_from<T: Element>(dim: ndarray::IxDyn, v: Vec<T>) -> Value<T> {
+    assert!(v.len() == ndarray::Dimension::size(&dim), "value_from: length mismatch");
+    // SAFETY: a standard-layout array of `dim` over exactly its number of
+    // elements (asserted above) is valid.
+    unsafe { ndarray::Array::from_shape_vec_unchecked(dim, v) }.into_shared()
 }
 
 /// Gives a value's buffer back to the pool when nothing else shares it.

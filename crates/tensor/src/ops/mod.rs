@@ -117,7 +117,7 @@ pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T + Sync) -> Value<
         }),
         None => v.extend(x.iter().map(|&a| f(a))),
     }
-    Value::from_shape_vec(x.raw_dim(), v).expect("same length")
+    pool::value_from(x.raw_dim(), v)
 }
 
 /// Applies `f` elementwise to `a` and `b` broadcast together (numpy rules),
@@ -143,7 +143,7 @@ pub(crate) fn zip<T: Element>(
                     o.write(f(x, y));
                 }
             });
-            return Value::from_shape_vec(a.raw_dim(), v).expect("same length");
+            return pool::value_from(a.raw_dim(), v);
         }
     }
     let shape = broadcast_shapes(op, a.shape(), b.shape());
@@ -192,7 +192,7 @@ pub(crate) fn zip<T: Element>(
         });
         // SAFETY: every row was written above.
         unsafe { v.set_len(n * m) };
-        return Value::from_shape_vec(IxDyn(&shape), v).expect("same length");
+        return pool::value_from(IxDyn(&shape), v);
     }
     Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)).into_shared()
 }
