@@ -1,11 +1,55 @@
-//! Large loops split across cores, on rayon's pool of worker threads.
+//! Large loops split across cores.
 //!
-//! A split is made by size alone, always into the same halves whatever the
-//! number of cores, so a result never depends on the machine: elementwise
-//! loops give the same elements in any case, and the one reduction split
-//! this way (`dots`) adds its two halves in a fixed order.
+//! The calling thread always does one piece of the work itself; the other
+//! pieces go to a pool of `cores - 1` worker threads (rayon's, built once).
+//! So a training loop never has more busy threads than cores, and the
+//! piece the caller keeps is the one already in its cache.
+//!
+//! A split is made by size alone and elementwise loops give the same
+//! elements however they are split; the one reduction split this way
+//! (`dots`) always cuts in the same two halves and adds them in a fixed
+//! order, so no result depends on the number of cores.
 
 use std::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+/// The worker threads: one fewer than the cores (none on one core).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores < 2 {
+            return None;
+        }
+        // If threads cannot be started, everything runs on the caller.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(cores - 1)
+            .thread_name(|i| format!("tapegrad-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// How many threads work on a split loop: the caller and the workers.
+pub(crate) fn threads() -> usize {
+    pool().map_or(1, |p| p.current_num_threads() + 1)
+}
+
+/// Runs `a` on the calling thread and `b` on a worker, and returns when
+/// both are done (both on the caller when there are no workers).
+pub(crate) fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
+    match pool() {
+        Some(p) => p.in_place_scope(|s| {
+            s.spawn(|_| b());
+            a();
+        }),
+        None => {
+            a();
+            b();
+        }
+    }
+}
 
 /// A raw pointer that may cross to another core: each worker writes only
 /// its own disjoint part of the buffer behind it, and the join returns
@@ -37,27 +81,35 @@ impl<T> SendPtr<T> {
 pub(crate) const MIN_ELEMS: usize = 1 << 15;
 
 /// How many pieces to cut `work` (elements or multiply-adds) into: one per
-/// core, but none smaller than `min`.
+/// thread, but none smaller than `min`.
 #[inline]
 pub(crate) fn pieces(work: usize, min: usize) -> usize {
     if work < 2 * min {
         return 1;
     }
-    rayon::current_num_threads().min(work / min).max(1)
+    threads().min(work / min).max(1)
 }
 
 /// Calls `f(i0, i1)` on `pieces` consecutive blocks covering `0..len`,
-/// each starting at a multiple of `align`, on separate cores.
+/// each starting at a multiple of `align`: the first on the calling
+/// thread, the others on the workers.
 pub(crate) fn split(len: usize, pieces: usize, align: usize, f: &(impl Fn(usize, usize) + Sync)) {
-    fn go(i0: usize, i1: usize, pieces: usize, align: usize, f: &(impl Fn(usize, usize) + Sync)) {
-        let mid = i0 + (i1 - i0) * (pieces / 2) / pieces / align * align;
-        if pieces < 2 || mid == i0 {
-            return f(i0, i1);
-        }
-        let half = pieces / 2;
-        rayon::join(|| go(i0, mid, half, align, f), || go(mid, i1, pieces - half, align, f));
+    let align = align.max(1);
+    let bound = |p: usize| if p == pieces { len } else { len * p / pieces / align * align };
+    match pool() {
+        Some(pool) if pieces > 1 => pool.in_place_scope(|s| {
+            for p in 1..pieces {
+                let (i0, i1) = (bound(p), bound(p + 1));
+                if i0 < i1 {
+                    s.spawn(move |_| f(i0, i1));
+                }
+            }
+            if bound(1) > 0 {
+                f(0, bound(1));
+            }
+        }),
+        _ => f(0, len),
     }
-    go(0, len, pieces, align.max(1), f)
 }
 
 /// Writes `len` elements into the spare capacity of `v` (which must have

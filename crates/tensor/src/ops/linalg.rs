@@ -188,7 +188,7 @@ unsafe fn dots_split<T: Element>(
     let half = (k / 2) & !7;
     let mut hi = vec![T::zero(); m * n];
     let (ap, bp, cp, hp) = (SendPtr(a as *mut T), SendPtr(b as *mut T), SendPtr(c), SendPtr(hi.as_mut_ptr()));
-    rayon::join(
+    par::join(
         // SAFETY (both halves): A's rows and B's columns are read over
         // their first `half` or last `k - half` elements; each half writes
         // its own m * n buffer.
