@@ -26,7 +26,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    tapegrad::tensor::threads()
 }
 
 /// The rain task's data, standardised as WORKLOADS.md says.

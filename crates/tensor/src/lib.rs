@@ -62,6 +62,21 @@ pub use higher::{derivatives, gradgradcheck, hessian, hvp, jvp};
 pub use tape::{IntoValue, Tape, Tensor};
 pub use trace::{NonFiniteReport, Phase};
 
+/// How many threads large ops use: the calling thread plus a pool of
+/// workers. Elementwise loops over at least 64 Ki elements and matrix
+/// products of at least 128 Ki multiply-adds are split across them; smaller
+/// work runs on the caller alone. One per core unless the environment
+/// variable `TAPEGRAD_THREADS` (read once, at the first large op) gives a
+/// positive number; `TAPEGRAD_THREADS=1` makes every op single-threaded.
+/// Results never depend on the number of threads.
+///
+/// ```
+/// assert!(tapegrad_tensor::threads() >= 1);
+/// ```
+pub fn threads() -> usize {
+    par::threads()
+}
+
 /// A value on the tape: a dynamic-rank array whose buffer is shared by
 /// reference count, so handing it out, transposing it or slicing it does not
 /// copy the data.

@@ -13,11 +13,19 @@
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
-/// The worker threads: one fewer than the cores (none on one core).
+/// The variable that sets how many threads split loops use (the caller
+/// included); unset, 0 or not a number: one per core.
+pub(crate) const THREADS_VAR: &str = "TAPEGRAD_THREADS";
+
+/// The worker threads: one fewer than the threads wanted (none for one).
 fn pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = std::env::var(THREADS_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if cores < 2 {
             return None;
         }
