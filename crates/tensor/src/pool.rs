@@ -19,11 +19,20 @@ const MAX_BYTES: usize = 512 << 20;
 /// At most this many buffers are kept per length.
 const MAX_PER_LEN: usize = 64;
 
-/// Free buffers by length.
+/// Values of at most this many elements are kept whole (buffer, reference
+/// count and shape), so an op on tiny tensors reuses a value instead of
+/// making two heap allocations and a shape.
+pub(crate) const SMALL_LEN: usize = 16;
+/// At most this many small values are kept per thread and element type
+/// (a few MB at most).
+const SMALL_MAX: usize = 1 << 14;
+
+/// Free buffers by length, and free small values.
 #[derive(Default)]
 pub struct Pool<T> {
     free: HashMap<usize, Vec<Vec<T>>>,
     bytes: usize,
+    small: Vec<Value<T>>,
 }
 
 thread_local! {
@@ -142,8 +151,29 @@ pub(crate) fn value_from<T: Element>(dim: ndarray::IxDyn, v: Vec<T>) -> Value<T>
     unsafe { ndarray::Array::from_shape_vec_unchecked(dim, v) }.into_shared()
 }
 
+/// A free small value of shape `shape` (standard layout, not shared,
+/// holding stale elements), if one of the last few freed has that shape.
+#[inline]
+pub(crate) fn take_small<T: Element>(shape: &[usize]) -> Option<Value<T>> {
+    T::with_pool(|p| {
+        let n = p.small.len();
+        let i = (n.saturating_sub(4)..n).rev().find(|&i| p.small[i].shape() == shape)?;
+        Some(p.small.swap_remove(i))
+    })
+}
+
 /// Gives a value's buffer back to the pool when nothing else shares it.
 pub(crate) fn recycle<T: Element>(v: Value<T>) {
+    if v.len() <= SMALL_LEN {
+        if v.is_unique() && v.is_standard_layout() {
+            T::with_pool(|p| {
+                if p.small.len() < SMALL_MAX {
+                    p.small.push(v);
+                }
+            });
+        }
+        return;
+    }
     if v.len() < MIN_LEN {
         return;
     }

@@ -153,3 +153,28 @@ proptest! {
         }
     }
 }
+
+/// Tiny values are reused whole after a clear, but never one that the user
+/// still holds: a kept value keeps its elements while later ops run.
+#[test]
+fn small_values_are_reused_only_when_nobody_holds_them() {
+    let mut tape = Tape::<f64>::new();
+    let x = tape.var(arr2(&[[3.0]]));
+    let kept = (x * x + 1.0).value();
+    let freed = (x * 2.0).value().as_ptr(); // nobody keeps this value
+    tape.clear();
+    // The pool is per thread and last in, first out: the first tiny op
+    // after the clear gets the last value given back, the one of x * 2.
+    let x = tape.var(arr2(&[[4.0]]));
+    let y = x * 2.0;
+    assert_eq!(y.value().as_ptr(), freed);
+    assert_eq!(y.item(), 8.0);
+    let mut z = y;
+    for _ in 0..100 {
+        z = (z * x).tanh() - x;
+    }
+    let g = tape.backward(z.sum());
+    assert!(g[x][[0, 0]].is_finite());
+    assert_eq!(kept[[0, 0]], 10.0, "a held value was overwritten");
+    assert_ne!(kept.as_ptr(), freed);
+}

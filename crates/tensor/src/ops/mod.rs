@@ -107,6 +107,15 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
 #[inline]
 pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T + Sync) -> Value<T> {
     let n = x.len();
+    if n <= pool::SMALL_LEN {
+        if let (Some(s), Some(mut out)) = (x.as_slice(), pool::take_small::<T>(x.shape())) {
+            let o = out.as_slice_mut().expect("small values are in standard layout");
+            for (o, &a) in o.iter_mut().zip(s) {
+                *o = f(a);
+            }
+            return out;
+        }
+    }
     let mut v = pool::take(n);
     match x.as_slice() {
         Some(s) => par::fill(&mut v, n, |start, out| {
@@ -136,6 +145,15 @@ pub(crate) fn zip<T: Element>(
     if a.shape() == b.shape() {
         if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
             let n = sa.len();
+            if n <= pool::SMALL_LEN {
+                if let Some(mut out) = pool::take_small::<T>(a.shape()) {
+                    let o = out.as_slice_mut().expect("small values are in standard layout");
+                    for ((o, &x), &y) in o.iter_mut().zip(sa).zip(sb) {
+                        *o = f(x, y);
+                    }
+                    return out;
+                }
+            }
             let mut v = pool::take(n);
             par::fill(&mut v, n, |start, out| {
                 let end = start + out.len();
