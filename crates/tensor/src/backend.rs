@@ -129,11 +129,11 @@ impl<T: Element> Backend<T> for ArrayBackend {
     }
     #[inline]
     fn has_shape(&self, v: &Value<T>, shape: &[usize]) -> bool {
-        v.shape() == shape
+        crate::shape::same(v.shape(), shape)
     }
     #[inline]
     fn accumulate(&self, acc: &mut Value<T>, g: Value<T>) {
-        if acc.shape() == g.shape() {
+        if crate::shape::same(acc.shape(), g.shape()) {
             if let (Some(a), Some(b)) = (acc.as_slice_mut(), g.as_slice()) {
                 // Copy-on-write as below; contiguous, so a plain loop.
                 for (a, &b) in a.iter_mut().zip(b) {

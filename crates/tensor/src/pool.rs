@@ -151,13 +151,14 @@ pub(crate) fn value_from<T: Element>(dim: ndarray::IxDyn, v: Vec<T>) -> Value<T>
     unsafe { ndarray::Array::from_shape_vec_unchecked(dim, v) }.into_shared()
 }
 
-/// A free small value of shape `shape` (standard layout, not shared,
-/// holding stale elements), if one of the last few freed has that shape.
+/// A free small value of shape `shape` (not shared, holding stale
+/// elements), if one of the last few freed has that shape. It may be in any
+/// layout: callers write it through `as_slice_mut`, which checks.
 #[inline]
 pub(crate) fn take_small<T: Element>(shape: &[usize]) -> Option<Value<T>> {
     T::with_pool(|p| {
         let n = p.small.len();
-        let i = (n.saturating_sub(4)..n).rev().find(|&i| p.small[i].shape() == shape)?;
+        let i = (n.saturating_sub(4)..n).rev().find(|&i| crate::shape::same(p.small[i].shape(), shape))?;
         Some(p.small.swap_remove(i))
     })
 }
@@ -165,7 +166,7 @@ pub(crate) fn take_small<T: Element>(shape: &[usize]) -> Option<Value<T>> {
 /// Gives a value's buffer back to the pool when nothing else shares it.
 pub(crate) fn recycle<T: Element>(v: Value<T>) {
     if v.len() <= SMALL_LEN {
-        if v.is_unique() && v.is_standard_layout() {
+        if v.is_unique() {
             T::with_pool(|p| {
                 if p.small.len() < SMALL_MAX {
                     p.small.push(v);

@@ -54,6 +54,20 @@ pub(crate) fn sum_to_shape<T: Element>(g: &Value<T>, shape: &[usize]) -> Value<T
     sum_axes(g.view(), &axes, shape)
 }
 
+/// Whether two shapes are equal: a plain loop, cheaper than a call to
+/// `memcmp` for the few dimensions a shape has.
+#[inline(always)]
+pub(crate) fn same(a: &[usize], b: &[usize]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut eq = true;
+    for i in 0..a.len() {
+        eq &= a[i] == b[i];
+    }
+    eq
+}
+
 /// The sums of the rows of a row-major (n, m) array, as an (n, 1) array
 /// (the guide's db): eight partial sums per row, so the loop vectorises,
 /// and blocks of rows on separate cores when large.

@@ -109,11 +109,12 @@ pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T + Sync) -> Value<
     let n = x.len();
     if n <= pool::SMALL_LEN {
         if let (Some(s), Some(mut out)) = (x.as_slice(), pool::take_small::<T>(x.shape())) {
-            let o = out.as_slice_mut().expect("small values are in standard layout");
-            for (o, &a) in o.iter_mut().zip(s) {
-                *o = f(a);
+            if let Some(o) = out.as_slice_mut() {
+                for (o, &a) in o.iter_mut().zip(s) {
+                    *o = f(a);
+                }
+                return out;
             }
-            return out;
         }
     }
     let mut v = pool::take(n);
@@ -142,16 +143,17 @@ pub(crate) fn zip<T: Element>(
     b: &Value<T>,
     f: impl Fn(T, T) -> T + Sync,
 ) -> Value<T> {
-    if a.shape() == b.shape() {
+    if crate::shape::same(a.shape(), b.shape()) {
         if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
             let n = sa.len();
             if n <= pool::SMALL_LEN {
                 if let Some(mut out) = pool::take_small::<T>(a.shape()) {
-                    let o = out.as_slice_mut().expect("small values are in standard layout");
-                    for ((o, &x), &y) in o.iter_mut().zip(sa).zip(sb) {
-                        *o = f(x, y);
+                    if let Some(o) = out.as_slice_mut() {
+                        for ((o, &x), &y) in o.iter_mut().zip(sa).zip(sb) {
+                            *o = f(x, y);
+                        }
+                        return out;
                     }
-                    return out;
                 }
             }
             let mut v = pool::take(n);
