@@ -77,9 +77,7 @@ impl<T: Element> Gradients<T> {
 impl<T: Element> Drop for Gradients<T> {
     /// Hands the gradient buffers back to the pool for the next iteration.
     fn drop(&mut self) {
-        for g in self.grads.drain(..).flatten() {
-            crate::pool::recycle(g);
-        }
+        crate::pool::recycle_all(self.grads.drain(..).flatten());
     }
 }
 

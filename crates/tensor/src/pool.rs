@@ -165,39 +165,44 @@ pub(crate) fn take_small<T: Element>(shape: &[usize]) -> Option<Value<T>> {
 
 /// Gives a value's buffer back to the pool when nothing else shares it.
 pub(crate) fn recycle<T: Element>(v: Value<T>) {
-    if v.len() <= SMALL_LEN {
-        if v.is_unique() {
-            T::with_pool(|p| {
-                if p.small.len() < SMALL_MAX {
-                    p.small.push(v);
-                }
-            });
-        }
-        return;
-    }
-    if v.len() < MIN_LEN {
-        return;
-    }
-    if let Ok(owned) = v.try_into_owned_nocopy() {
-        let (vec, _) = owned.into_raw_vec_and_offset();
-        give(vec);
+    if v.len() >= MIN_LEN || v.len() <= SMALL_LEN {
+        T::with_pool(|p| p.recycle(v));
     }
 }
 
-fn give<T: Element>(vec: Vec<T>) {
-    let len = vec.len();
-    if len < MIN_LEN {
-        return;
-    }
+/// [`recycle`] for many values, with one look-up of the thread's pool.
+pub(crate) fn recycle_all<T: Element>(values: impl Iterator<Item = Value<T>>) {
     T::with_pool(|p| {
-        let bytes = vec.capacity() * std::mem::size_of::<T>();
-        if p.bytes + bytes > MAX_BYTES {
-            return;
-        }
-        let list = p.free.entry(len).or_default();
-        if list.len() < MAX_PER_LEN {
-            p.bytes += bytes;
-            list.push(vec);
+        for v in values {
+            p.recycle(v);
         }
     });
+}
+
+impl<T: Element> Pool<T> {
+    fn recycle(&mut self, v: Value<T>) {
+        if v.len() <= SMALL_LEN {
+            if v.is_unique() && self.small.len() < SMALL_MAX {
+                self.small.push(v);
+            }
+        } else if v.len() >= MIN_LEN {
+            if let Ok(owned) = v.try_into_owned_nocopy() {
+                let (vec, _) = owned.into_raw_vec_and_offset();
+                self.give(vec);
+            }
+        }
+    }
+
+    fn give(&mut self, vec: Vec<T>) {
+        let len = vec.len();
+        let bytes = vec.capacity() * std::mem::size_of::<T>();
+        if len < MIN_LEN || self.bytes + bytes > MAX_BYTES {
+            return;
+        }
+        let list = self.free.entry(len).or_default();
+        if list.len() < MAX_PER_LEN {
+            self.bytes += bytes;
+            list.push(vec);
+        }
+    }
 }

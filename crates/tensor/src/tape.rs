@@ -225,9 +225,7 @@ impl<T: Element> Tape<T> {
     /// assert!(tape.is_empty());
     /// ```
     pub fn clear(&mut self) {
-        for node in self.nodes.get_mut().drain(..) {
-            crate::pool::recycle(node.value);
-        }
+        crate::pool::recycle_all(self.nodes.get_mut().drain(..).map(|node| node.value));
         self.tangents.get_mut().clear();
         *self.report.get_mut() = None;
         self.generation.set(self.generation.get().wrapping_add(1));
