@@ -92,10 +92,20 @@ pub(crate) const MIN_ELEMS: usize = 1 << 15;
 /// thread, but none smaller than `min`.
 #[inline]
 pub(crate) fn pieces(work: usize, min: usize) -> usize {
+    #[cfg(test)]
+    if SERIAL.with(std::cell::Cell::get) {
+        return 1;
+    }
     if work < 2 * min {
         return 1;
     }
     threads().min(work / min).max(1)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run every split loop on the calling thread alone.
+    pub(crate) static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Calls `f(i0, i1)` on `pieces` consecutive blocks covering `0..len`,

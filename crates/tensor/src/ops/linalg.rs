@@ -536,6 +536,37 @@ mod tests {
         }
     }
 
+    /// No result depends on how many threads run it: every product path and
+    /// the elementwise kernels give bit-identical results split across the
+    /// workers and run on one thread.
+    #[test]
+    fn results_do_not_depend_on_the_number_of_threads() {
+        use crate::par::SERIAL;
+        let run = || {
+            let tape = crate::Tape::<f64>::new();
+            let mut out = Vec::new();
+            for (i, &(m, k, n)) in
+                [(20, 3, 19_600), (6, 4_100, 7), (300, 260, 40), (40, 260, 300), (512, 200, 3)]
+                    .iter()
+                    .enumerate()
+            {
+                let seed = 100 + 10 * i as u64;
+                let w = tape.var(random(&[m, k], Domain::Normal, seed));
+                let x = tape.var(random(&[k, n], Domain::Normal, seed + 1));
+                let b = tape.var(random(&[m, 1], Domain::Normal, seed + 2));
+                let y = (w.affine_relu(x, b).tanh() * x.t().matmul(w.t()).t().sum()).sigmoid();
+                let g = tape.backward((y * y).sum());
+                out.extend([y.value(), g[w].clone(), g[x].clone(), g[b].clone()]);
+            }
+            out
+        };
+        let split = run();
+        SERIAL.with(|s| s.set(true));
+        let serial = run();
+        SERIAL.with(|s| s.set(false));
+        assert_eq!(split, serial);
+    }
+
     #[test]
     #[should_panic(expected = "affine: bias of shape [3] for weights of shape [2, 3]; expected (2, 1)")]
     fn affine_bias_shape_is_checked() {
