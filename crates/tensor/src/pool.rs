@@ -156,16 +156,19 @@ pub(crate) fn value_from<T: Element>(dim: ndarray::IxDyn, v: Vec<T>) -> Value<T>
     unsafe { ndarray::Array::from_shape_vec_unchecked(dim, v) }.into_shared()
 }
 
-/// A free small value of shape `shape` (not shared, holding stale
-/// elements), if one of the last few freed has that shape. It may be in any
-/// layout: callers write it through `as_slice_mut`, which checks.
-#[inline]
-pub(crate) fn take_small<T: Element>(shape: &[usize]) -> Option<Value<T>> {
-    T::with_pool(|p| {
+/// A small value of shape `shape` filled by `fill` (which writes every
+/// element of the row-major slice it is given), made from a free value if
+/// one of the last few freed has that shape and is in standard layout;
+/// `None` otherwise.
+#[inline(always)]
+pub(crate) fn fill_small<T: Element>(shape: &[usize], fill: impl FnOnce(&mut [T])) -> Option<Value<T>> {
+    let mut out = T::with_pool(|p| {
         let n = p.small.len();
         let i = (n.saturating_sub(4)..n).rev().find(|&i| crate::shape::same(p.small[i].shape(), shape))?;
         Some(p.small.swap_remove(i))
-    })
+    })?;
+    fill(out.as_slice_mut()?);
+    Some(out)
 }
 
 /// Gives a value's buffer back to the pool when nothing else shares it.

@@ -104,7 +104,7 @@ pub(crate) fn affine<T: Element>(
                 )
             }
         };
-        par::split(n, par::pieces(m * n * k, PARALLEL_MACS).min(n / 8).max(1), 8, &cols);
+        par::split(n, col_pieces(m, k, n), 8, &cols);
         // SAFETY: every element of C was written above.
         unsafe { c.set_len(m * n) };
         return Array2::from_shape_vec((m, n), c).expect("m * n elements");
@@ -163,6 +163,12 @@ impl<T: Element> Epilogue<T> {
 /// Products with at least this many multiply-adds are split across cores;
 /// below it, handing work to another core costs more than it saves.
 const PARALLEL_MACS: usize = 1 << 16;
+
+/// How many blocks of columns (each at least 8 wide) to split an (m, k)
+/// by (k, n) product into.
+fn col_pieces(m: usize, k: usize, n: usize) -> usize {
+    par::pieces(m * n * k, PARALLEL_MACS).min(n / 8).max(1)
+}
 
 /// `dots` with the inner dimension split in two halves on two cores when
 /// large, the halves added in a fixed order (so the result does not depend
@@ -231,9 +237,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
     if m >= n {
         par::split(m, par::pieces(m * n * k, PARALLEL_MACS).min(m), 1, &|r0, r1| block(r0, r1, 0, n));
     } else {
-        par::split(n, par::pieces(m * n * k, PARALLEL_MACS).min(n / 8).max(1), 8, &|c0, c1| {
-            block(0, m, c0, c1)
-        });
+        par::split(n, col_pieces(m, k, n), 8, &|c0, c1| block(0, m, c0, c1));
     }
     // SAFETY: every element of C was written above.
     unsafe { c.set_len(m * n) };

@@ -107,14 +107,14 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
 #[inline]
 pub(crate) fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T + Sync) -> Value<T> {
     let n = x.len();
-    if n <= pool::SMALL_LEN {
-        if let (Some(s), Some(mut out)) = (x.as_slice(), pool::take_small::<T>(x.shape())) {
-            if let Some(o) = out.as_slice_mut() {
-                for (o, &a) in o.iter_mut().zip(s) {
-                    *o = f(a);
-                }
-                return out;
+    if let (true, Some(s)) = (n <= pool::SMALL_LEN, x.as_slice()) {
+        let small = pool::fill_small(x.shape(), |o| {
+            for (o, &a) in o.iter_mut().zip(s) {
+                *o = f(a);
             }
+        });
+        if let Some(out) = small {
+            return out;
         }
     }
     let mut v = pool::take(n);
@@ -147,13 +147,13 @@ pub(crate) fn zip<T: Element>(
         if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
             let n = sa.len();
             if n <= pool::SMALL_LEN {
-                if let Some(mut out) = pool::take_small::<T>(a.shape()) {
-                    if let Some(o) = out.as_slice_mut() {
-                        for ((o, &x), &y) in o.iter_mut().zip(sa).zip(sb) {
-                            *o = f(x, y);
-                        }
-                        return out;
+                let small = pool::fill_small(a.shape(), |o| {
+                    for ((o, &x), &y) in o.iter_mut().zip(sa).zip(sb) {
+                        *o = f(x, y);
                     }
+                });
+                if let Some(out) = small {
+                    return out;
                 }
             }
             let mut v = pool::take(n);
