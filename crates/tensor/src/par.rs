@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 /// The variable that sets how many threads split loops use (the caller
 /// included); unset, 0 or not a number: one per core.
-pub(crate) const THREADS_VAR: &str = "TAPEGRAD_THREADS";
+const THREADS_VAR: &str = "TAPEGRAD_THREADS";
 
 /// The worker threads: one fewer than the threads wanted (none for one).
 fn pool() -> Option<&'static rayon::ThreadPool> {
@@ -86,7 +86,7 @@ impl<T> SendPtr<T> {
 /// Elementwise loops over at least this many elements are split in two
 /// (recursively): below it, handing work to another core costs more than
 /// it saves.
-pub(crate) const MIN_ELEMS: usize = 1 << 15;
+const MIN_ELEMS: usize = 1 << 15;
 
 /// How many pieces to cut `work` (elements or multiply-adds) into: one per
 /// thread, but none smaller than `min`.
