@@ -7,7 +7,9 @@ use crate::ops::linalg::{MatMul, Transpose};
 use crate::ops::reduce::{BroadcastTo, Reshape, SumTo};
 use crate::ops::unary::{PowScalar, Sigmoid};
 use crate::ops::{map, zip, Op};
+use crate::repr::{One, Repr};
 use crate::shape::Shape;
+use smallvec::SmallVec;
 use crate::{Element, Tape, Tensor, Value};
 
 /// The operations a backward rule may use. `apply` runs any op; the rest are
@@ -24,14 +26,6 @@ pub(crate) trait Backend<T: Element> {
     fn value(&self, v: &Self::V) -> Value<T>;
     /// The shape of `v`.
     fn shape(&self, v: &Self::V) -> Shape;
-    /// Whether `v` has the shape `shape`.
-    fn has_shape(&self, v: &Self::V, shape: &[usize]) -> bool {
-        self.shape(v).as_slice() == shape
-    }
-    /// Adds `g` into an accumulated gradient.
-    fn accumulate(&self, acc: &mut Self::V, g: Self::V) {
-        *acc = self.add(acc, &g);
-    }
 
     fn add(&self, a: &Self::V, b: &Self::V) -> Self::V {
         self.apply(Add, &[a, b])
@@ -127,26 +121,61 @@ impl<T: Element> Backend<T> for ArrayBackend {
     ) -> Value<T> {
         zip("fuse2", a, b, f)
     }
+}
+
+/// Runs backward rules on numbers: the scalar lane, for an elementwise op
+/// whose inputs and output each have one element. Ops with a
+/// [`forward_scalar`](Op::forward_scalar) run on the numbers; any other op a
+/// rule uses runs on one-element arrays built for it.
+pub(crate) struct ScalarBackend;
+
+impl ScalarBackend {
+    fn rank<T: Element>(xs: &[&One<T>]) -> u32 {
+        xs.iter().map(|x| x.ndim).max().unwrap_or(0)
+    }
+}
+
+impl<T: Element> Backend<T> for ScalarBackend {
+    type V = One<T>;
+
     #[inline]
-    fn has_shape(&self, v: &Value<T>, shape: &[usize]) -> bool {
-        crate::shape::same(v.shape(), shape)
+    fn apply<O: Op<T>>(&self, op: O, xs: &[&One<T>]) -> One<T> {
+        let mut vals = [T::zero(); 4];
+        let n = xs.len().min(4);
+        for (v, x) in vals.iter_mut().zip(xs) {
+            *v = x.v;
+        }
+        if let (true, Some(v)) = (xs.len() <= 4, op.forward_scalar(&vals[..n])) {
+            return One { v, ndim: Self::rank(xs) };
+        }
+        let arrays: SmallVec<[Value<T>; 4]> = xs.iter().map(|x| x.to_value()).collect();
+        let refs: SmallVec<[&Value<T>; 4]> = arrays.iter().collect();
+        self.constant(op.forward(&refs))
+    }
+    #[track_caller]
+    fn constant(&self, a: Value<T>) -> One<T> {
+        match Repr::new(a).as_one() {
+            Some(one) => one,
+            None => panic!("scalar lane: a rule made a value of more than one element"),
+        }
+    }
+    fn value(&self, v: &One<T>) -> Value<T> {
+        v.to_value()
+    }
+    fn shape(&self, v: &One<T>) -> Shape {
+        Shape::from_slice(v.shape())
     }
     #[inline]
-    fn accumulate(&self, acc: &mut Value<T>, g: Value<T>) {
-        if crate::shape::same(acc.shape(), g.shape()) {
-            if let (Some(a), Some(b)) = (acc.as_slice_mut(), g.as_slice()) {
-                // Copy-on-write as below; contiguous, so a plain loop.
-                for (a, &b) in a.iter_mut().zip(b) {
-                    *a = *a + b;
-                }
-                crate::pool::recycle(g);
-                return;
-            }
-            // Copy-on-write: in place unless the buffer is shared.
-            acc.zip_mut_with(&g, |a, &b| *a = *a + b);
-        } else {
-            *acc = zip("accumulate", acc, &g, |a, b| a + b);
-        }
+    fn fuse2(&self, a: &One<T>, b: &One<T>, f: impl Fn(T, T) -> T + Sync, _: impl FnOnce(&Self) -> One<T>) -> One<T> {
+        One { v: f(a.v, b.v), ndim: a.ndim.max(b.ndim) }
+    }
+    #[inline]
+    fn map_const(&self, x: &One<T>, f: impl Fn(T) -> T + Sync) -> One<T> {
+        One { v: f(x.v), ndim: x.ndim }
+    }
+    #[inline]
+    fn zip_const(&self, a: &One<T>, b: &One<T>, f: impl Fn(T, T) -> T + Sync) -> One<T> {
+        One { v: f(a.v, b.v), ndim: a.ndim.max(b.ndim) }
     }
 }
 

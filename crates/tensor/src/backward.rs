@@ -4,11 +4,49 @@
 //! accumulates or un-broadcasts.
 
 use crate::backend::{ArrayBackend, Backend, TensorBackend};
+use crate::repr::Repr;
 use crate::shape::Shape;
 use crate::trace::Phase;
 use crate::{Element, IntoValue, Tape, Tensor, Value};
 use ndarray::{ArcArray, IxDyn};
 use smallvec::SmallVec;
+
+/// How the engine sums gradients of type `G`: on arrays and numbers
+/// ([`Repr`], an ordinary backward pass) or on tensors (a recorded one).
+pub(crate) trait Accumulator<G> {
+    /// Whether `g` has the shape `shape`.
+    fn has_shape(&self, g: &G, shape: &[usize]) -> bool;
+    /// `g` summed down to `shape`, the inverse of broadcasting.
+    fn sum_to(&self, g: &G, shape: &[usize]) -> G;
+    /// Adds `g` into an accumulated gradient.
+    fn accumulate(&self, acc: &mut G, g: G);
+}
+
+impl<T: Element> Accumulator<Repr<T>> for ArrayBackend {
+    #[inline]
+    fn has_shape(&self, g: &Repr<T>, shape: &[usize]) -> bool {
+        g.has_shape(shape)
+    }
+    fn sum_to(&self, g: &Repr<T>, shape: &[usize]) -> Repr<T> {
+        g.sum_to(shape)
+    }
+    #[inline]
+    fn accumulate(&self, acc: &mut Repr<T>, g: Repr<T>) {
+        acc.accumulate(g)
+    }
+}
+
+impl<'t, T: Element> Accumulator<Tensor<'t, T>> for TensorBackend<'t, T> {
+    fn has_shape(&self, g: &Tensor<'t, T>, shape: &[usize]) -> bool {
+        g.shape_small().as_slice() == shape
+    }
+    fn sum_to(&self, g: &Tensor<'t, T>, shape: &[usize]) -> Tensor<'t, T> {
+        Backend::sum_to(self, g, shape)
+    }
+    fn accumulate(&self, acc: &mut Tensor<'t, T>, g: Tensor<'t, T>) {
+        *acc = self.add(acc, &g);
+    }
+}
 
 /// Walks nodes `seed_id..=0` in reverse. `step(i, g, emit)` runs node
 /// `i`'s rule on its gradient `g` and calls `emit(input, gradient, input's
@@ -16,22 +54,22 @@ use smallvec::SmallVec;
 /// gradient to the input's shape and accumulates it. Inputs precede the
 /// nodes that use them, so the gradient of node `i` is complete when `i` is
 /// reached and is lent to `step` without a copy.
-fn run<T: Element, B: Backend<T>>(
-    b: &B,
+fn run<G>(
+    acc: &impl Accumulator<G>,
     seed_id: usize,
-    seed: B::V,
-    mut step: impl FnMut(usize, &B::V, &mut dyn FnMut(u32, B::V, &[usize])),
-) -> Vec<Option<B::V>> {
-    let mut grads: Vec<Option<B::V>> = Vec::with_capacity(seed_id + 1);
+    seed: G,
+    mut step: impl FnMut(usize, &G, &mut dyn FnMut(u32, G, &[usize])),
+) -> Vec<Option<G>> {
+    let mut grads: Vec<Option<G>> = Vec::with_capacity(seed_id + 1);
     grads.resize_with(seed_id, || None);
     grads.push(Some(seed));
     for i in (0..=seed_id).rev() {
         let (before, from_i) = grads.split_at_mut(i);
         let Some(g) = &from_i[0] else { continue };
         step(i, g, &mut |j, gj, shape| {
-            let gj = if b.has_shape(&gj, shape) { gj } else { b.sum_to(&gj, shape) };
+            let gj = if acc.has_shape(&gj, shape) { gj } else { acc.sum_to(&gj, shape) };
             match &mut before[j as usize] {
-                Some(acc) => b.accumulate(acc, gj),
+                Some(a) => acc.accumulate(a, gj),
                 slot @ None => *slot = Some(gj),
             }
         });
@@ -49,7 +87,7 @@ fn run<T: Element, B: Backend<T>>(
 /// assert_eq!(g[x][0], 12.0); // d(x^3)/dx = 3x^2
 /// ```
 pub struct Gradients<T: Element> {
-    grads: Vec<Option<Value<T>>>,
+    grads: Vec<Option<Repr<T>>>,
     tape: *const Tape<T>,
     generation: u32,
 }
@@ -70,14 +108,14 @@ impl<T: Element> Gradients<T> {
         if !std::ptr::eq(self.tape, x.tape) || x.generation != self.generation {
             panic!("gradients: tensor #{} is not from the tape these gradients came from", x.id);
         }
-        self.grads.get(x.id as usize).and_then(Option::as_ref)
+        self.grads.get(x.id as usize).and_then(Option::as_ref).map(Repr::value)
     }
 }
 
 impl<T: Element> Drop for Gradients<T> {
     /// Hands the gradient buffers back to the pool for the next iteration.
     fn drop(&mut self) {
-        crate::pool::recycle_all(self.grads.drain(..).flatten());
+        crate::pool::recycle_all(self.grads.drain(..).flatten().filter_map(Repr::into_array));
     }
 }
 
@@ -189,22 +227,44 @@ impl<T: Element> Tape<T> {
             );
         }
         let nodes = self.nodes.borrow();
-        let b = ArrayBackend;
-        let grads = run(&b, y.id as usize, seed, |i, g, emit| {
+        let trace = self.trace.get();
+        let grads = run(&ArrayBackend, y.id as usize, Repr::new(seed), |i, g, emit| {
             let node = &nodes[i];
             let Some(op) = &node.op else { return };
-            let xs: SmallVec<[&Value<T>; 2]> =
-                node.inputs.iter().map(|&j| &nodes[j as usize].value).collect();
+            let n = node.inputs.len();
+            if let (true, false, true, Some(g), Some(y)) =
+                (node.scalar, trace, n <= 4, g.as_one(), node.value.as_one())
+            {
+                // The scalar lane (recorded only for ops of at most 4
+                // inputs): the rule runs on numbers.
+                let mut need = [false; 4];
+                let mut xs = [y; 4];
+                for (k, &j) in node.inputs.iter().enumerate() {
+                    let input = &nodes[j as usize];
+                    need[k] = input.requires_grad;
+                    xs[k] = input.value.as_one().expect("scalar-lane inputs are numbers");
+                }
+                let xr = [&xs[0], &xs[1], &xs[2], &xs[3]];
+                let gs = op.backward_scalars(&xr[..n], &y, &g, &need[..n]);
+                for (k, gk) in gs.into_iter().enumerate() {
+                    if let (true, Some(gk)) = (need[k], gk) {
+                        emit(node.inputs[k], Repr::one(gk), xs[k].shape());
+                    }
+                }
+                return;
+            }
             let need: SmallVec<[bool; 2]> =
                 node.inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
-            let gs = op.backward_values(&b, &xs, &node.value, g, &need);
+            let xs: SmallVec<[&Value<T>; 2]> =
+                node.inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
+            let gs = op.backward_values(&ArrayBackend, &xs, node.value.value(), g.value(), &need);
             for (k, gk) in gs.into_iter().enumerate() {
                 if let (true, Some(gk)) = (need[k], gk) {
-                    if self.trace.get() {
+                    if trace {
                         let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
                         self.check_finite(&gk, op.name(), i, &shapes, Phase::Backward, node.location);
                     }
-                    emit(node.inputs[k], gk, xs[k].shape());
+                    emit(node.inputs[k], Repr::new(gk), xs[k].shape());
                 }
             }
         });
@@ -274,7 +334,7 @@ impl<T: Element> Tape<T> {
                 let need: SmallVec<[bool; 2]> =
                     inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
                 let shapes: SmallVec<[Shape; 2]> =
-                    inputs.iter().map(|&j| Shape::from_slice(nodes[j as usize].value.shape())).collect();
+                    inputs.iter().map(|&j| nodes[j as usize].value.shape()).collect();
                 (op, inputs, need, shapes)
             };
             let Some(op) = op else { return };

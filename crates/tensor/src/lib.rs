@@ -47,6 +47,7 @@ mod kernels;
 mod ops;
 mod par;
 mod pool;
+mod repr;
 mod shape;
 mod tape;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! point into it.
 
 use crate::ops::{DynOp, Op};
+use crate::repr::{One, Repr};
 use crate::shape::Shape;
 use crate::trace::{NonFiniteReport, Phase};
 use crate::{Element, Value};
@@ -13,12 +14,16 @@ use std::panic::Location;
 
 /// One recorded value: a leaf (no op) or the result of an op on earlier nodes.
 pub(crate) struct Node<T: Element> {
-    pub(crate) value: Value<T>,
+    /// The value: a number when it has one element.
+    pub(crate) value: Repr<T>,
     /// The op that produced this value; `None` for leaves, constants and
     /// values recorded with gradients off. A node with an op requires grad.
     pub(crate) op: Option<Box<dyn DynOp<T>>>,
     pub(crate) inputs: SmallVec<[u32; 2]>,
     pub(crate) requires_grad: bool,
+    /// Computed in the scalar lane (an op with a scalar form, on numbers),
+    /// so its backward rule runs on numbers too.
+    pub(crate) scalar: bool,
     pub(crate) name: &'static str,
     pub(crate) location: &'static Location<'static>,
 }
@@ -225,7 +230,7 @@ impl<T: Element> Tape<T> {
     /// assert!(tape.is_empty());
     /// ```
     pub fn clear(&mut self) {
-        crate::pool::recycle_all(self.nodes.get_mut().drain(..).map(|node| node.value));
+        crate::pool::recycle_all(self.nodes.get_mut().drain(..).filter_map(|node| node.value.into_array()));
         self.tangents.get_mut().clear();
         *self.report.get_mut() = None;
         self.generation.set(self.generation.get().wrapping_add(1));
@@ -277,7 +282,7 @@ impl<T: Element> Tape<T> {
             let _ = writeln!(
                 s,
                 "  n{i} [label=\"{label}\\n{:?}\", tooltip=\"{}:{}\"{style}];",
-                n.value.shape(),
+                n.value.shape_ref(),
                 n.location.file(),
                 n.location.line()
             );
@@ -312,17 +317,20 @@ impl<T: Element> Tape<T> {
         let mut nodes = self.nodes.borrow_mut();
         let id = nodes.len() as u32;
         nodes.push(Node {
-            value,
+            value: Repr::new(value),
             op: None,
             inputs: SmallVec::new(),
             requires_grad,
+            scalar: false,
             name,
             location: Location::caller(),
         });
         Tensor { tape: self, id, generation: self.generation.get() }
     }
 
-    /// Computes `op` on the inputs' values and records it.
+    /// Computes `op` on the inputs' values and records it. When every
+    /// input is a number and the op has a scalar form, it is computed on
+    /// the numbers (the scalar lane); otherwise on arrays.
     #[track_caller]
     pub(crate) fn record<O: Op<T>>(&self, op: O, xs: &[&Tensor<'_, T>]) -> Tensor<'_, T> {
         let location = Location::caller();
@@ -330,20 +338,33 @@ impl<T: Element> Tape<T> {
         let generation = self.generation.get();
         let mut requires_grad = false;
         let mut inputs = SmallVec::<[u32; 2]>::new();
-        let value = {
-            let mut vals = SmallVec::<[&Value<T>; 2]>::new();
-            for x in xs {
-                self.check(x, op.name());
-                let n = &nodes[x.id as usize];
-                requires_grad |= n.requires_grad;
-                vals.push(&n.value);
-                inputs.push(x.id);
+        // The inputs' numbers, for the scalar lane (ops of at most 4 inputs).
+        let mut numbers = [T::zero(); 4];
+        let (mut count, mut ndim) = (0, 0);
+        for x in xs {
+            self.check(x, op.name());
+            let n = &nodes[x.id as usize];
+            requires_grad |= n.requires_grad;
+            inputs.push(x.id);
+            if let (Some(one), true) = (n.value.as_one(), count < numbers.len()) {
+                numbers[count] = one.v;
+                count += 1;
+                ndim = ndim.max(one.ndim);
             }
-            let value = op.forward(&vals);
-            if self.observed.get() {
-                self.observe(&op, &vals, &inputs, &value, nodes.len(), location);
+        }
+        let lane =
+            if count == xs.len() && !self.observed.get() { op.forward_scalar(&numbers[..count]) } else { None };
+        let scalar = lane.is_some();
+        let value = match lane {
+            Some(v) => Repr::one(One { v, ndim }),
+            None => {
+                let vals: SmallVec<[&Value<T>; 2]> = inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
+                let value = op.forward(&vals);
+                if self.observed.get() {
+                    self.observe(&op, &vals, &inputs, &value, nodes.len(), location);
+                }
+                Repr::new(value)
             }
-            value
         };
         requires_grad &= self.grad_enabled.get();
         let name = op.name();
@@ -353,6 +374,7 @@ impl<T: Element> Tape<T> {
             op: if requires_grad { Some(Box::new(op)) } else { None },
             inputs,
             requires_grad,
+            scalar,
             name,
             location,
         });
@@ -481,7 +503,8 @@ impl<'t, T: Element> Tensor<'t, T> {
         self.tape
     }
 
-    /// The value, shared with the tape (no copy).
+    /// The value, shared with the tape (no copy; a one-element value, which
+    /// the tape holds as a number, gets its array on the first call).
     ///
     /// ```
     /// use tapegrad_tensor::{ndarray::arr1, Tape};
@@ -503,7 +526,8 @@ impl<'t, T: Element> Tensor<'t, T> {
     /// ```
     #[track_caller]
     pub fn shape(&self) -> Vec<usize> {
-        self.with_value(|v| v.shape().to_vec())
+        self.tape.check(self, "shape");
+        self.tape.nodes.borrow()[self.id as usize].value.shape_ref().to_vec()
     }
 
     /// The only element of a one-element tensor.
@@ -518,6 +542,10 @@ impl<'t, T: Element> Tensor<'t, T> {
     /// ```
     #[track_caller]
     pub fn item(&self) -> T {
+        self.tape.check(self, "item");
+        if let Some(one) = self.tape.nodes.borrow()[self.id as usize].value.as_one() {
+            return one.v;
+        }
         self.with_value(|v| {
             if v.len() != 1 {
                 panic!("item: tensor of shape {:?} has {} elements, not 1", v.shape(), v.len());
@@ -568,12 +596,13 @@ impl<'t, T: Element> Tensor<'t, T> {
     #[track_caller]
     pub(crate) fn with_value<R>(&self, f: impl FnOnce(&Value<T>) -> R) -> R {
         self.tape.check(self, "value");
-        f(&self.tape.nodes.borrow()[self.id as usize].value)
+        f(self.tape.nodes.borrow()[self.id as usize].value.value())
     }
 
     #[track_caller]
     pub(crate) fn shape_small(&self) -> Shape {
-        self.with_value(|v| Shape::from_slice(v.shape()))
+        self.tape.check(self, "shape");
+        self.tape.nodes.borrow()[self.id as usize].value.shape()
     }
 }
 
@@ -582,7 +611,7 @@ impl<T: Element> std::fmt::Debug for Tensor<'_, T> {
         let nodes = self.tape.nodes.borrow();
         match nodes.get(self.id as usize) {
             Some(n) if self.generation == self.tape.generation.get() => {
-                write!(f, "Tensor#{}({}, {:?})", self.id, n.name, n.value)
+                write!(f, "Tensor#{}({}, {:?})", self.id, n.name, n.value.value())
             }
             _ => write!(f, "Tensor#{}(cleared)", self.id),
         }

@@ -22,6 +22,10 @@ impl<T: Element> Op<T> for Add {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("add", x[0], x[1], |a, b| a + b)
     }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(x[0] + x[1])
+    }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
     }
@@ -39,6 +43,10 @@ impl<T: Element> Op<T> for Sub {
     #[track_caller]
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("sub", x[0], x[1], |a, b| a - b)
+    }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(x[0] - x[1])
     }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
@@ -58,6 +66,10 @@ impl<T: Element> Op<T> for Mul {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("mul", x[0], x[1], |a, b| a * b)
     }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(x[0] * x[1])
+    }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
     }
@@ -76,6 +88,10 @@ impl<T: Element> Op<T> for Div {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("div", x[0], x[1], |a, b| a / b)
     }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(x[0] / x[1])
+    }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
     }
@@ -92,6 +108,10 @@ impl<T: Element> Op<T> for Neg {
     }
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         map(x[0], |a| -a)
+    }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(-x[0])
     }
     fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_linear(self, xs, dx)
@@ -114,6 +134,10 @@ impl<T: Element> Op<T> for AddScalar<T> {
         let c = self.0;
         map(x[0], |a| a + c)
     }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(x[0] + self.0)
+    }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
     }
@@ -135,6 +159,10 @@ impl<T: Element> Op<T> for MulScalar<T> {
         let c = self.0;
         map(x[0], |a| a * c)
     }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(x[0] * self.0)
+    }
     fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_linear(self, xs, dx)
     }
@@ -152,6 +180,10 @@ impl<T: Element> Op<T> for Pow {
     #[track_caller]
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("pow", x[0], x[1], |a, e| a.powf(e))
+    }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(x[0].powf(x[1]))
     }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)

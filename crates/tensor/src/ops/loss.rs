@@ -20,6 +20,10 @@ impl<T: Element> Op<T> for BceWithLogits {
         // max(z,0) + ln(1+e^-|z|) = softplus(z).
         zip("bce_with_logits", x[0], x[1], |z, y| softplus(z) - z * y)
     }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(softplus(x[0]) - x[0] * x[1])
+    }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
     }

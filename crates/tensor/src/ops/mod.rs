@@ -17,7 +17,8 @@ pub(crate) mod reduce;
 pub(crate) mod select;
 pub(crate) mod unary;
 
-use crate::backend::{ArrayBackend, Backend, TensorBackend};
+use crate::backend::{ArrayBackend, Backend, ScalarBackend, TensorBackend};
+use crate::repr::One;
 use crate::shape::broadcast_shapes;
 use crate::{par, pool};
 use crate::{Element, Tensor, Value};
@@ -39,6 +40,16 @@ pub(crate) trait Op<T: Element>: 'static {
 
     /// Computes the output value from the input values.
     fn forward(&self, xs: &[&Value<T>]) -> Value<T>;
+
+    /// The same function on one-element inputs, given as numbers, for the
+    /// tape's scalar lane; `None` (the default) for an op that has no such
+    /// form. Elementwise ops give their formula here, and their backward
+    /// rule then also runs on numbers ([`ScalarBackend`]).
+    #[inline]
+    fn forward_scalar(&self, xs: &[T]) -> Option<T> {
+        let _ = xs;
+        None
+    }
 
     /// Forward mode: the tangent of the output, `dy = sum_i J_i dx_i`,
     /// given the tangents of the inputs (`None`: zero). Called only when at
@@ -72,6 +83,13 @@ pub(crate) trait DynOp<T: Element> {
         g: &Tensor<'t, T>,
         need: &[bool],
     ) -> Grads<Tensor<'t, T>>;
+    fn backward_scalars(
+        &self,
+        xs: &[&One<T>],
+        y: &One<T>,
+        g: &One<T>,
+        need: &[bool],
+    ) -> Grads<One<T>>;
 }
 
 impl<T: Element, O: Op<T>> DynOp<T> for O {
@@ -100,6 +118,15 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
         need: &[bool],
     ) -> Grads<Tensor<'t, T>> {
         self.backward(b, xs, y, g, need)
+    }
+    fn backward_scalars(
+        &self,
+        xs: &[&One<T>],
+        y: &One<T>,
+        g: &One<T>,
+        need: &[bool],
+    ) -> Grads<One<T>> {
+        self.backward(&ScalarBackend, xs, y, g, need)
     }
 }
 

@@ -52,6 +52,10 @@ impl<T: Element> Op<T> for Maximum {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("maximum", x[0], x[1], max_nan)
     }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(max_nan(x[0], x[1]))
+    }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
     }
@@ -73,6 +77,10 @@ impl<T: Element> Op<T> for Minimum {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         zip("minimum", x[0], x[1], min_nan)
     }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(min_nan(x[0], x[1]))
+    }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
     }
@@ -86,6 +94,18 @@ impl<T: Element> Op<T> for Minimum {
 
 /// Clamp to `[lo, hi]`; da = g where lo <= a <= hi, else 0.
 pub(crate) struct Clamp<T>(T, T);
+impl<T: Element> Clamp<T> {
+    #[inline]
+    fn clamp(&self, a: T) -> T {
+        if a < self.0 {
+            self.0
+        } else if a > self.1 {
+            self.1
+        } else {
+            a
+        }
+    }
+}
 impl<T: Element> Op<T> for Clamp<T> {
     fn name(&self) -> &'static str {
         "clamp"
@@ -94,16 +114,11 @@ impl<T: Element> Op<T> for Clamp<T> {
         format!("clamp({}, {})", self.0, self.1)
     }
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
-        let (lo, hi) = (self.0, self.1);
-        map(x[0], |a| {
-            if a < lo {
-                lo
-            } else if a > hi {
-                hi
-            } else {
-                a
-            }
-        })
+        map(x[0], |a| self.clamp(a))
+    }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        Some(self.clamp(x[0]))
     }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)

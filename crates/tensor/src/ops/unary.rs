@@ -15,6 +15,11 @@ macro_rules! unary_op {
             fn forward(&self, x: &[&Value<T>]) -> Value<T> {
                 map(x[0], |$a: T| $fwd)
             }
+            #[inline]
+            fn forward_scalar(&self, x: &[T]) -> Option<T> {
+                let $a = x[0];
+                Some($fwd)
+            }
             fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
                 super::jvp_elementwise(self, xs, y, dx)
             }
@@ -112,6 +117,11 @@ impl<T: Element> Op<T> for PowScalar<T> {
         } else {
             map(x[0], |a| a.powf(p))
         }
+    }
+    #[inline]
+    fn forward_scalar(&self, x: &[T]) -> Option<T> {
+        let (a, p) = (x[0], self.0);
+        Some(if p == T::cast(2.0) { a * a } else { a.powf(p) })
     }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_elementwise(self, xs, y, dx)
