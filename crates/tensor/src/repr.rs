@@ -40,12 +40,13 @@ impl<T: Element> One<T> {
     }
 }
 
-/// A value or gradient as the tape holds it.
+/// A value or gradient as the tape holds it: 32 bytes (arrays are boxed),
+/// so the tape's nodes and the engine's gradient slots stay small.
 pub(crate) enum Repr<T: Element> {
     /// One element: the number, and its array once one has been asked for.
-    One(One<T>, OnceCell<Value<T>>),
+    One(One<T>, OnceCell<Box<Value<T>>>),
     /// Any other value.
-    Many(Value<T>),
+    Many(Box<Value<T>>),
 }
 
 impl<T: Element> Repr<T> {
@@ -54,9 +55,9 @@ impl<T: Element> Repr<T> {
     pub(crate) fn new(v: Value<T>) -> Self {
         if v.len() == 1 && v.ndim() <= MAX_NDIM {
             let one = One { v: *v.iter().next().expect("one element"), ndim: v.ndim() as u32 };
-            Repr::One(one, OnceCell::from(v))
+            Repr::One(one, OnceCell::from(Box::new(v)))
         } else {
-            Repr::Many(v)
+            Repr::Many(Box::new(v))
         }
     }
 
@@ -79,7 +80,7 @@ impl<T: Element> Repr<T> {
     #[inline]
     pub(crate) fn value(&self) -> &Value<T> {
         match self {
-            Repr::One(one, cell) => cell.get_or_init(|| one.to_value()),
+            Repr::One(one, cell) => cell.get_or_init(|| Box::new(one.to_value())),
             Repr::Many(v) => v,
         }
     }
@@ -103,8 +104,8 @@ impl<T: Element> Repr<T> {
     #[inline]
     pub(crate) fn into_array(self) -> Option<Value<T>> {
         match self {
-            Repr::One(_, cell) => cell.into_inner(),
-            Repr::Many(v) => Some(v),
+            Repr::One(_, cell) => cell.into_inner().map(|b| *b),
+            Repr::Many(v) => Some(*v),
         }
     }
 
@@ -136,7 +137,7 @@ impl<T: Element> Repr<T> {
                 acc.v = acc.v + g.v;
                 // The array, if one was built, no longer matches the number.
                 if cell.get().is_some() || gcell.get().is_some() {
-                    crate::pool::recycle_all(cell.take().into_iter().chain(gcell.into_inner()));
+                    crate::pool::recycle_all(cell.take().into_iter().chain(gcell.into_inner()).map(|b| *b));
                 }
             }
             (Repr::Many(acc), Repr::Many(g)) => {
@@ -147,12 +148,12 @@ impl<T: Element> Repr<T> {
                         for (a, &b) in a.iter_mut().zip(b) {
                             *a = *a + b;
                         }
-                        crate::pool::recycle(g);
+                        crate::pool::recycle(*g);
                         return;
                     }
                     acc.zip_mut_with(&g, |a, &b| *a = *a + b);
                 } else {
-                    *acc = crate::ops::zip("accumulate", acc, &g, |a, b| a + b);
+                    **acc = crate::ops::zip("accumulate", acc, &g, |a, b| a + b);
                 }
             }
             (acc, g) => {
