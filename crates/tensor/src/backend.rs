@@ -9,8 +9,8 @@ use crate::ops::unary::{PowScalar, Sigmoid};
 use crate::ops::{map, zip, Op};
 use crate::repr::{One, Repr};
 use crate::shape::Shape;
-use smallvec::SmallVec;
 use crate::{Element, Tape, Tensor, Value};
+use smallvec::SmallVec;
 
 /// The operations a backward rule may use. `apply` runs any op; the rest are
 /// shorthands over it, so a rule reads like its formula.
@@ -166,7 +166,13 @@ impl<T: Element> Backend<T> for ScalarBackend {
         Shape::from_slice(v.shape())
     }
     #[inline]
-    fn fuse2(&self, a: &One<T>, b: &One<T>, f: impl Fn(T, T) -> T + Sync, _: impl FnOnce(&Self) -> One<T>) -> One<T> {
+    fn fuse2(
+        &self,
+        a: &One<T>,
+        b: &One<T>,
+        f: impl Fn(T, T) -> T + Sync,
+        _: impl FnOnce(&Self) -> One<T>,
+    ) -> One<T> {
         One { v: f(a.v, b.v), ndim: a.ndim.max(b.ndim) }
     }
     #[inline]

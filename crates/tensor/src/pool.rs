@@ -7,8 +7,9 @@
 //! dropped [`Gradients`](crate::Gradients); the forward kernels (`map`,
 //! `zip`, `matmul`) take from here first. Tiny values (at most
 //! [`SMALL_LEN`] elements) are kept whole, array and reference count, so an
-//! op on (1, 1) tensors makes no allocation and no shape (W4 spent a fifth
-//! of its instructions in malloc and free, two allocations per value);
+//! op on tiny tensors makes no allocation and no shape (W4, on (1, 1)
+//! tensors, spent a fifth of its instructions in malloc and free before
+//! this; one-element values now skip arrays altogether, see `repr.rs`);
 //! mid-sized buffers are left to the allocator, which is fast for them.
 //! Only values nothing else references come back, so a value a user still
 //! holds is never reused.

@@ -352,13 +352,17 @@ impl<T: Element> Tape<T> {
                 ndim = ndim.max(one.ndim);
             }
         }
-        let lane =
-            if count == xs.len() && !self.observed.get() { op.forward_scalar(&numbers[..count]) } else { None };
+        let lane = if count == xs.len() && !self.observed.get() {
+            op.forward_scalar(&numbers[..count])
+        } else {
+            None
+        };
         let scalar = lane.is_some();
         let value = match lane {
             Some(v) => Repr::one(One { v, ndim }),
             None => {
-                let vals: SmallVec<[&Value<T>; 2]> = inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
+                let vals: SmallVec<[&Value<T>; 2]> =
+                    inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
                 let value = op.forward(&vals);
                 if self.observed.get() {
                     self.observe(&op, &vals, &inputs, &value, nodes.len(), location);

@@ -83,13 +83,7 @@ pub(crate) trait DynOp<T: Element> {
         g: &Tensor<'t, T>,
         need: &[bool],
     ) -> Grads<Tensor<'t, T>>;
-    fn backward_scalars(
-        &self,
-        xs: &[&One<T>],
-        y: &One<T>,
-        g: &One<T>,
-        need: &[bool],
-    ) -> Grads<One<T>>;
+    fn backward_scalars(&self, xs: &[&One<T>], y: &One<T>, g: &One<T>, need: &[bool]) -> Grads<One<T>>;
 }
 
 impl<T: Element, O: Op<T>> DynOp<T> for O {
@@ -119,13 +113,7 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
     ) -> Grads<Tensor<'t, T>> {
         self.backward(b, xs, y, g, need)
     }
-    fn backward_scalars(
-        &self,
-        xs: &[&One<T>],
-        y: &One<T>,
-        g: &One<T>,
-        need: &[bool],
-    ) -> Grads<One<T>> {
+    fn backward_scalars(&self, xs: &[&One<T>], y: &One<T>, g: &One<T>, need: &[bool]) -> Grads<One<T>> {
         self.backward(&ScalarBackend, xs, y, g, need)
     }
 }
