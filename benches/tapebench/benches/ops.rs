@@ -24,21 +24,26 @@ fn random<T: Element>(shape: &[usize], seed: u64) -> ArcArray<T, IxDyn> {
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul");
     g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    let cases: [(&str, usize, usize, usize, bool); 5] = [
+    let cases: [(&str, usize, usize, usize, bool); 6] = [
         ("w3_forward_f32", 512, 512, 19_600, false),
+        ("w3_da_f32", 512, 512, 19_600, false),
         ("w3_dw_f32", 512, 19_600, 512, true),
         ("w3_dw_first_f32", 512, 19_600, 3, true),
         ("w1_dw_f32", 7, 19_600, 20, true),
         ("w1_forward_f32", 20, 3, 19_600, false),
     ];
     for (name, m, k, n, transposed) in cases {
+        // dA = W^T dZ reads its left operand transposed.
+        let left_t = name == "w3_da_f32";
         let a = random::<f32>(&[m, k], 1);
+        let a = if left_t { a.t().as_standard_layout().into_shared() } else { a };
         let b = if transposed { random::<f32>(&[n, k], 2) } else { random::<f32>(&[k, n], 2) };
         let mut tape = Tape::<f32>::new();
         g.bench_function(BenchmarkId::from_parameter(name), |bench| {
             bench.iter(|| {
                 tape.clear();
                 let (x, y) = (tape.constant(a.clone()), tape.constant(b.clone()));
+                let x = if left_t { x.t() } else { x };
                 let y = if transposed { y.t() } else { y };
                 black_box(x.matmul(y).value());
             })

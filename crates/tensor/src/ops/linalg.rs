@@ -500,6 +500,7 @@ mod tests {
             (300, 260, 40),  // matrixmultiply, split by rows
             (40, 260, 300),  // matrixmultiply, split by columns
             (9, 33, 10),     // matrixmultiply, one block
+            (7, 300, 9_000), // matrixmultiply, split by columns, wide blocks
             (0, 3, 5),       // empty
             (4, 0, 3),       // empty inner dimension: bias only
         ];
@@ -537,6 +538,18 @@ mod tests {
             let at = a.t().as_standard_layout().into_owned();
             let got = super::affine(at.t(), b.view(), None, false);
             approx::assert_relative_eq!(got, naive, max_relative = 1e-12, epsilon = 1e-11);
+            // The f32 kernels, against the f64 product: sums of up to 4,100
+            // products of f32 inputs (each rounded to 6e-8 relative) agree
+            // to about 1e-5 relative; 1e-4 leaves room, a wrong tile or
+            // block does not fit.
+            if m * n * k >= 10_000 {
+                let (a32, b32, bias32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32), bias.mapv(|v| v as f32));
+                let got = super::affine(a32.view(), b32.view(), Some(bias32.view()), true).mapv(f64::from);
+                let want = (naive.clone() + &bias).mapv(|z| z.max(0.0));
+                approx::assert_relative_eq!(got, want, max_relative = 1e-4, epsilon = 1e-4);
+                let got = super::affine(a32.view(), b32.t().as_standard_layout().t(), None, false).mapv(f64::from);
+                approx::assert_relative_eq!(got, naive, max_relative = 1e-4, epsilon = 1e-4);
+            }
         }
     }
 
