@@ -154,6 +154,20 @@ unsafe fn dots_body<T: Element, const FMA: bool>(
                     });
                     let mut acc = [[T::zero(); 8]; 4];
                     let mut p = 0;
+                    if FMA {
+                        // The same lane sums and fold, with intrinsics.
+                        let sums = T::dot4_fma(ar.as_ptr(), std::array::from_fn(|t| bc[t].as_ptr()), split);
+                        for (t, s) in sums.iter().enumerate().take(cols) {
+                            let mut s = *s;
+                            for q in split..w {
+                                s = fmadd::<T, FMA>(ar[q], bc[t][q], s);
+                            }
+                            let cij = c.add(i * n + j + t);
+                            *cij = *cij + s;
+                        }
+                        j += cols;
+                        continue;
+                    }
                     while p < split {
                         let x = &*(ar.as_ptr().add(p) as *const [T; 8]);
                         for t in 0..4 {
@@ -292,3 +306,52 @@ pub(crate) unsafe fn dots<T: Element>(
     // SAFETY: the caller's.
     unsafe { dots_body::<T, false>(m, k, n, a, rsa, b, csb, c) }
 }
+
+/// [`Pooled::dot4_fma`](crate::pool::Pooled::dot4_fma) for one element type:
+/// `$lanes` per vector, `8 / $lanes` vectors per column.
+macro_rules! dot4 {
+    ($name:ident, $t:ty, $lanes:expr, $zero:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {
+        /// See [`Pooled::dot4_fma`](crate::pool::Pooled::dot4_fma).
+        ///
+        /// # Safety
+        /// As there.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        pub(crate) unsafe fn $name(x: *const $t, ys: [*const $t; 4], len: usize) -> [$t; 4] {
+            use std::arch::x86_64::*;
+            const V: usize = 8 / $lanes;
+            // SAFETY: x and ys[t] hold len elements (the caller's contract).
+            unsafe {
+                let mut acc = [[$zero(); V]; 4];
+                let mut p = 0;
+                while p < len {
+                    for v in 0..V {
+                        let xv = $loadu(x.add(p + v * $lanes));
+                        for (t, y) in ys.iter().enumerate() {
+                            acc[t][v] = $fmadd(xv, $loadu(y.add(p + v * $lanes)), acc[t][v]);
+                        }
+                    }
+                    p += 8;
+                }
+                std::array::from_fn(|t| {
+                    let mut s = [0.0 as $t; 8];
+                    for v in 0..V {
+                        $storeu(s.as_mut_ptr().add(v * $lanes), acc[t][v]);
+                    }
+                    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+                })
+            }
+        }
+
+        /// Never called: there is no AVX2 off x86-64.
+        ///
+        /// # Safety
+        /// Never safe to call.
+        #[cfg(not(target_arch = "x86_64"))]
+        pub(crate) unsafe fn $name(_: *const $t, _: [*const $t; 4], _: usize) -> [$t; 4] {
+            unreachable!("dot4_fma needs AVX2 and FMA")
+        }
+    };
+}
+dot4!(dot4_f32, f32, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps);
+dot4!(dot4_f64, f64, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd);

@@ -543,11 +543,13 @@ mod tests {
             // to about 1e-5 relative; 1e-4 leaves room, a wrong tile or
             // block does not fit.
             if m * n * k >= 10_000 {
-                let (a32, b32, bias32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32), bias.mapv(|v| v as f32));
+                let (a32, b32, bias32) =
+                    (a.mapv(|v| v as f32), b.mapv(|v| v as f32), bias.mapv(|v| v as f32));
                 let got = super::affine(a32.view(), b32.view(), Some(bias32.view()), true).mapv(f64::from);
                 let want = (naive.clone() + &bias).mapv(|z| z.max(0.0));
                 approx::assert_relative_eq!(got, want, max_relative = 1e-4, epsilon = 1e-4);
-                let got = super::affine(a32.view(), b32.t().as_standard_layout().t(), None, false).mapv(f64::from);
+                let got =
+                    super::affine(a32.view(), b32.t().as_standard_layout().t(), None, false).mapv(f64::from);
                 approx::assert_relative_eq!(got, naive, max_relative = 1e-4, epsilon = 1e-4);
             }
         }
