@@ -79,6 +79,11 @@ pub(crate) trait Backend<T: Element> {
         f: impl Fn(T, T) -> T + Sync,
         composed: impl FnOnce(&Self) -> Self::V,
     ) -> Self::V;
+    /// Gives back a temporary the rule no longer needs, so its buffer is
+    /// reused (on arrays, through the pool when nothing else holds it).
+    fn release(&self, v: Self::V) {
+        drop(v);
+    }
     /// A constant computed elementwise from the value of `x`.
     fn map_const(&self, x: &Self::V, f: impl Fn(T) -> T + Sync) -> Self::V {
         self.constant(map(&self.value(x), f))
@@ -120,6 +125,9 @@ impl<T: Element> Backend<T> for ArrayBackend {
         _: impl FnOnce(&Self) -> Value<T>,
     ) -> Value<T> {
         zip("fuse2", a, b, f)
+    }
+    fn release(&self, v: Value<T>) {
+        crate::pool::recycle(v);
     }
 }
 

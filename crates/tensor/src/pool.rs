@@ -161,6 +161,12 @@ pub(crate) fn take<T: Element>(len: usize) -> Vec<T> {
     })
 }
 
+/// How many free buffers of length `len` this thread's pool holds.
+#[cfg(test)]
+pub(crate) fn free_count<T: Element>(len: usize) -> usize {
+    T::with_pool(|p| p.free.get(&len).map_or(0, Vec::len))
+}
+
 /// A copy of `view` in standard (row-major) layout, in a pooled buffer.
 pub(crate) fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T> {
     let mut v = take(view.len());
