@@ -137,24 +137,13 @@ impl<T: Element> Backend<T> for ArrayBackend {
 /// rule uses runs on one-element arrays built for it.
 pub(crate) struct ScalarBackend;
 
-impl ScalarBackend {
-    fn rank<T: Element>(xs: &[&One<T>]) -> u32 {
-        xs.iter().map(|x| x.ndim).max().unwrap_or(0)
-    }
-}
-
 impl<T: Element> Backend<T> for ScalarBackend {
     type V = One<T>;
 
     #[inline]
     fn apply<O: Op<T>>(&self, op: O, xs: &[&One<T>]) -> One<T> {
-        let mut vals = [T::zero(); 4];
-        let n = xs.len().min(4);
-        for (v, x) in vals.iter_mut().zip(xs) {
-            *v = x.v;
-        }
-        if let (true, Some(v)) = (xs.len() <= 4, op.forward_scalar(&vals[..n])) {
-            return One { v, ndim: Self::rank(xs) };
+        if let Some(y) = crate::repr::forward_scalar(&op, xs.iter().map(|x| Some(**x))) {
+            return y;
         }
         let arrays: SmallVec<[Value<T>; 4]> = xs.iter().map(|x| x.to_value()).collect();
         let refs: SmallVec<[&Value<T>; 4]> = arrays.iter().collect();
@@ -181,7 +170,7 @@ impl<T: Element> Backend<T> for ScalarBackend {
         f: impl Fn(T, T) -> T + Sync,
         _: impl FnOnce(&Self) -> One<T>,
     ) -> One<T> {
-        One { v: f(a.v, b.v), ndim: a.ndim.max(b.ndim) }
+        self.zip_const(a, b, f)
     }
     #[inline]
     fn map_const(&self, x: &One<T>, f: impl Fn(T) -> T + Sync) -> One<T> {

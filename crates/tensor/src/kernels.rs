@@ -152,35 +152,27 @@ unsafe fn dots_body<T: Element, const FMA: bool>(
                         let jj = j + t.min(cols - 1);
                         std::slice::from_raw_parts(b.offset(jj as isize * csb).add(k0), w)
                     });
-                    let mut acc = [[T::zero(); 8]; 4];
-                    let mut p = 0;
-                    if FMA {
-                        // The same lane sums and fold, with intrinsics.
-                        let sums = T::dot4_fma(ar.as_ptr(), std::array::from_fn(|t| bc[t].as_ptr()), split);
-                        for (t, s) in sums.iter().enumerate().take(cols) {
-                            let mut s = *s;
-                            for q in split..w {
-                                s = fmadd::<T, FMA>(ar[q], bc[t][q], s);
+                    // Eight lane sums per column, folded in a fixed order;
+                    // with FMA by the intrinsics of `dot4_fma` (same sums).
+                    let sums: [T; 4] = if FMA {
+                        T::dot4_fma(ar.as_ptr(), std::array::from_fn(|t| bc[t].as_ptr()), split)
+                    } else {
+                        let mut acc = [[T::zero(); 8]; 4];
+                        let mut p = 0;
+                        while p < split {
+                            let x = &*(ar.as_ptr().add(p) as *const [T; 8]);
+                            for t in 0..4 {
+                                let y = &*(bc[t].as_ptr().add(p) as *const [T; 8]);
+                                for l in 0..8 {
+                                    acc[t][l] = fmadd::<T, FMA>(x[l], y[l], acc[t][l]);
+                                }
                             }
-                            let cij = c.add(i * n + j + t);
-                            *cij = *cij + s;
+                            p += 8;
                         }
-                        j += cols;
-                        continue;
-                    }
-                    while p < split {
-                        let x = &*(ar.as_ptr().add(p) as *const [T; 8]);
-                        for t in 0..4 {
-                            let y = &*(bc[t].as_ptr().add(p) as *const [T; 8]);
-                            for l in 0..8 {
-                                acc[t][l] = fmadd::<T, FMA>(x[l], y[l], acc[t][l]);
-                            }
-                        }
-                        p += 8;
-                    }
-                    for (t, acc) in acc.iter().enumerate().take(cols) {
-                        let mut s =
-                            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+                        acc.map(|a| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])))
+                    };
+                    for (t, &s) in sums.iter().enumerate().take(cols) {
+                        let mut s = s;
                         for q in split..w {
                             s = fmadd::<T, FMA>(ar[q], bc[t][q], s);
                         }

@@ -40,6 +40,25 @@ impl<T: Element> One<T> {
     }
 }
 
+/// `op` on one-element inputs given as numbers: `None` when an input is
+/// not a number, when there are more than 4 inputs, or when the op has no
+/// scalar form. The result has the largest rank among the inputs.
+#[inline]
+pub(crate) fn forward_scalar<T: Element, O: crate::ops::Op<T>>(
+    op: &O,
+    xs: impl IntoIterator<Item = Option<One<T>>>,
+) -> Option<One<T>> {
+    let mut numbers = [T::zero(); 4];
+    let (mut count, mut ndim) = (0, 0);
+    for x in xs {
+        let x = x?;
+        *numbers.get_mut(count)? = x.v;
+        count += 1;
+        ndim = ndim.max(x.ndim);
+    }
+    Some(One { v: op.forward_scalar(&numbers[..count])?, ndim })
+}
+
 /// A value or gradient as the tape holds it: 32 bytes (arrays are boxed),
 /// so the tape's nodes and the engine's gradient slots stay small.
 pub(crate) enum Repr<T: Element> {

@@ -2,7 +2,7 @@
 //! point into it.
 
 use crate::ops::{DynOp, Op};
-use crate::repr::{One, Repr};
+use crate::repr::Repr;
 use crate::shape::Shape;
 use crate::trace::{NonFiniteReport, Phase};
 use crate::{Element, Value};
@@ -338,28 +338,19 @@ impl<T: Element> Tape<T> {
         let generation = self.generation.get();
         let mut requires_grad = false;
         let mut inputs = SmallVec::<[u32; 2]>::new();
-        // The inputs' numbers, for the scalar lane (ops of at most 4 inputs).
-        let mut numbers = [T::zero(); 4];
-        let (mut count, mut ndim) = (0, 0);
         for x in xs {
             self.check(x, op.name());
-            let n = &nodes[x.id as usize];
-            requires_grad |= n.requires_grad;
+            requires_grad |= nodes[x.id as usize].requires_grad;
             inputs.push(x.id);
-            if let (Some(one), true) = (n.value.as_one(), count < numbers.len()) {
-                numbers[count] = one.v;
-                count += 1;
-                ndim = ndim.max(one.ndim);
-            }
         }
-        let lane = if count == xs.len() && !self.observed.get() {
-            op.forward_scalar(&numbers[..count])
-        } else {
+        let lane = if self.observed.get() {
             None
+        } else {
+            crate::repr::forward_scalar(&op, inputs.iter().map(|&j| nodes[j as usize].value.as_one()))
         };
         let scalar = lane.is_some();
         let value = match lane {
-            Some(v) => Repr::one(One { v, ndim }),
+            Some(one) => Repr::one(one),
             None => {
                 let vals: SmallVec<[&Value<T>; 2]> =
                     inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
