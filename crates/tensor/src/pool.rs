@@ -75,14 +75,14 @@ pub trait Pooled: Sized + 'static {
     /// Runs `f` with this thread's pool for `Self`.
     fn with_pool<R>(f: impl FnOnce(&mut Pool<Self>) -> R) -> R;
 
-    /// `C = A B` with `matrixmultiply`, for `A` (m, k) and `B` (k, n) given by
+    /// `C = A B` with the `gemm` crate (on one thread), for `A` (m, k) and `B` (k, n) given by
     /// pointer and element strides, into `c`, row-major with row stride
     /// `ldc`.
     ///
     /// # Safety
     /// The pointers and strides must describe valid arrays of those shapes;
     /// `c` must have room for `m * n` elements (it may be uninitialised:
-    /// with beta = 0 matrixmultiply never reads C).
+    /// gemm is told not to read C).
     #[allow(clippy::too_many_arguments)]
     unsafe fn gemm(
         m: usize,

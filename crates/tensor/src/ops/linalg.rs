@@ -53,7 +53,7 @@ pub(crate) fn matmul<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> 
 /// `act(A B + bias)` into a pooled, row-major buffer, with `bias` of shape
 /// (m, 1) and `act` relu or the identity. Thin products run on the
 /// kernels of [`crate::kernels`] with bias and relu applied as each tile
-/// is stored; others on `matrixmultiply`, with bias and relu applied to
+/// is stored; others on the `gemm` crate, with bias and relu applied to
 /// each block of C by the core that computed it. Large products are split
 /// across cores (see [`crate::par`]).
 pub(crate) fn affine<T: Element>(
@@ -209,7 +209,7 @@ unsafe fn dots_split<T: Element>(
     }
 }
 
-/// `C = act(A B + bias)` with matrixmultiply into `c` (capacity m * n,
+/// `C = act(A B + bias)` with the `gemm` crate into `c` (capacity m * n,
 /// set to length m * n on return), in blocks of rows or columns on all
 /// cores when large.
 fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut Vec<T>, epi: Epilogue<T>) {
@@ -223,7 +223,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
         // SAFETY: the views are valid (m, k) and (k, n) arrays with these
         // element strides, so the offsets stay inside them; C has capacity
         // m * n and this block writes only its own rows r0..r1 and columns
-        // c0..c1 (row stride n). With beta = 0 matrixmultiply writes every
+        // c0..c1 (row stride n). gemm (not reading C) writes every
         // element of the block without reading it; the epilogue then
         // updates the same block, whose bias rows are r0..r1.
         unsafe {
@@ -356,7 +356,7 @@ impl<T: Element> Op<T> for Transpose {
 impl<'t, T: Element> Tensor<'t, T> {
     /// Matrix product of 2-D tensors: `(n, k) @ (k, m) -> (n, m)`.
     /// Gradients: `dA = G B^T`, `dB = A^T G`, computed on transposed views
-    /// without copies. Multiplication runs on `matrixmultiply`'s kernels.
+    /// without copies. Multiplication runs on the `gemm` crate's kernels.
     ///
     /// # Panics
     /// When either operand is not 2-D or the inner sizes differ; the message
@@ -490,7 +490,7 @@ mod tests {
     }
 
     /// Every path of `affine` (the thin kernels whole and split across
-    /// cores, the inner dimension split in halves, matrixmultiply in row
+    /// cores, the inner dimension split in halves, the gemm crate in row
     /// and column blocks) against a naive triple loop, with and without
     /// bias and relu, on row-major and transposed operands.
     #[test]
@@ -501,10 +501,10 @@ mod tests {
             (5, 7, 100),     // small_k, one piece
             (6, 4_100, 7),   // dots, inner dimension split in halves
             (3, 80, 2),      // dots, one piece
-            (300, 260, 40),  // matrixmultiply, split by rows
-            (40, 260, 300),  // matrixmultiply, split by columns
-            (9, 33, 10),     // matrixmultiply, one block
-            (7, 300, 9_000), // matrixmultiply, split by columns, wide blocks
+            (300, 260, 40),  // gemm, split by rows
+            (40, 260, 300),  // gemm, split by columns
+            (9, 33, 10),     // gemm, one block
+            (7, 300, 9_000), // gemm, split by columns, wide blocks
             (0, 3, 5),       // empty
             (4, 0, 3),       // empty inner dimension: bias only
         ];
