@@ -310,3 +310,45 @@ impl<T: Element> Pool<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A new buffer of 4 MiB or more is advised onto huge pages before it
+    /// is touched: the kernel marks the advised range of the mapping
+    /// (`hg` in its `VmFlags` in /proc/self/smaps). Checked only where the
+    /// kernel offers transparent huge pages at all.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn large_new_buffers_are_advised_onto_huge_pages() {
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+        if thp.is_empty() || thp.contains("[never]") {
+            return;
+        }
+        // The flags of the mapping that holds the page at `addr`.
+        let flags_at = |addr: usize| -> String {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+            let mut inside = false;
+            for line in smaps.lines() {
+                let range = line.split_whitespace().next().unwrap_or("");
+                if let Some((lo, hi)) = range.split_once('-') {
+                    if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) {
+                        inside = (lo..hi).contains(&addr);
+                        continue;
+                    }
+                }
+                if inside && line.starts_with("VmFlags:") {
+                    return line.to_string();
+                }
+            }
+            panic!("no mapping holds {addr:#x}");
+        };
+        let page_in = |v: &Vec<f32>| (v.as_ptr() as usize).next_multiple_of(4096) + 4096;
+        let big = super::fresh::<f32>(super::HUGE_BYTES / 4 + 1000);
+        assert!(big.capacity() >= super::HUGE_BYTES / 4 + 1000);
+        assert!(flags_at(page_in(&big)).contains(" hg"), "{}", flags_at(page_in(&big)));
+        // Below the threshold nothing is advised (glibc maps a 1 MiB
+        // buffer on its own, so its flags are its own).
+        let small = super::fresh::<f32>(1 << 18);
+        assert!(!flags_at(page_in(&small)).contains(" hg"), "{}", flags_at(page_in(&small)));
+    }
+}
