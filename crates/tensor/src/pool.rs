@@ -186,6 +186,7 @@ pub(crate) fn take<T: Element>(len: usize) -> Vec<T> {
 }
 
 /// Buffers of at least this many bytes are asked to live on huge pages.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const HUGE_BYTES: usize = 4 << 20;
 
 /// A new, untouched vector with room for `len` elements. A large one is
@@ -196,19 +197,21 @@ const HUGE_BYTES: usize = 4 << 20;
 /// (numpy does the same for its large arrays). Advice only: where the
 /// kernel declines, nothing changes.
 fn fresh<T>(len: usize) -> Vec<T> {
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut v = Vec::with_capacity(len);
-    let bytes = v.capacity() * std::mem::size_of::<T>();
     #[cfg(target_os = "linux")]
-    if bytes >= HUGE_BYTES {
+    {
         const PAGE: usize = 4096;
-        let start = v.as_mut_ptr() as usize;
-        let (lo, hi) = (start.next_multiple_of(PAGE), (start + bytes) / PAGE * PAGE);
-        // SAFETY: madvise only gives advice about pages of this process's
-        // own allocation (whole pages inside the vector's buffer); it does
-        // not change their contents or the mapping.
-        unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+        let bytes = v.capacity() * std::mem::size_of::<T>();
+        if bytes >= HUGE_BYTES {
+            let start = v.as_mut_ptr() as usize;
+            let (lo, hi) = (start.next_multiple_of(PAGE), (start + bytes) / PAGE * PAGE);
+            // SAFETY: madvise only gives advice about whole pages inside
+            // this vector's own buffer; it changes neither their contents
+            // nor the mapping. A refusal (an error return) changes nothing.
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+        }
     }
-    let _ = bytes;
     v
 }
 

@@ -575,6 +575,42 @@ mod tests {
         assert_eq!(g[x].shape(), &[3, 50]);
     }
 
+    /// Operands with unusual strides: reversed (negative strides, as a
+    /// user's `slice_move(s![..;-1, ..])` gives) and broadcast (zero
+    /// strides, as the gradient of a sum is), on every path, against the
+    /// same product of standard-layout copies.
+    #[test]
+    fn products_read_negative_and_zero_strides() {
+        use ndarray::{s, Array2};
+        for (i, &(m, k, n)) in
+            [(20, 3, 200), (6, 4_100, 7), (300, 260, 40), (40, 260, 300), (9, 33, 10)].iter().enumerate()
+        {
+            let seed = 300 + 10 * i as u64;
+            let a: Array2<f64> = random(&[m, k], Domain::Normal, seed).into_dimensionality().unwrap();
+            let b: Array2<f64> = random(&[k, n], Domain::Normal, seed + 1).into_dimensionality().unwrap();
+            let std = |v: ndarray::ArrayView2<'_, f64>| v.as_standard_layout().into_owned();
+            let want = |x: &Array2<f64>, y: &Array2<f64>| super::affine(x.view(), y.view(), None, false);
+            let close = |got: Array2<f64>, want: Array2<f64>| {
+                approx::assert_relative_eq!(got, want, max_relative = 1e-12, epsilon = 1e-11)
+            };
+            // Reversed rows of A, reversed columns of B, both at once.
+            let (ar, br) = (a.slice(s![..;-1, ..]), b.slice(s![.., ..;-1]));
+            // A strided operand may take another kernel than its copy, so the
+            // sums may be in another order: a few ulps of sums of up to
+            // 4,100 terms of size ~1, well inside 1e-12.
+            close(super::affine(ar, b.view(), None, false), want(&std(ar), &b));
+            close(super::affine(a.view(), br, None, false), want(&a, &std(br)));
+            close(super::affine(ar, br, None, false), want(&std(ar), &std(br)));
+            // Broadcast operands: one row of A repeated, one value everywhere.
+            let first = a.slice(s![0..1, ..]);
+            let row = first.broadcast((m, k)).unwrap();
+            close(super::affine(row, b.view(), None, false), want(&std(row), &b));
+            let one = ndarray::arr2(&[[0.5]]);
+            let ones = one.broadcast((k, n)).unwrap();
+            close(super::affine(a.view(), ones, None, false), want(&a, &std(ones)));
+        }
+    }
+
     /// No result depends on how many threads run it: every product path and
     /// the elementwise kernels give bit-identical results split across the
     /// workers and run on one thread.
