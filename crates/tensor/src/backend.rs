@@ -79,6 +79,23 @@ pub(crate) trait Backend<T: Element> {
         f: impl Fn(T, T) -> T + Sync,
         composed: impl FnOnce(&Self) -> Self::V,
     ) -> Self::V;
+    /// [`fuse2`](Backend::fuse2), and with it, when `bias` is the shape
+    /// (n, 1) of a bias, the result summed to that shape (the row sums: the
+    /// guide's db). Arrays do both in one pass over (n, m) values, with the
+    /// same sums, bit for bit, as `sum_to` on the result; elsewhere the two
+    /// are composed.
+    fn fuse2_row_sums(
+        &self,
+        a: &Self::V,
+        b: &Self::V,
+        f: impl Fn(T, T) -> T + Sync,
+        composed: impl FnOnce(&Self) -> Self::V,
+        bias: Option<&[usize]>,
+    ) -> (Self::V, Option<Self::V>) {
+        let r = self.fuse2(a, b, f, composed);
+        let s = bias.map(|shape| self.sum_to(&r, shape));
+        (r, s)
+    }
     /// Gives back a temporary the rule no longer needs, so its buffer is
     /// reused (on arrays, through the pool when nothing else holds it).
     fn release(&self, v: Self::V) {
@@ -125,6 +142,24 @@ impl<T: Element> Backend<T> for ArrayBackend {
         _: impl FnOnce(&Self) -> Value<T>,
     ) -> Value<T> {
         zip("fuse2", a, b, f)
+    }
+    fn fuse2_row_sums(
+        &self,
+        a: &Value<T>,
+        b: &Value<T>,
+        f: impl Fn(T, T) -> T + Sync,
+        _: impl FnOnce(&Self) -> Value<T>,
+        bias: Option<&[usize]>,
+    ) -> (Value<T>, Option<Value<T>>) {
+        if let (Some(&[n, 1]), &[n2, m], Some(sa), Some(sb)) = (bias, a.shape(), a.as_slice(), b.as_slice()) {
+            if n == n2 && m > 1 && a.shape() == b.shape() {
+                let (r, s) = crate::shape::zip_row_sums(sa, sb, n, m, f);
+                return (r, Some(s));
+            }
+        }
+        let r = zip("fuse2", a, b, f);
+        let s = bias.map(|shape| self.sum_to(&r, shape));
+        (r, s)
     }
     fn release(&self, v: Value<T>) {
         crate::pool::recycle(v);

@@ -69,30 +69,83 @@ pub(crate) fn same(a: &[usize], b: &[usize]) -> bool {
 }
 
 /// The sums of the rows of a row-major (n, m) array, as an (n, 1) array
-/// (the guide's db): eight partial sums per row, so the loop vectorises,
-/// and blocks of rows on separate cores when large.
+/// (the guide's db), by [`row_sum`]; blocks of rows on separate cores
+/// when large.
 fn row_sums<T: Element>(s: &[T], n: usize, m: usize) -> Value<T> {
     let mut out = vec![T::zero(); n];
     let dst = crate::par::SendPtr(out.as_mut_ptr());
     crate::par::rows(n, m, &|r0, r1| {
         for r in r0..r1 {
-            let row = &s[r * m..(r + 1) * m];
-            let mut acc = [T::zero(); 8];
-            let mut chunks = row.chunks_exact(8);
-            for c in &mut chunks {
-                for l in 0..8 {
-                    acc[l] = acc[l] + c[l];
-                }
-            }
-            let mut t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-            for &v in chunks.remainder() {
-                t = t + v;
-            }
+            let t = row_sum(&s[r * m..(r + 1) * m]);
             // SAFETY: row r of `out` (length n) is written by this block only.
             unsafe { *dst.get().add(r) = t };
         }
     });
     Value::from_shape_vec(IxDyn(&[n, 1]), out).expect("n elements")
+}
+
+/// The sum of one row: eight partial sums (lane `l` takes the terms
+/// `8q + l`), so the loop vectorises, folded as `((s0 + s4) + (s1 + s5)) +
+/// ((s2 + s6) + (s3 + s7))`, then the tail in order. One order for every
+/// row sum, fused or not.
+#[inline(always)]
+fn row_sum<T: Element>(row: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            acc[l] = acc[l] + c[l];
+        }
+    }
+    let mut t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &v in chunks.remainder() {
+        t = t + v;
+    }
+    t
+}
+
+/// `r = f(a, b)` elementwise over row-major (n, m) slices, and the row
+/// sums of `r` as an (n, 1) array, in one pass over memory: each row of
+/// `r` is summed by [`row_sum`] right after it is written, while it is
+/// still in cache, so the sums equal [`sum_to_shape`] on `r` bit for bit.
+/// Blocks of rows run on separate cores when large. For backward rules
+/// that need a gradient and its bias gradient (affine_relu's
+/// `dZ = G * [A > 0]` and `db`).
+pub(crate) fn zip_row_sums<T: Element>(
+    a: &[T],
+    b: &[T],
+    n: usize,
+    m: usize,
+    f: impl Fn(T, T) -> T + Sync,
+) -> (Value<T>, Value<T>) {
+    assert!(a.len() == n * m && b.len() == n * m, "zip_row_sums: length mismatch");
+    let mut r = crate::pool::take::<T>(n * m);
+    let mut sums = vec![T::zero(); n];
+    let (rp, sp) = (crate::par::SendPtr(r.as_mut_ptr()), crate::par::SendPtr(sums.as_mut_ptr()));
+    crate::par::rows(n, m, &|r0, r1| {
+        for row in r0..r1 {
+            let (ar, br) = (&a[row * m..(row + 1) * m], &b[row * m..(row + 1) * m]);
+            // SAFETY: `r` has capacity n * m, and row `row` of it (m
+            // elements from row * m) is written by this block only.
+            let out = unsafe {
+                std::slice::from_raw_parts_mut(rp.get().add(row * m).cast::<std::mem::MaybeUninit<T>>(), m)
+            };
+            for ((o, &x), &y) in out.iter_mut().zip(ar).zip(br) {
+                o.write(f(x, y));
+            }
+            // SAFETY: every element of the row was written just above.
+            let done = unsafe { std::slice::from_raw_parts(rp.get().add(row * m), m) };
+            let t = row_sum(done);
+            // SAFETY: sums[row] (length n) is written by this block only.
+            unsafe { *sp.get().add(row) = t };
+        }
+    });
+    // SAFETY: every row of `r` was written above.
+    unsafe { r.set_len(n * m) };
+    (
+        crate::pool::value_from(IxDyn(&[n, m]), r),
+        Value::from_shape_vec(IxDyn(&[n, 1]), sums).expect("n elements"),
+    )
 }
 
 /// Sums `x` over `axes` (sorted) and gives the result `shape` (which must
@@ -113,4 +166,27 @@ pub(crate) fn sum_axes<T: Element>(
     let acc = acc.unwrap_or_else(|| x.to_owned());
     let acc = if acc.is_standard_layout() { acc } else { acc.as_standard_layout().into_owned() };
     acc.into_shape_with_order(IxDyn(shape)).expect("same number of elements").into_shared()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{random, Domain};
+
+    /// The fused pass gives the same values as `zip` and the same row sums
+    /// as `sum_to_shape` on them, bit for bit: rows shorter than a lane
+    /// block, with a tail, exact multiples of 8, and large enough to be
+    /// split across cores; with a relu mask, as affine_relu uses it.
+    #[test]
+    fn zip_row_sums_matches_zip_then_sum_to() {
+        let mask = |g: f64, y: f64| if y > 0.0 { g } else { 0.0 };
+        for (i, &(n, m)) in [(1, 2), (3, 5), (4, 8), (7, 61), (40, 2_000), (300, 1_001)].iter().enumerate() {
+            let g = random(&[n, m], Domain::Normal, 500 + i as u64).into_shared();
+            let y = random(&[n, m], Domain::Normal, 600 + i as u64).into_shared();
+            let (r, s) = super::zip_row_sums(g.as_slice().unwrap(), y.as_slice().unwrap(), n, m, mask);
+            let want = crate::ops::zip("test", &g, &y, mask);
+            assert_eq!(r, want, "values, ({n}, {m})");
+            assert_eq!(s, super::sum_to_shape(&want, &[n, 1]), "row sums, ({n}, {m})");
+            assert_eq!(s.shape(), &[n, 1]);
+        }
+    }
 }

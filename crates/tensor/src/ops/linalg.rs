@@ -312,21 +312,24 @@ impl<T: Element> Op<T> for Affine {
         }
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
-        // dZ = g * relu'(Z); relu'(Z) = [Z > 0] = [Y > 0], read from the output.
-        let dz = if self.relu {
-            b.fuse2(
+        // dZ = g * relu'(Z); relu'(Z) = [Z > 0] = [Y > 0], read from the
+        // output. db = row sums of dZ, summed as dZ is written.
+        let bias = need[2].then(|| b.shape(x[2]));
+        let (dz, db) = if self.relu {
+            b.fuse2_row_sums(
                 g,
                 y,
                 |g, y| if y > T::zero() { g } else { T::zero() },
                 |b| b.mul(g, &b.map_const(y, |v| if v > T::zero() { T::one() } else { T::zero() })),
+                bias.as_deref(),
             )
         } else {
-            g.clone()
+            (g.clone(), bias.map(|s| b.sum_to(g, &s)))
         };
         let grads = smallvec![
             need[0].then(|| b.matmul(&dz, &b.t(x[1]))),
             need[1].then(|| b.matmul(&b.t(x[0]), &dz)),
-            need[2].then(|| b.sum_to(&dz, &b.shape(x[2]))),
+            db,
         ];
         // dZ is a fresh (n, m) buffer with relu: back to the pool, or W3
         // maps 120 MB of new pages every iteration.
