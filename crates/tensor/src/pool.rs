@@ -191,21 +191,21 @@ const HUGE_BYTES: usize = 4 << 20;
 
 /// A new, untouched vector with room for `len` elements. A large one is
 /// marked for transparent huge pages before any of it is touched, so the
-/// kernel backs it with 2 MiB pages where it can: a product that walks a
-/// 40 MB operand by rows then misses the TLB 512 times less often, and the
-/// buffer is faulted in with one fault per 2 MiB instead of per 4 KiB
-/// (numpy does the same for its large arrays). Advice only: where the
-/// kernel declines, nothing changes.
+/// kernel backs it with 2 MiB pages where it can, as numpy does for its
+/// large arrays: the buffer is faulted in with one fault per 2 MiB instead
+/// of one per 4 KiB, and passes over it need fewer TLB entries. Advice
+/// only: where the kernel declines, nothing changes.
 fn fresh<T>(len: usize) -> Vec<T> {
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut v = Vec::with_capacity(len);
     #[cfg(target_os = "linux")]
     {
-        const PAGE: usize = 4096;
         let bytes = v.capacity() * std::mem::size_of::<T>();
         if bytes >= HUGE_BYTES {
+            // SAFETY: sysconf only reads a system setting.
+            let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
             let start = v.as_mut_ptr() as usize;
-            let (lo, hi) = (start.next_multiple_of(PAGE), (start + bytes) / PAGE * PAGE);
+            let (lo, hi) = (start.next_multiple_of(page), (start + bytes) / page * page);
             // SAFETY: madvise only gives advice about whole pages inside
             // this vector's own buffer; it changes neither their contents
             // nor the mapping. A refusal (an error return) changes nothing.
