@@ -92,9 +92,7 @@ pub(crate) trait Backend<T: Element> {
         composed: impl FnOnce(&Self) -> Self::V,
         bias: Option<&[usize]>,
     ) -> (Self::V, Option<Self::V>) {
-        let r = self.fuse2(a, b, f, composed);
-        let s = bias.map(|shape| self.sum_to(&r, shape));
-        (r, s)
+        fuse2_then_sum(self, a, b, f, composed, bias)
     }
     /// Gives back a temporary the rule no longer needs, so its buffer is
     /// reused (on arrays, through the pool when nothing else holds it).
@@ -109,6 +107,21 @@ pub(crate) trait Backend<T: Element> {
     fn zip_const(&self, a: &Self::V, b: &Self::V, f: impl Fn(T, T) -> T + Sync) -> Self::V {
         self.constant(zip("zip_const", &self.value(a), &self.value(b), f))
     }
+}
+
+/// [`Backend::fuse2_row_sums`] as two steps: `fuse2`, then `sum_to` the bias
+/// shape (the default, and the array backend's way for other shapes).
+fn fuse2_then_sum<T: Element, B: Backend<T> + ?Sized>(
+    b: &B,
+    x: &B::V,
+    y: &B::V,
+    f: impl Fn(T, T) -> T + Sync,
+    composed: impl FnOnce(&B) -> B::V,
+    bias: Option<&[usize]>,
+) -> (B::V, Option<B::V>) {
+    let r = b.fuse2(x, y, f, composed);
+    let s = bias.map(|shape| b.sum_to(&r, shape));
+    (r, s)
 }
 
 /// Runs backward rules on arrays: the ordinary backward pass.
@@ -148,7 +161,7 @@ impl<T: Element> Backend<T> for ArrayBackend {
         a: &Value<T>,
         b: &Value<T>,
         f: impl Fn(T, T) -> T + Sync,
-        _: impl FnOnce(&Self) -> Value<T>,
+        composed: impl FnOnce(&Self) -> Value<T>,
         bias: Option<&[usize]>,
     ) -> (Value<T>, Option<Value<T>>) {
         if let (Some(&[n, 1]), &[n2, m], Some(sa), Some(sb)) = (bias, a.shape(), a.as_slice(), b.as_slice()) {
@@ -157,9 +170,7 @@ impl<T: Element> Backend<T> for ArrayBackend {
                 return (r, Some(s));
             }
         }
-        let r = zip("fuse2", a, b, f);
-        let s = bias.map(|shape| self.sum_to(&r, shape));
-        (r, s)
+        fuse2_then_sum(self, a, b, f, composed, bias)
     }
     fn release(&self, v: Value<T>) {
         crate::pool::recycle(v);

@@ -18,6 +18,15 @@
 
 use crate::Element;
 
+/// The fold of eight lane sums, `((s0 + s4) + (s1 + s5)) + ((s2 + s6) +
+/// (s3 + s7))`: the one order of every lane-summed reduction (dot products,
+/// with or without intrinsics, and row sums), so each gives the same bits
+/// on every path.
+#[inline(always)]
+pub(crate) fn fold8<T: Element>(s: [T; 8]) -> T {
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+}
+
 #[inline(always)]
 fn fmadd<T: Element, const FMA: bool>(a: T, b: T, c: T) -> T {
     if FMA {
@@ -169,7 +178,7 @@ unsafe fn dots_body<T: Element, const FMA: bool>(
                             }
                             p += 8;
                         }
-                        acc.map(|a| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])))
+                        acc.map(fold8)
                     };
                     for (t, &s) in sums.iter().enumerate().take(cols) {
                         let mut s = s;
@@ -330,7 +339,7 @@ macro_rules! dot4 {
                     for v in 0..V {
                         $storeu(s.as_mut_ptr().add(v * $lanes), acc[t][v]);
                     }
-                    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+                    fold8(s)
                 })
             }
         }

@@ -85,9 +85,9 @@ fn row_sums<T: Element>(s: &[T], n: usize, m: usize) -> Value<T> {
 }
 
 /// The sum of one row: eight partial sums (lane `l` takes the terms
-/// `8q + l`), so the loop vectorises, folded as `((s0 + s4) + (s1 + s5)) +
-/// ((s2 + s6) + (s3 + s7))`, then the tail in order. One order for every
-/// row sum, fused or not.
+/// `8q + l`), so the loop vectorises, folded by
+/// [`fold8`](crate::kernels::fold8), then the tail in order. One order for
+/// every row sum, fused or not.
 #[inline(always)]
 fn row_sum<T: Element>(row: &[T]) -> T {
     let mut acc = [T::zero(); 8];
@@ -97,7 +97,7 @@ fn row_sum<T: Element>(row: &[T]) -> T {
             acc[l] = acc[l] + c[l];
         }
     }
-    let mut t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    let mut t = crate::kernels::fold8(acc);
     for &v in chunks.remainder() {
         t = t + v;
     }
