@@ -277,6 +277,12 @@ pub(crate) fn recycle<T: Element>(v: Value<T>) {
     }
 }
 
+/// Gives a buffer taken by [`take`] back to this thread's pool, for a
+/// kernel's own temporaries.
+pub(crate) fn give_back<T: Element>(v: Vec<T>) {
+    T::with_pool(|p| p.give(v));
+}
+
 /// [`recycle`] for many values, with one look-up of the thread's pool.
 pub(crate) fn recycle_all<T: Element>(values: impl Iterator<Item = Value<T>>) {
     T::with_pool(|p| {
