@@ -1,5 +1,5 @@
 //! tapegrad: tape-based reverse-mode automatic differentiation over
-//! [`ndarray`], and the guide's L-layer network built on it.
+//! [`ndarray`](tensor::ndarray), and the guide's L-layer network built on it.
 //!
 //! This facade re-exports the member crates:
 //! - [`tensor`]: tensors, the tape, the ops and [`tensor::gradcheck`];
