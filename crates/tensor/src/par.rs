@@ -7,7 +7,8 @@
 //!
 //! [`split`] cuts a loop into one piece per thread; [`share`] cuts it
 //! into more blocks than threads and hands them out as threads come
-//! free, for large products on cores that may run at different speeds.
+//! free, for large products and passes over large arrays ([`split_sized`])
+//! on cores that may run at different speeds.
 //!
 //! A split is made by size alone and elementwise loops give the same
 //! elements however they are split; the reductions split this way (`dots`
@@ -176,6 +177,36 @@ pub(crate) fn share(blocks: usize, f: &(impl Fn(usize) + Sync)) {
     }
 }
 
+/// Loops over at least this many elements are cut into
+/// [`BLOCKS_PER_THREAD`] blocks per thread and handed out by [`share`]
+/// instead of one fixed piece per thread: a pass over a large array waits
+/// for the slower core otherwise. Smaller loops keep one piece per thread.
+const SHARE_ELEMS: usize = 1 << 20;
+/// Blocks per thread for a large loop.
+const BLOCKS_PER_THREAD: usize = 4;
+
+/// [`split`] for a loop over `elems` elements in all: above
+/// [`SHARE_ELEMS`], `pieces` threads share `BLOCKS_PER_THREAD` times as
+/// many blocks, each starting at a multiple of `align`.
+pub(crate) fn split_sized(
+    len: usize,
+    elems: usize,
+    pieces: usize,
+    align: usize,
+    f: &(impl Fn(usize, usize) + Sync),
+) {
+    if elems < SHARE_ELEMS || pieces < 2 {
+        return split(len, pieces, align, f);
+    }
+    let blocks = pieces * BLOCKS_PER_THREAD;
+    share(blocks, &|p| {
+        let (i0, i1) = block_bounds(len, blocks, align, p);
+        if i0 < i1 {
+            f(i0, i1);
+        }
+    });
+}
+
 /// Writes `len` elements into the spare capacity of `v` (which must have
 /// room) and sets its length: `f(start, out)` writes elements
 /// `start..start + out.len()`, every one of them. Large fills are split
@@ -190,7 +221,7 @@ pub(crate) fn fill<T: Send>(v: &mut Vec<T>, len: usize, f: impl Fn(usize, &mut [
         return;
     }
     let out = SendPtr(v.as_mut_ptr() as *mut MaybeUninit<T>);
-    split(len, pieces(len, MIN_ELEMS), 8, &|i0, i1| {
+    split_sized(len, len, pieces(len, MIN_ELEMS), 8, &|i0, i1| {
         // SAFETY: blocks are disjoint and inside the capacity of `v`.
         let block = unsafe { std::slice::from_raw_parts_mut(out.get().add(i0), i1 - i0) };
         f(i0, block)
@@ -202,7 +233,7 @@ pub(crate) fn fill<T: Send>(v: &mut Vec<T>, len: usize, f: impl Fn(usize, &mut [
 /// Runs `f(row0, row1)` over blocks of the rows `0..n`, split across cores
 /// when `n * row_len` is at least two [`MIN_ELEMS`].
 pub(crate) fn rows(n: usize, row_len: usize, f: &(impl Fn(usize, usize) + Sync)) {
-    split(n, pieces(n * row_len, MIN_ELEMS).min(n.max(1)), 1, f)
+    split_sized(n, n * row_len, pieces(n * row_len, MIN_ELEMS).min(n.max(1)), 1, f)
 }
 
 #[cfg(test)]
@@ -211,7 +242,7 @@ mod tests {
 
     #[test]
     fn fill_writes_every_element_once_in_order() {
-        for len in [0, 1, 7, MIN_ELEMS * 2 - 1, MIN_ELEMS * 2, MIN_ELEMS * 5 + 3] {
+        for len in [0, 1, 7, MIN_ELEMS * 2 - 1, MIN_ELEMS * 2, MIN_ELEMS * 5 + 3, SHARE_ELEMS + 13] {
             let mut v: Vec<u64> = Vec::with_capacity(len);
             fill(&mut v, len, |s, out| {
                 for (i, o) in out.iter_mut().enumerate() {

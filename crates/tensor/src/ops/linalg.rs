@@ -104,7 +104,7 @@ pub(crate) fn affine<T: Element>(
                 )
             }
         };
-        par::split(n, col_pieces(m, k, n), 8, &cols);
+        par::split_sized(n, m * n, col_pieces(m, k, n), 8, &cols);
         // SAFETY: every element of C was written above.
         unsafe { c.set_len(m * n) };
         return Array2::from_shape_vec((m, n), c).expect("m * n elements");
@@ -562,6 +562,7 @@ mod tests {
         use ndarray::Array2;
         let shapes = [
             (20, 3, 19_600),   // small_k, split by columns
+            (64, 3, 19_600),   // small_k, shared blocks of columns
             (5, 7, 100),       // small_k, one piece
             (6, 4_100, 7),     // dots, inner dimension split in halves
             (3, 80, 2),        // dots, one piece
@@ -695,6 +696,7 @@ mod tests {
                 (40, 260, 300),
                 (512, 200, 3),
                 (40, 30_000, 30),
+                (64, 3, 19_600),
             ]
             .iter()
             .enumerate()
