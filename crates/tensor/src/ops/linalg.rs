@@ -225,8 +225,10 @@ const MAX_K_PIECES: usize = 8;
 /// packing A again for each costs little), or of rows when C is taller
 /// than wide; and when the inner dimension dwarfs both sides of C (dW =
 /// dZ A^T over a full batch), pieces of the inner dimension, each into a
-/// buffer of its own, added in a fixed order. Blocks are set by the
-/// shapes alone, so no result depends on the number of threads.
+/// buffer of its own, added in a fixed order. The pieces of the inner
+/// dimension are set by the shapes alone, and a cut into rows or columns
+/// changes no element's sum (gemm's depth blocking depends on k only), so
+/// no result depends on the number of threads.
 fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut Vec<T>, epi: Epilogue<T>) {
     let ((m, k), n) = (a.dim(), b.ncols());
     let (sa, sb) = (a.strides(), b.strides());
