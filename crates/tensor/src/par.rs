@@ -118,18 +118,17 @@ thread_local! {
 /// each starting at a multiple of `align`: the first on the calling
 /// thread, the others on the workers.
 pub(crate) fn split(len: usize, pieces: usize, align: usize, f: &(impl Fn(usize, usize) + Sync)) {
-    let align = align.max(1);
-    let bound = |p: usize| if p == pieces { len } else { len * p / pieces / align * align };
     match pool() {
         Some(pool) if pieces > 1 => pool.in_place_scope(|s| {
             for p in 1..pieces {
-                let (i0, i1) = (bound(p), bound(p + 1));
+                let (i0, i1) = block_bounds(len, pieces, align, p);
                 if i0 < i1 {
                     s.spawn(move |_| f(i0, i1));
                 }
             }
-            if bound(1) > 0 {
-                f(0, bound(1));
+            let (_, first_end) = block_bounds(len, pieces, align, 0);
+            if first_end > 0 {
+                f(0, first_end);
             }
         }),
         _ => f(0, len),

@@ -262,13 +262,12 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
             let (p0, p1) = par::block_bounds(k, k_pieces, 8, p);
             block(0, m, 0, n, p0, p1, outs[p]);
         });
-        let sums: Vec<SendPtr<T>> = outs[1..].to_vec();
         par::rows(m, n * k_pieces, &|r0, r1| {
             // SAFETY: every buffer holds m * n elements, all written above;
             // this block reads and writes rows r0..r1 only.
             unsafe {
                 let cb = std::slice::from_raw_parts_mut(cp.get().add(r0 * n), (r1 - r0) * n);
-                for part in &sums {
+                for part in &outs[1..] {
                     let pb = std::slice::from_raw_parts(part.get().add(r0 * n), (r1 - r0) * n);
                     for (x, &y) in cb.iter_mut().zip(pb) {
                         *x = *x + y;
