@@ -7,8 +7,9 @@
 //!
 //! [`split`] cuts a loop into one piece per thread; [`share`] cuts it
 //! into more blocks than threads and hands them out as threads come
-//! free, for large products and passes over large arrays ([`split_sized`])
-//! on cores that may run at different speeds.
+//! free, for passes over large arrays ([`split_sized`]) on cores that may
+//! run at different speeds; [`share_guided`] does the same with blocks
+//! that shrink near the end, for large products.
 //!
 //! A split is made by size alone and elementwise loops give the same
 //! elements however they are split; the reductions split this way (`dots`
@@ -176,6 +177,65 @@ pub(crate) fn share(blocks: usize, f: &(impl Fn(usize) + Sync)) {
     }
 }
 
+/// Calls `f(i0, i1)` on consecutive chunks covering `0..len`, handed out
+/// one at a time to whichever thread is free, the caller included. While
+/// much remains, chunks are `max` long; near the end they shrink to a
+/// quarter of what remains, down to `min`, so that the threads finish
+/// close together instead of one waiting for the other's last large chunk
+/// (guided self-scheduling). Chunk bounds are multiples of `align` (but
+/// the last ends at `len`) and depend only on `len`, `align`, `max` and
+/// `min`: never on the number of threads or on timing. `min` is at most
+/// `max`; with `max` half of `len`, there are two chunks, as [`split`]
+/// would make.
+pub(crate) fn share_guided(
+    len: usize,
+    align: usize,
+    max: usize,
+    min: usize,
+    f: &(impl Fn(usize, usize) + Sync),
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let align = align.max(1);
+    let max = max.max(1);
+    let min = min.clamp(1, max);
+    let next = AtomicUsize::new(0);
+    let chunks = (len / min).max(1);
+    let work = || {
+        let mut cur = next.load(Relaxed);
+        loop {
+            if cur >= len {
+                break;
+            }
+            let want = ((len - cur) / 4).clamp(min, max);
+            let mut end = (cur + want).next_multiple_of(align);
+            if end + min / 2 > len {
+                // No chunk shorter than half of `min` at the end.
+                end = len;
+            }
+            match next.compare_exchange_weak(cur, end, Relaxed, Relaxed) {
+                Ok(_) => {
+                    f(cur, end);
+                    cur = next.load(Relaxed);
+                }
+                Err(now) => cur = now,
+            }
+        }
+    };
+    #[cfg(test)]
+    if SERIAL.with(std::cell::Cell::get) {
+        return work();
+    }
+    match pool() {
+        Some(pool) if chunks > 1 => pool.in_place_scope(|s| {
+            for _ in 0..pool.current_num_threads().min(chunks - 1) {
+                s.spawn(|_| work());
+            }
+            work();
+        }),
+        _ => work(),
+    }
+}
+
 /// Loops over at least this many elements are cut into
 /// [`BLOCKS_PER_THREAD`] blocks per thread and handed out by [`share`]
 /// instead of one fixed piece per thread: a pass over a large array waits
@@ -270,6 +330,50 @@ mod tests {
                 end = i1;
             }
             assert_eq!(end, 19_600);
+        }
+    }
+
+    #[test]
+    fn guided_chunks_tile_the_range_and_shrink_at_the_end() {
+        use std::sync::Mutex;
+        for (len, align, max, min) in [
+            (0, 8, 10, 2),
+            (1, 8, 10, 2),
+            (19_600, 8, 613, 32),
+            (512, 16, 512, 32),
+            (100, 8, 50, 50),
+            (4096, 16, 64, 512),
+        ] {
+            let chunks = Mutex::new(Vec::new());
+            share_guided(len, align, max, min, &|i0, i1| chunks.lock().unwrap().push((i0, i1)));
+            let mut chunks = chunks.into_inner().unwrap();
+            chunks.sort_unstable();
+            // The same chunks on the calling thread alone: they do not
+            // depend on the number of threads or on timing.
+            let serial = Mutex::new(Vec::new());
+            SERIAL.with(|s| s.set(true));
+            share_guided(len, align, max, min, &|i0, i1| serial.lock().unwrap().push((i0, i1)));
+            SERIAL.with(|s| s.set(false));
+            assert_eq!(chunks, serial.into_inner().unwrap(), "len {len}");
+            let mut end = 0;
+            for &(i0, i1) in &chunks {
+                assert_eq!(i0, end, "len {len}: chunks tile the range");
+                assert!(i1 > i0 && i0 % align == 0, "len {len}: chunk {i0}..{i1}");
+                // At most `max` rounded up to `align`, or the last with what was left.
+                assert!(i1 - i0 <= max + align + min.min(max) / 2, "len {len}: chunk {i0}..{i1} too long");
+                end = i1;
+            }
+            assert_eq!(end, len);
+            if len == 19_600 {
+                // Full chunks first, then shrinking ones, none tiny.
+                let sizes: Vec<usize> = chunks.iter().map(|c| c.1 - c.0).collect();
+                assert!(sizes.windows(2).all(|w| w[1] <= w[0] + align), "{sizes:?}");
+                assert!(sizes[0] >= 613 && *sizes.last().unwrap() <= 64, "{sizes:?}");
+                assert!(sizes.iter().all(|&s| s >= 16), "{sizes:?}");
+            }
+            if (len, max) == (100, 50) {
+                assert_eq!(chunks.len(), 2, "two halves, as split makes: {chunks:?}");
+            }
         }
     }
 

@@ -212,6 +212,9 @@ unsafe fn dots_split<T: Element>(
 /// Products are cut into blocks of about this many multiply-adds (at
 /// most [`MAX_BLOCKS`]), handed out to the cores as they come free.
 const BLOCK_MACS: usize = 1 << 24;
+/// Near the end of a product, blocks shrink towards this many
+/// multiply-adds (a fraction of a millisecond on one core).
+const MIN_BLOCK_MACS: usize = 1 << 23;
 /// The most blocks a product is cut into.
 const MAX_BLOCKS: usize = 32;
 /// The most pieces the inner dimension is cut into (each piece's product
@@ -220,12 +223,15 @@ const MAX_K_PIECES: usize = 8;
 
 /// `C = act(A B + bias)` with the `gemm` crate into `c` (capacity m * n,
 /// set to length m * n on return). Large products are cut into blocks
-/// that the cores take as they come free ([`par::share`]): blocks of
-/// columns of C (at least 512 wide where there are enough, so that
+/// that the cores take as they come free ([`par::share_guided`]): blocks
+/// of columns of C (at least 512 wide where there are enough, so that
 /// packing A again for each costs little), or of rows when C is taller
 /// than wide; and when the inner dimension dwarfs both sides of C (dW =
 /// dZ A^T over a full batch), pieces of the inner dimension, each into a
-/// buffer of its own, added in a fixed order. The pieces of the inner
+/// buffer of its own (cut into blocks of rows), added in a fixed order.
+/// The last blocks of a product are smaller (down to about
+/// [`MIN_BLOCK_MACS`]), so that one core does not sit idle while the other
+/// finishes a large one. The pieces of the inner
 /// dimension are set by the shapes alone, and a cut into rows or columns
 /// changes no element's sum (gemm's depth blocking depends on k only), so
 /// no result depends on the number of threads.
@@ -251,6 +257,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
         }
     };
     let macs = m * n * k;
+    let min_rows = (MIN_BLOCK_MACS / (n * k)).max(16);
     let by_size = (macs / BLOCK_MACS).min(MAX_BLOCKS);
     let k_pieces = by_size.min(MAX_K_PIECES).min(k / 256);
     if k >= 4 * m.max(n) && k_pieces >= 2 {
@@ -258,9 +265,18 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
         let mut parts: Vec<Vec<T>> = (1..k_pieces).map(|_| pool::take::<T>(m * n)).collect();
         let outs: Vec<SendPtr<T>> =
             std::iter::once(cp).chain(parts.iter_mut().map(|v| SendPtr(v.as_mut_ptr()))).collect();
-        par::share(k_pieces, &|p| {
-            let (p0, p1) = par::block_bounds(k, k_pieces, 8, p);
-            block(0, m, 0, n, p0, p1, outs[p]);
+        // Rows of every piece, piece after piece, in chunks that shrink
+        // towards the end of the list.
+        // (At least 32 rows: each block packs its piece of B again.)
+        par::share_guided(k_pieces * m, 16, m, min_rows.max(32), &|i0, i1| {
+            let mut i = i0;
+            while i < i1 {
+                let (p, r0) = (i / m, i % m);
+                let r1 = (i1 - p * m).min(m);
+                let (p0, p1) = par::block_bounds(k, k_pieces, 8, p);
+                block(r0, r1, 0, n, p0, p1, outs[p]);
+                i = p * m + r1;
+            }
         });
         par::rows(m, n * k_pieces, &|r0, r1| {
             // SAFETY: every buffer holds m * n elements, all written above;
@@ -285,16 +301,15 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
         let threads = par::pieces(macs, PARALLEL_MACS);
         if m >= n {
             let blocks = threads.max(by_size.min(m / 128)).min(m / 8).max(1);
-            par::share(blocks, &|p| {
-                let (r0, r1) = par::block_bounds(m, blocks, 8, p);
+            par::share_guided(m, 8, m.div_ceil(blocks), min_rows, &|r0, r1| {
                 block(r0, r1, 0, n, 0, k, cp);
                 // SAFETY: the block just computed, whose bias rows are r0..r1.
                 unsafe { epi.apply(cp.get(), r0, r1, n, n) };
             });
         } else {
             let blocks = threads.max(by_size.min(n / 512)).min(n / 8).max(1);
-            par::share(blocks, &|p| {
-                let (c0, c1) = par::block_bounds(n, blocks, 8, p);
+            let min_cols = (MIN_BLOCK_MACS / (m * k)).max(16);
+            par::share_guided(n, 8, n.div_ceil(blocks), min_cols, &|c0, c1| {
                 block(0, m, c0, c1, 0, k, cp);
                 // SAFETY: the block just computed (columns c0..c1 of every row).
                 unsafe { epi.apply(cp.get().add(c0), 0, m, c1 - c0, n) };
