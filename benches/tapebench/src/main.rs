@@ -270,6 +270,7 @@ fn p() {
 }
 
 fn main() {
+    rain::end_quietly_on_closed_pipe();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let want = |w: &str| args.is_empty() || args.iter().any(|a| a == w);
     let needs_data = ["W1", "W1q", "W2", "W3", "Q1"].iter().any(|w| want(w));

@@ -27,3 +27,24 @@ pub fn task_spec(path: std::path::PathBuf) -> data::Spec {
         missing: data::Missing::Drop,
     }
 }
+
+/// Lets a closed pipe on standard output (`rain check | head -3`) end the
+/// program quietly, as it ends other Unix tools. Rust's runtime ignores
+/// SIGPIPE, so writing to a closed pipe returns an error, which `println!`
+/// turns into a panic; with the signal's default action the process ends
+/// without a word. Call it first thing in `main`, before other threads
+/// start. Files are written whole or not at all either way (they are
+/// renamed into place once complete).
+///
+/// ```
+/// rain::end_quietly_on_closed_pipe();
+/// println!("still printing");
+/// ```
+pub fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets the disposition of one signal to its default, before
+    // the program starts other threads; no handler is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -267,6 +267,7 @@ impl ModelArgs {
 }
 
 fn main() -> ExitCode {
+    rain::end_quietly_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

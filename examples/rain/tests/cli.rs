@@ -203,6 +203,26 @@ fn activation_plots_value_and_two_derivatives() {
     assert!(svg.contains("grad of grad"));
 }
 
+/// `rain ... | head`: once the reader has gone, rain ends quietly (killed
+/// by SIGPIPE, as other Unix tools are) instead of panicking in println!.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_ends_rain_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = scratch("pipe");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // closed before rain writes a byte
+    let o = rain()
+        .args(["activation", "tanh(x)", "--range", "-3:3", "--out"])
+        .arg(d.join("o"))
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}: {stderr}", o.status);
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
     let d = scratch("bad");
