@@ -162,19 +162,7 @@ pub(crate) fn share(blocks: usize, f: &(impl Fn(usize) + Sync)) {
         }
         f(p);
     };
-    #[cfg(test)]
-    if SERIAL.with(std::cell::Cell::get) {
-        return work();
-    }
-    match pool() {
-        Some(pool) if blocks > 1 => pool.in_place_scope(|s| {
-            for _ in 0..pool.current_num_threads().min(blocks - 1) {
-                s.spawn(|_| work());
-            }
-            work();
-        }),
-        _ => work(),
-    }
+    on_every_thread(blocks, &work);
 }
 
 /// Calls `f(i0, i1)` on consecutive chunks covering `0..len`, handed out
@@ -221,13 +209,20 @@ pub(crate) fn share_guided(
             }
         }
     };
+    on_every_thread(chunks, &work);
+}
+
+/// Runs `work` (a loop that takes jobs from a shared counter until none
+/// are left) on the calling thread and on as many workers as there are
+/// `jobs` beyond the caller's first.
+fn on_every_thread(jobs: usize, work: &(impl Fn() + Sync)) {
     #[cfg(test)]
     if SERIAL.with(std::cell::Cell::get) {
         return work();
     }
     match pool() {
-        Some(pool) if chunks > 1 => pool.in_place_scope(|s| {
-            for _ in 0..pool.current_num_threads().min(chunks - 1) {
+        Some(pool) if jobs > 1 => pool.in_place_scope(|s| {
+            for _ in 0..pool.current_num_threads().min(jobs - 1) {
                 s.spawn(|_| work());
             }
             work();
