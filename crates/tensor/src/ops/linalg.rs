@@ -231,10 +231,10 @@ const MAX_K_PIECES: usize = 8;
 /// buffer of its own (cut into blocks of rows), added in a fixed order.
 /// The last blocks of a product are smaller (down to about
 /// [`MIN_BLOCK_MACS`]), so that one core does not sit idle while the other
-/// finishes a large one. The pieces of the inner
-/// dimension are set by the shapes alone, and a cut into rows or columns
-/// changes no element's sum (gemm's depth blocking depends on k only), so
-/// no result depends on the number of threads.
+/// finishes a large one. The pieces of the inner dimension are set by the
+/// shapes alone, and a cut into rows or columns changes no element's sum
+/// (gemm's depth blocking depends on k only), so no result depends on the
+/// number of threads.
 fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut Vec<T>, epi: Epilogue<T>) {
     let ((m, k), n) = (a.dim(), b.ncols());
     let (sa, sb) = (a.strides(), b.strides());
@@ -257,7 +257,6 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
         }
     };
     let macs = m * n * k;
-    let min_rows = (MIN_BLOCK_MACS / (n * k)).max(16);
     let by_size = (macs / BLOCK_MACS).min(MAX_BLOCKS);
     let k_pieces = by_size.min(MAX_K_PIECES).min(k / 256);
     if k >= 4 * m.max(n) && k_pieces >= 2 {
@@ -266,9 +265,10 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
         let outs: Vec<SendPtr<T>> =
             std::iter::once(cp).chain(parts.iter_mut().map(|v| SendPtr(v.as_mut_ptr()))).collect();
         // Rows of every piece, piece after piece, in chunks that shrink
-        // towards the end of the list.
-        // (At least 32 rows: each block packs its piece of B again.)
-        par::share_guided(k_pieces * m, 16, m, min_rows.max(32), &|i0, i1| {
+        // towards the end of the list (to at least 32 rows: each block
+        // packs its piece of B again).
+        let piece_rows = (MIN_BLOCK_MACS / (n * k.div_ceil(k_pieces))).max(32);
+        par::share_guided(k_pieces * m, 16, m, piece_rows, &|i0, i1| {
             let mut i = i0;
             while i < i1 {
                 let (p, r0) = (i / m, i % m);
@@ -301,6 +301,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
         let threads = par::pieces(macs, PARALLEL_MACS);
         if m >= n {
             let blocks = threads.max(by_size.min(m / 128)).min(m / 8).max(1);
+            let min_rows = (MIN_BLOCK_MACS / (n * k)).max(16);
             par::share_guided(m, 8, m.div_ceil(blocks), min_rows, &|r0, r1| {
                 block(r0, r1, 0, n, 0, k, cp);
                 // SAFETY: the block just computed, whose bias rows are r0..r1.
