@@ -261,7 +261,10 @@ pub fn fit<T: Element>(
                     trace: tape.nonfinite().map(|r| r.to_string()),
                 });
             }
-            let grads = tape.backward(cost);
+            // Only the parameters' gradients are read: the others go back
+            // to the pool as soon as they are used, and ReLU gates fuse.
+            let wrt: Vec<_> = fwd.params.values().copied().collect();
+            let grads = tape.backward_for(cost, &wrt);
             let mut g: Params<T> = fwd
                 .params
                 .iter()

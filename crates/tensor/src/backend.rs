@@ -57,6 +57,13 @@ pub(crate) trait Backend<T: Element> {
     fn matmul(&self, a: &Self::V, b: &Self::V) -> Self::V {
         self.apply(MatMul, &[a, b])
     }
+    /// `(A B) * [gate > 0]`, the gate applied as the product is stored on
+    /// arrays (see [`crate::ops::Fusion`]).
+    fn matmul_gated(&self, a: &Self::V, b: &Self::V, gate: &Self::V) -> Self::V {
+        let p = self.matmul(a, b);
+        let mask = self.map_const(gate, |v| if v > T::zero() { T::one() } else { T::zero() });
+        self.mul(&p, &mask)
+    }
     fn t(&self, a: &Self::V) -> Self::V {
         self.apply(Transpose, &[a])
     }
@@ -174,6 +181,9 @@ impl<T: Element> Backend<T> for ArrayBackend {
     }
     fn release(&self, v: Value<T>) {
         crate::pool::recycle(v);
+    }
+    fn matmul_gated(&self, a: &Value<T>, b: &Value<T>, gate: &Value<T>) -> Value<T> {
+        crate::ops::linalg::matmul_gated(a, b, gate)
     }
 }
 

@@ -4,12 +4,20 @@
 //! accumulates or un-broadcasts.
 
 use crate::backend::{ArrayBackend, Backend, TensorBackend};
+use crate::ops::Fusion;
 use crate::repr::Repr;
 use crate::shape::Shape;
 use crate::trace::Phase;
 use crate::{Element, IntoValue, Tape, Tensor, Value};
 use ndarray::{ArcArray, IxDyn};
 use smallvec::SmallVec;
+
+#[cfg(test)]
+thread_local! {
+    /// How many ReLU gates the engine has had applied by the op computing
+    /// the gradient (tests check that fusion happens where it should).
+    pub(crate) static GATES_FUSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// How the engine sums gradients of type `G`: on arrays and numbers
 /// ([`Repr`], an ordinary backward pass) or on tensors (a recorded one).
@@ -20,6 +28,10 @@ pub(crate) trait Accumulator<G> {
     fn sum_to(&self, g: &G, shape: &[usize]) -> G;
     /// Adds `g` into an accumulated gradient.
     fn accumulate(&self, acc: &mut G, g: G);
+    /// Gives back a gradient no one will read.
+    fn release(&self, g: G) {
+        drop(g);
+    }
 }
 
 impl<T: Element> Accumulator<Repr<T>> for ArrayBackend {
@@ -33,6 +45,11 @@ impl<T: Element> Accumulator<Repr<T>> for ArrayBackend {
     #[inline]
     fn accumulate(&self, acc: &mut Repr<T>, g: Repr<T>) {
         acc.accumulate(g)
+    }
+    fn release(&self, g: Repr<T>) {
+        if let Some(v) = g.into_array() {
+            crate::pool::recycle(v);
+        }
     }
 }
 
@@ -53,11 +70,13 @@ impl<'t, T: Element> Accumulator<Tensor<'t, T>> for TensorBackend<'t, T> {
 /// shape)` for each input that needs a gradient; the engine sums that
 /// gradient to the input's shape and accumulates it. Inputs precede the
 /// nodes that use them, so the gradient of node `i` is complete when `i` is
-/// reached and is lent to `step` without a copy.
+/// reached and is lent to `step` without a copy. With `keep`, the gradient
+/// of each node not kept is given back as soon as its rule has run.
 fn run<G>(
     acc: &impl Accumulator<G>,
     seed_id: usize,
     seed: G,
+    keep: Option<&[bool]>,
     mut step: impl FnMut(usize, &G, &mut dyn FnMut(u32, G, &[usize])),
 ) -> Vec<Option<G>> {
     let mut grads: Vec<Option<G>> = Vec::with_capacity(seed_id + 1);
@@ -73,6 +92,11 @@ fn run<G>(
                 slot @ None => *slot = Some(gj),
             }
         });
+        if keep.is_some_and(|k| !k[i]) {
+            if let Some(g) = from_i[0].take() {
+                acc.release(g);
+            }
+        }
     }
     grads
 }
@@ -88,6 +112,8 @@ fn run<G>(
 /// ```
 pub struct Gradients<T: Element> {
     grads: Vec<Option<Repr<T>>>,
+    /// From [`Tape::backward_for`]: which tensors were asked for.
+    asked: Option<Vec<bool>>,
     tape: *const Tape<T>,
     generation: u32,
 }
@@ -124,6 +150,9 @@ impl<T: Element> std::ops::Index<Tensor<'_, T>> for Gradients<T> {
     #[track_caller]
     fn index(&self, x: Tensor<'_, T>) -> &Value<T> {
         self.get(x).unwrap_or_else(|| {
+            if self.asked.as_ref().is_some_and(|a| !a.get(x.id as usize).copied().unwrap_or(false)) {
+                panic!("gradients: tensor #{} was not among the tensors passed to backward_for", x.id)
+            }
             panic!(
                 "gradients: tensor #{} has no gradient (a constant, or the output does not depend on it)",
                 x.id
@@ -216,8 +245,58 @@ impl<T: Element> Tape<T> {
     /// ```
     #[track_caller]
     pub fn backward_with(&self, y: Tensor<'_, T>, seed: impl IntoValue<T>) -> Gradients<T> {
+        self.backward_arrays(y, seed.into_value(), None)
+    }
+
+    /// Backpropagates from a one-element output `y`, like
+    /// [`Tape::backward`], and keeps the gradients of `wrt` alone (PyTorch's
+    /// `torch.autograd.grad`): what a training step needs. Each other
+    /// gradient is given back to the buffer pool as soon as it has been
+    /// used, and where a layer's ReLU gate can be applied by the op that
+    /// computes the layer's gradient, it is (one pass over memory fewer per
+    /// layer, the same gradients bit for bit).
+    ///
+    /// # Panics
+    /// When `y` has more than one element, or a tensor is from another
+    /// tape; indexing the result by a tensor not in `wrt` panics.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr2, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let w = tape.var(arr2(&[[1.0, -2.0]]));
+    /// let x = tape.constant(arr2(&[[3.0], [1.0]]));
+    /// let b = tape.var(arr2(&[[0.5]]));
+    /// let h = w.affine_relu(x, b); // relu(3 - 2 + 0.5) = 1.5
+    /// let g = tape.backward_for((h * h).sum(), &[w, b]);
+    /// assert_eq!(g[w], arr2(&[[9.0, 3.0]]).into_dyn().into_shared()); // 2h x^T
+    /// assert_eq!(g[b][[0, 0]], 3.0);
+    /// assert!(g.get(h).is_none());
+    /// ```
+    #[track_caller]
+    pub fn backward_for(&self, y: Tensor<'_, T>, wrt: &[Tensor<'_, T>]) -> Gradients<T> {
+        let shape = y.shape_small();
+        if shape.iter().product::<usize>() != 1 {
+            panic!(
+                "backward_for: the output has shape {:?}, not one element; reduce it (sum, mean)",
+                shape.as_slice()
+            );
+        }
+        let mut keep = vec![false; y.id as usize + 1];
+        for x in wrt {
+            self.check(x, "backward_for");
+            if let Some(k) = keep.get_mut(x.id as usize) {
+                *k = true;
+            }
+        }
+        self.backward_arrays(y, ArcArray::from_elem(IxDyn(&shape), T::one()), Some(keep))
+    }
+
+    /// The backward pass on arrays from `y` with gradient `seed`; with
+    /// `keep`, only the gradients of the nodes it marks are kept, and the
+    /// ReLU gates are fused (see [`crate::ops::Fusion`]).
+    #[track_caller]
+    fn backward_arrays(&self, y: Tensor<'_, T>, seed: Value<T>, keep: Option<Vec<bool>>) -> Gradients<T> {
         self.check(&y, "backward");
-        let seed = seed.into_value();
         let shape = y.shape_small();
         if seed.shape() != shape.as_slice() {
             panic!(
@@ -228,7 +307,21 @@ impl<T: Element> Tape<T> {
         }
         let nodes = self.nodes.borrow();
         let trace = self.trace.get();
-        let grads = run(&ArrayBackend, y.id as usize, Repr::new(seed), |i, g, emit| {
+        let seed_id = y.id as usize;
+        // Gate fusion needs to know that a value's gradient comes from one
+        // op alone (one use) and that no one asked for it; the trace checks
+        // each op's own gradients, unfused.
+        let fuse = keep.as_deref().filter(|_| !trace);
+        let mut uses = vec![0u32; if fuse.is_some() { seed_id + 1 } else { 0 }];
+        if fuse.is_some() {
+            for node in &nodes[..=seed_id] {
+                for &j in &node.inputs {
+                    uses[j as usize] += 1;
+                }
+            }
+        }
+        let mut gated = vec![false; uses.len()];
+        let grads = run(&ArrayBackend, seed_id, Repr::new(seed), keep.as_deref(), |i, g, emit| {
             let node = &nodes[i];
             let Some(op) = &node.op else { return };
             let n = node.inputs.len();
@@ -257,7 +350,27 @@ impl<T: Element> Tape<T> {
                 node.inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
             let xs: SmallVec<[&Value<T>; 2]> =
                 node.inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
-            let gs = op.backward_values(&ArrayBackend, &xs, node.value.value(), g.value(), &need);
+            let mut fusion =
+                Fusion { pregated: gated.get(i).copied().unwrap_or(false), gates: SmallVec::new() };
+            if let Some(keep) = fuse {
+                for (k, &j) in node.inputs.iter().enumerate() {
+                    let (j, input) = (j as usize, &nodes[j as usize]);
+                    let gate = need[k]
+                        && op.gateable_input(k)
+                        && !keep[j]
+                        && uses[j] == 1
+                        && !input.scalar
+                        && input.op.as_ref().is_some_and(|o| o.gated_output())
+                        && input.value.value().is_standard_layout();
+                    gated[j] |= gate;
+                    #[cfg(test)]
+                    if gate {
+                        GATES_FUSED.with(|c| c.set(c.get() + 1));
+                    }
+                    fusion.gates.push(gate.then(|| input.value.value()));
+                }
+            }
+            let gs = op.backward_values(&xs, node.value.value(), g.value(), &need, &fusion);
             for (k, gk) in gs.into_iter().enumerate() {
                 if let (true, Some(gk)) = (need[k], gk) {
                     if trace {
@@ -268,7 +381,7 @@ impl<T: Element> Tape<T> {
                 }
             }
         });
-        Gradients { grads, tape: self, generation: self.generation() }
+        Gradients { grads, asked: keep, tape: self, generation: self.generation() }
     }
 
     /// Backpropagates from a one-element `y` with every step of the backward
@@ -325,7 +438,7 @@ impl<T: Element> Tape<T> {
         let b = TensorBackend { tape: self };
         let generation = self.generation();
         let tensor = |id: u32| Tensor { tape: self, id, generation };
-        let grads = run(&b, y.id as usize, seed, |i, g, emit| {
+        let grads = run(&b, y.id as usize, seed, None, |i, g, emit| {
             // Take the op out while its rule records new nodes on the tape.
             let (op, inputs, need, shapes) = {
                 let mut nodes = self.nodes.borrow_mut();

@@ -1,8 +1,8 @@
 //! Matrix product and transpose. Transposes are views of the same buffer,
 //! so `a.t().matmul(b)` multiplies without copying `a`.
 
-use super::{Grads, Op};
-use crate::backend::Backend;
+use super::{Fusion, Grads, Op};
+use crate::backend::{ArrayBackend, Backend};
 use crate::par::{self, SendPtr};
 use crate::{pool, Element, Tensor, Value};
 use ndarray::{Array2, ArrayView2, Ix2};
@@ -42,12 +42,52 @@ impl<T: Element> Op<T> for MatMul {
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         smallvec![need[0].then(|| b.matmul(g, &b.t(x[1]))), need[1].then(|| b.matmul(&b.t(x[0]), g)),]
     }
+    fn gateable_input(&self, k: usize) -> bool {
+        k < 2
+    }
+    fn backward_fused(
+        &self,
+        x: &[&Value<T>],
+        _: &Value<T>,
+        g: &Value<T>,
+        need: &[bool],
+        fusion: &Fusion<'_, T>,
+    ) -> Grads<Value<T>> {
+        let b = &ArrayBackend;
+        let product = |l: &Value<T>, r: &Value<T>, gate: Option<&Value<T>>| match gate {
+            Some(gate) => b.matmul_gated(l, r, gate),
+            None => b.matmul(l, r),
+        };
+        smallvec![
+            need[0].then(|| product(g, &b.t(x[1]), fusion.gate(0))),
+            need[1].then(|| product(&b.t(x[0]), g, fusion.gate(1))),
+        ]
+    }
 }
 
 /// `A B` into a pooled, row-major buffer. Transposed operands are read
 /// through their strides, never copied.
 pub(crate) fn matmul<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
     affine(a, b, None, false)
+}
+
+/// `(A B) * [gate > 0]` for 2-D values, the gate applied to each block of
+/// the product as it is stored (see [`Fusion`]).
+///
+/// # Panics
+/// When the gate does not have the product's shape in standard layout.
+pub(crate) fn matmul_gated<T: Element>(a: &Value<T>, b: &Value<T>, gate: &Value<T>) -> Value<T> {
+    let a2 = a.view().into_dimensionality::<Ix2>().expect("2-D");
+    let b2 = b.view().into_dimensionality::<Ix2>().expect("2-D");
+    let gate = match gate.as_slice() {
+        Some(s) if gate.shape() == [a2.nrows(), b2.ncols()] => s,
+        _ => panic!(
+            "matmul_gated: gate of shape {:?} for a product of shape {:?}",
+            gate.shape(),
+            [a2.nrows(), b2.ncols()]
+        ),
+    };
+    affine_gated(a2, b2, None, false, Some(gate)).into_dyn().into_shared()
 }
 
 /// `act(A B + bias)` into a pooled, row-major buffer, with `bias` of shape
@@ -62,17 +102,35 @@ pub(crate) fn affine<T: Element>(
     bias: Option<ArrayView2<'_, T>>,
     relu: bool,
 ) -> Array2<T> {
+    affine_gated(a, b, bias, relu, None)
+}
+
+/// [`affine`], with the result multiplied by `[gate > 0]` when `gate` (m
+/// * n values, row-major) is given.
+fn affine_gated<T: Element>(
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    bias: Option<ArrayView2<'_, T>>,
+    relu: bool,
+    gate: Option<&[T]>,
+) -> Array2<T> {
     let ((m, k), n) = (a.dim(), b.ncols());
     let mut c = crate::pool::take::<T>(m * n);
     let (sa, sb) = (a.strides(), b.strides());
     let (bp, bs) = bias.as_ref().map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.strides()[0]));
-    let epi = Epilogue { bias: SendPtr(bp as *mut T), stride: bs, relu };
+    let gp = SendPtr(gate.map_or(std::ptr::null(), |g| {
+        assert_eq!(g.len(), m * n, "affine: gate length");
+        g.as_ptr()
+    }) as *mut T);
+    let epi = Epilogue { bias: SendPtr(bp as *mut T), stride: bs, relu, gate: gp };
+    // The thin kernels apply bias and relu as they store; the gate after.
+    let gate_only = Epilogue { bias: SendPtr(std::ptr::null_mut()), stride: 0, relu: false, gate: gp };
     if m * n == 0 || k == 0 {
         c.resize(m * n, T::zero());
         let mut c = Array2::from_shape_vec((m, n), c).expect("m * n elements");
         if m * n > 0 {
             // SAFETY: C is (m, n) row-major with row stride n.
-            unsafe { epi.apply(c.as_mut_ptr(), 0, m, n, n) };
+            unsafe { epi.apply(c.as_mut_ptr(), 0, m, n, n, 0) };
         }
         return c;
     }
@@ -101,7 +159,8 @@ pub(crate) fn affine<T: Element>(
                     relu,
                     cp.0.add(j0),
                     n,
-                )
+                );
+                gate_only.apply(cp.0.add(j0), 0, m, j1 - j0, n, j0);
             }
         };
         par::split_sized(n, m * n, col_pieces(m, k, n), 8, &cols);
@@ -115,7 +174,7 @@ pub(crate) fn affine<T: Element>(
         unsafe {
             dots_split(m, k, n, a.as_ptr(), sa[0], b.as_ptr(), sb[1], c.as_mut_ptr());
             c.set_len(m * n);
-            epi.apply(c.as_mut_ptr(), 0, m, n, n);
+            epi.apply(c.as_mut_ptr(), 0, m, n, n, 0);
         }
     } else {
         gemm_blocks(a, b, &mut c, epi);
@@ -130,6 +189,9 @@ struct Epilogue<T> {
     bias: SendPtr<T>,
     stride: isize,
     relu: bool,
+    /// Null for no gate; else an (m, n) array in standard layout, and
+    /// elements of C where it is not positive are set to zero.
+    gate: SendPtr<T>,
 }
 
 impl<T: Element> Epilogue<T> {
@@ -138,7 +200,31 @@ impl<T: Element> Epilogue<T> {
     ///
     /// # Safety
     /// The block is inside C, and bias (if any) holds rows `r0..r1`.
-    unsafe fn apply(&self, c: *mut T, r0: usize, r1: usize, w: usize, ldc: usize) {
+    unsafe fn apply(&self, c: *mut T, r0: usize, r1: usize, w: usize, ldc: usize, c0: usize) {
+        if !self.gate.0.is_null() {
+            for r in r0..r1 {
+                // SAFETY: the caller's contract; the gate has C's shape and
+                // layout (row stride ldc), and the block starts at column c0.
+                let (row, gate) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(c.add(r * ldc), w),
+                        std::slice::from_raw_parts(self.gate.0.add(r * ldc + c0), w),
+                    )
+                };
+                let bi = if self.bias.0.is_null() {
+                    T::zero()
+                } else {
+                    // SAFETY: the caller's contract.
+                    unsafe { *self.bias.0.offset(r as isize * self.stride) }
+                };
+                for (v, &g) in row.iter_mut().zip(gate) {
+                    let z = *v + bi;
+                    let z = if self.relu && z <= T::zero() { T::zero() } else { z };
+                    *v = if g > T::zero() { z } else { T::zero() };
+                }
+            }
+            return;
+        }
         if self.bias.0.is_null() && !self.relu {
             return;
         }
@@ -289,7 +375,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
                         *x = *x + y;
                     }
                 }
-                epi.apply(cp.get(), r0, r1, n, n);
+                epi.apply(cp.get(), r0, r1, n, n, 0);
             }
         });
         for mut v in parts {
@@ -305,7 +391,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
             par::share_guided(m, 8, m.div_ceil(blocks), min_rows, &|r0, r1| {
                 block(r0, r1, 0, n, 0, k, cp);
                 // SAFETY: the block just computed, whose bias rows are r0..r1.
-                unsafe { epi.apply(cp.get(), r0, r1, n, n) };
+                unsafe { epi.apply(cp.get(), r0, r1, n, n, 0) };
             });
         } else {
             let blocks = threads.max(by_size.min(n / 512)).min(n / 8).max(1);
@@ -313,7 +399,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
             par::share_guided(n, 8, n.div_ceil(blocks), min_cols, &|c0, c1| {
                 block(0, m, c0, c1, 0, k, cp);
                 // SAFETY: the block just computed (columns c0..c1 of every row).
-                unsafe { epi.apply(cp.get().add(c0), 0, m, c1 - c0, n) };
+                unsafe { epi.apply(cp.get().add(c0), 0, m, c1 - c0, n, c0) };
             });
         }
     }
@@ -390,10 +476,45 @@ impl<T: Element> Op<T> for Affine {
         }
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
+        self.rule(b, x, y, g, need, false, None)
+    }
+    fn gated_output(&self) -> bool {
+        self.relu
+    }
+    fn gateable_input(&self, k: usize) -> bool {
+        k == 1
+    }
+    fn backward_fused(
+        &self,
+        x: &[&Value<T>],
+        y: &Value<T>,
+        g: &Value<T>,
+        need: &[bool],
+        fusion: &Fusion<'_, T>,
+    ) -> Grads<Value<T>> {
+        self.rule(&ArrayBackend, x, y, g, need, fusion.pregated, fusion.gate(1))
+    }
+}
+
+impl Affine {
+    /// The backward rule; `pregated`: `g` is `dZ` already (see
+    /// [`Fusion`]); `gate_x`: return `dX` multiplied by `[gate_x > 0]`.
+    #[allow(clippy::too_many_arguments)]
+    fn rule<T: Element, B: Backend<T>>(
+        &self,
+        b: &B,
+        x: &[&B::V],
+        y: &B::V,
+        g: &B::V,
+        need: &[bool],
+        pregated: bool,
+        gate_x: Option<&B::V>,
+    ) -> Grads<B::V> {
         // dZ = g * relu'(Z); relu'(Z) = [Z > 0] = [Y > 0], read from the
         // output. db = row sums of dZ, summed as dZ is written.
         let bias = need[2].then(|| b.shape(x[2]));
-        let (dz, db) = if self.relu {
+        let fresh = self.relu && !pregated;
+        let (dz, db) = if fresh {
             b.fuse2_row_sums(
                 g,
                 y,
@@ -406,12 +527,17 @@ impl<T: Element> Op<T> for Affine {
         };
         let grads = smallvec![
             need[0].then(|| b.matmul(&dz, &b.t(x[1]))),
-            need[1].then(|| b.matmul(&b.t(x[0]), &dz)),
+            need[1].then(|| match gate_x {
+                Some(gate) => b.matmul_gated(&b.t(x[0]), &dz, gate),
+                None => b.matmul(&b.t(x[0]), &dz),
+            }),
             db,
         ];
-        // dZ is a fresh (n, m) buffer with relu: back to the pool, or W3
-        // maps 120 MB of new pages every iteration.
-        b.release(dz);
+        if fresh {
+            // dZ is a fresh (n, m) buffer: back to the pool, or W3 maps
+            // 120 MB of new pages every iteration.
+            b.release(dz);
+        }
         grads
     }
 }
@@ -643,6 +769,87 @@ mod tests {
                 approx::assert_relative_eq!(got, naive, max_relative = 1e-4, epsilon = 1e-4);
             }
         }
+    }
+
+    /// `(A B) * [gate > 0]` on every product path equals the product
+    /// masked afterwards, bit for bit (the gate keeps or zeroes each
+    /// element); and the gate must have the product's shape.
+    #[test]
+    fn gated_products_are_the_products_masked() {
+        use ndarray::Array2;
+        for (i, &(m, k, n)) in
+            [(20, 3, 19_600), (64, 1, 300), (6, 4_100, 7), (300, 260, 40), (40, 260, 300), (40, 30_000, 30)]
+                .iter()
+                .enumerate()
+        {
+            let seed = 500 + 10 * i as u64;
+            let a = random(&[m, k], Domain::Normal, seed).into_shared();
+            let b = random(&[k, n], Domain::Normal, seed + 1).into_shared();
+            let gate = random(&[m, n], Domain::Normal, seed + 2).into_shared();
+            let a2 = a.view().into_dimensionality().unwrap();
+            let b2 = b.view().into_dimensionality().unwrap();
+            let mut want: Array2<f64> = super::matmul(a2, b2);
+            want.zip_mut_with(&gate.view().into_dimensionality::<ndarray::Ix2>().unwrap(), |w, &g| {
+                if g <= 0.0 {
+                    *w = 0.0
+                }
+            });
+            assert_eq!(super::matmul_gated(&a, &b, &gate), want.into_dyn().into_shared());
+        }
+        let a = random(&[3, 4], Domain::Normal, 1).into_shared();
+        let r = std::panic::catch_unwind(|| super::matmul_gated(&a, &a.t().to_owned().into_shared(), &a));
+        assert!(r.is_err(), "a gate of the wrong shape is refused");
+    }
+
+    /// A guide-style network with gemm-sized and thin layers, ReLU layers
+    /// feeding `affine`, `affine_relu` and `matmul` (from either side):
+    /// `backward_for` applies every ReLU gate in the op that computes the
+    /// gradient, and its gradients are those of `backward`, bit for bit.
+    /// A ReLU output that is asked for, or used twice, is left unfused and
+    /// its gradient is the full one.
+    #[test]
+    fn backward_for_fuses_relu_gates_and_changes_no_gradient() {
+        use crate::backward::GATES_FUSED;
+        let tape = crate::Tape::<f64>::new();
+        let p = |shape: &[usize], seed| tape.var(random(shape, Domain::Normal, seed));
+        let x = tape.constant(random(&[3, 300], Domain::Normal, 1));
+        let (w1, b1, w2, b2) = (p(&[64, 3], 2), p(&[64, 1], 3), p(&[48, 64], 4), p(&[48, 1], 5));
+        let (w3, b3, v, w4, b4) =
+            (p(&[5, 48], 6), p(&[5, 1], 7), p(&[300, 2], 8), p(&[1, 5], 9), p(&[1, 1], 10));
+        let h1 = w1.affine_relu(x, b1); // small_k forward; dX not needed
+        let h2 = w2.affine_relu(h1, b2); // gemm: dX = W^T dZ gated by h1
+        let h3 = w3.affine_relu(h2, b3); // gated by h2
+        let out = w4.affine(h3, b4); // k = 1 outer product gated by h3
+        let side = h2.matmul(v); // matmul, the ReLU output on the left
+        let side2 = w3.matmul(w2.affine_relu(h1, b2)); // and on the right
+        let loss = (out * out).sum() + side.tanh().sum() + side2.sigmoid().sum();
+        let params = [w1, b1, w2, b2, w3, b3, v, w4, b4];
+        let full = tape.backward(loss);
+        let fused_before = GATES_FUSED.with(|c| c.get());
+        let g = tape.backward_for(loss, &params);
+        // h1 is used twice (no gate for it); h2 by affine_relu and matmul
+        // is used twice too; h3 by affine, and the second h2 by matmul.
+        assert_eq!(GATES_FUSED.with(|c| c.get()) - fused_before, 2);
+        for t in params {
+            assert_eq!(g[t], full[t]);
+        }
+        assert!(g.get(h3).is_none());
+        // A chain without fan-out: every gate fuses.
+        let chain = w4.affine(w3.affine_relu(w2.affine_relu(h1, b2), b3), b4).sum();
+        let (full, before) = (tape.backward(chain), GATES_FUSED.with(|c| c.get()));
+        let g = tape.backward_for(chain, &params);
+        assert_eq!(GATES_FUSED.with(|c| c.get()) - before, 2);
+        for t in params {
+            assert_eq!(g.get(t), full.get(t));
+        }
+        // Asking for a ReLU output keeps its gradient whole (no gate).
+        let h = w2.affine_relu(h1, b2);
+        let y = w4.affine(w3.affine_relu(h, b3), b4).sum();
+        let (full, before) = (tape.backward(y), GATES_FUSED.with(|c| c.get()));
+        let g = tape.backward_for(y, &[h, w2]);
+        assert_eq!(GATES_FUSED.with(|c| c.get()) - before, 1);
+        assert_eq!(g[h], full[h]);
+        assert_eq!(g[w2], full[w2]);
     }
 
     /// The (n, m) dZ that affine_relu's backward makes goes back to the

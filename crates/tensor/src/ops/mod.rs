@@ -60,6 +60,62 @@ pub(crate) trait Op<T: Element>: 'static {
     /// Given the inputs `xs`, the output `y` and the gradient `g` of the
     /// output, returns the gradient of each input for which `need` is true.
     fn backward<B: Backend<T>>(&self, b: &B, xs: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V>;
+
+    /// Whether the rule begins `dZ = g * [y > 0]` (a ReLU's gate, read from
+    /// the output): then the op that computes `g` may apply the gate for it
+    /// (see [`Fusion`]).
+    fn gated_output(&self) -> bool {
+        false
+    }
+
+    /// Whether the rule can return the gradient of input `k` already
+    /// multiplied by a gate (see [`Fusion`]).
+    fn gateable_input(&self, k: usize) -> bool {
+        let _ = k;
+        false
+    }
+
+    /// [`backward`](Op::backward) on arrays with the fusion the engine asked
+    /// for; ops that declare none of it never get asked.
+    fn backward_fused(
+        &self,
+        xs: &[&Value<T>],
+        y: &Value<T>,
+        g: &Value<T>,
+        need: &[bool],
+        fusion: &Fusion<'_, T>,
+    ) -> Grads<Value<T>> {
+        debug_assert!(!fusion.any(), "{}: asked for a fusion it does not declare", self.name());
+        self.backward(&ArrayBackend, xs, y, g, need)
+    }
+}
+
+/// What the engine asks of a rule beyond its plain backward, to skip a pass
+/// over memory between two ops: when op P's rule begins by gating its
+/// gradient (`dZ = g * [y > 0]`, P's [`gated_output`](Op::gated_output)),
+/// and that gradient is computed by one op C alone (P's output has no other
+/// use and no one asked for its gradient), C applies the gate as it writes
+/// the gradient (C's [`gateable_input`](Op::gateable_input)) and P's rule
+/// takes `g` as `dZ`. The gate is exact (each element kept or zeroed), so
+/// the gradients are the same, bit for bit.
+pub(crate) struct Fusion<'a, T: Element> {
+    /// `g` has been multiplied by this op's gate already.
+    pub(crate) pregated: bool,
+    /// For each input, when given: return its gradient multiplied by
+    /// `[gate > 0]` (the gate has the input's shape, in standard layout).
+    pub(crate) gates: SmallVec<[Option<&'a Value<T>>; 3]>,
+}
+
+impl<T: Element> Fusion<'_, T> {
+    /// Whether anything beyond the plain backward is asked.
+    pub(crate) fn any(&self) -> bool {
+        self.pregated || self.gates.iter().any(Option::is_some)
+    }
+
+    /// The gate for input `k`, if one is asked.
+    pub(crate) fn gate(&self, k: usize) -> Option<&Value<T>> {
+        self.gates.get(k).copied().flatten()
+    }
 }
 
 /// The object-safe face of [`Op`], stored on the tape. Each method runs the
@@ -67,13 +123,15 @@ pub(crate) trait Op<T: Element>: 'static {
 pub(crate) trait DynOp<T: Element> {
     fn label(&self) -> String;
     fn name(&self) -> &'static str;
+    fn gated_output(&self) -> bool;
+    fn gateable_input(&self, k: usize) -> bool;
     fn backward_values(
         &self,
-        b: &ArrayBackend,
         xs: &[&Value<T>],
         y: &Value<T>,
         g: &Value<T>,
         need: &[bool],
+        fusion: &Fusion<'_, T>,
     ) -> Grads<Value<T>>;
     fn backward_tensors<'t>(
         &self,
@@ -93,15 +151,25 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
     fn name(&self) -> &'static str {
         Op::name(self)
     }
+    fn gated_output(&self) -> bool {
+        Op::gated_output(self)
+    }
+    fn gateable_input(&self, k: usize) -> bool {
+        Op::gateable_input(self, k)
+    }
     fn backward_values(
         &self,
-        b: &ArrayBackend,
         xs: &[&Value<T>],
         y: &Value<T>,
         g: &Value<T>,
         need: &[bool],
+        fusion: &Fusion<'_, T>,
     ) -> Grads<Value<T>> {
-        self.backward(b, xs, y, g, need)
+        if fusion.any() {
+            self.backward_fused(xs, y, g, need, fusion)
+        } else {
+            self.backward(&ArrayBackend, xs, y, g, need)
+        }
     }
     fn backward_tensors<'t>(
         &self,
