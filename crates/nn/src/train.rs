@@ -232,8 +232,11 @@ pub fn fit<T: Element>(
         optimizer.set_learning_rate(cfg.schedule.learning_rate(base_lr, epoch));
         let full_batch = batch == m;
         if !full_batch {
-            // A fresh seeded shuffle each epoch.
-            order.sort_unstable();
+            // A fresh seeded shuffle of 0..m each epoch (refilled, not
+            // sorted: sorting the last epoch's order cost W2 3% of its time).
+            for (i, o) in order.iter_mut().enumerate() {
+                *o = i;
+            }
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64)));
         }
         let mut epoch_sum = 0.0;

@@ -67,6 +67,42 @@ fn gradients_from_before_a_clear_refuse_new_tensors() {
     let _ = g.get(x);
 }
 
+/// `backward_for` gives the gradients asked for, equal to `backward`'s bit
+/// for bit (through fan-out, broadcasting and ReLU layers), and nothing for
+/// the rest.
+#[test]
+fn backward_for_keeps_what_was_asked_for() {
+    let tape = Tape::<f64>::new();
+    let w = tape.var(arr2(&[[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]]));
+    let b = tape.var(arr2(&[[0.1], [-0.2]]));
+    let x = tape.var(arr2(&[[1.0, -2.0], [0.5, 3.0], [-1.0, 0.5]]));
+    let h = w.affine_relu(x, b);
+    let y = ((h * h).sum() + (h + b).tanh().sum()) * x.sum();
+    let all = tape.backward(y);
+    let some = tape.backward_for(y, &[w, x]);
+    assert_eq!(some[w], all[w]);
+    assert_eq!(some[x], all[x]);
+    assert!(some.get(b).is_none() && some.get(h).is_none());
+    assert!(all.get(b).is_some());
+}
+
+#[test]
+#[should_panic(expected = "was not among the tensors passed to backward_for")]
+fn backward_for_names_a_tensor_not_asked_for() {
+    let tape = Tape::<f64>::new();
+    let (a, b) = (tape.var(arr1(&[1.0])), tape.var(arr1(&[2.0])));
+    let g = tape.backward_for((a * b).sum(), &[a]);
+    let _ = &g[b];
+}
+
+#[test]
+#[should_panic(expected = "backward_for: the output has shape [2], not one element")]
+fn backward_for_of_non_scalar_panics() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(arr1(&[1.0, 2.0]));
+    let _ = tape.backward_for(x * 2.0, &[x]);
+}
+
 #[test]
 #[should_panic(expected = "backward: the output has shape [2], not one element")]
 fn backward_of_non_scalar_without_seed_panics() {
