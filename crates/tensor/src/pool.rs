@@ -333,20 +333,20 @@ mod tests {
         if thp.is_empty() || thp.contains("[never]") {
             return;
         }
-        // The flags of the mapping that holds the page at `addr`.
-        let flags_at = |addr: usize| -> String {
+        // The size and flags of the mapping that holds the page at `addr`.
+        let mapping_at = |addr: usize| -> (usize, String) {
             let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
-            let mut inside = false;
+            let mut inside = None;
             for line in smaps.lines() {
                 let range = line.split_whitespace().next().unwrap_or("");
                 if let Some((lo, hi)) = range.split_once('-') {
                     if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) {
-                        inside = (lo..hi).contains(&addr);
+                        inside = (lo..hi).contains(&addr).then_some(hi - lo);
                         continue;
                     }
                 }
-                if inside && line.starts_with("VmFlags:") {
-                    return line.to_string();
+                if let (Some(size), true) = (inside, line.starts_with("VmFlags:")) {
+                    return (size, line.to_string());
                 }
             }
             panic!("no mapping holds {addr:#x}");
@@ -354,10 +354,17 @@ mod tests {
         let page_in = |v: &Vec<f32>| (v.as_ptr() as usize).next_multiple_of(4096) + 4096;
         let big = super::fresh::<f32>(super::HUGE_BYTES / 4 + 1000);
         assert!(big.capacity() >= super::HUGE_BYTES / 4 + 1000);
-        assert!(flags_at(page_in(&big)).contains(" hg"), "{}", flags_at(page_in(&big)));
-        // Below the threshold nothing is advised (glibc maps a 1 MiB
-        // buffer on its own, so its flags are its own).
+        let (_, flags) = mapping_at(page_in(&big));
+        assert!(flags.contains(" hg"), "{flags}");
+        // Below the threshold nothing is advised. Checked when glibc maps
+        // the 1 MiB buffer on its own (as in a fresh process), so that the
+        // flags are its own: once other tests have freed large blocks,
+        // glibc may serve it from a heap range an earlier large buffer had
+        // advised, and the advice stays with the range.
         let small = super::fresh::<f32>(1 << 18);
-        assert!(!flags_at(page_in(&small)).contains(" hg"), "{}", flags_at(page_in(&small)));
+        let (size, flags) = mapping_at(page_in(&small));
+        if size <= (1 << 20) + (64 << 10) {
+            assert!(!flags.contains(" hg"), "{flags}");
+        }
     }
 }

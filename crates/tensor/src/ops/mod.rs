@@ -76,7 +76,8 @@ pub(crate) trait Op<T: Element>: 'static {
     }
 
     /// [`backward`](Op::backward) on arrays with the fusion the engine asked
-    /// for; ops that declare none of it never get asked.
+    /// for (none, for most calls); ops that declare no fusion never get
+    /// asked for one and keep this plain backward.
     fn backward_fused(
         &self,
         xs: &[&Value<T>],
@@ -165,11 +166,7 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
         need: &[bool],
         fusion: &Fusion<'_, T>,
     ) -> Grads<Value<T>> {
-        if fusion.any() {
-            self.backward_fused(xs, y, g, need, fusion)
-        } else {
-            self.backward(&ArrayBackend, xs, y, g, need)
-        }
+        self.backward_fused(xs, y, g, need, fusion)
     }
     fn backward_tensors<'t>(
         &self,
