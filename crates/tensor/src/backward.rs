@@ -281,12 +281,13 @@ impl<T: Element> Tape<T> {
                 shape.as_slice()
             );
         }
-        let mut keep = vec![false; y.id as usize + 1];
+        // Sized for every tensor asked for, even one recorded after `y`
+        // (it gets no gradient, and is still known to have been asked for).
+        let len = wrt.iter().map(|x| x.id).chain([y.id]).max().unwrap_or(0) as usize + 1;
+        let mut keep = vec![false; len];
         for x in wrt {
             self.check(x, "backward_for");
-            if let Some(k) = keep.get_mut(x.id as usize) {
-                *k = true;
-            }
+            keep[x.id as usize] = true;
         }
         self.backward_arrays(y, ArcArray::from_elem(IxDyn(&shape), T::one()), Some(keep))
     }

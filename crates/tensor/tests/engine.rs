@@ -84,6 +84,16 @@ fn backward_for_keeps_what_was_asked_for() {
     assert_eq!(some[x], all[x]);
     assert!(some.get(b).is_none() && some.get(h).is_none());
     assert!(all.get(b).is_some());
+    // A tensor recorded after the output was asked for: no gradient, and
+    // looking it up says so (it is not "not asked for").
+    let later = tape.var(arr1(&[1.0]));
+    let g = tape.backward_for(y, &[w, later]);
+    assert!(g.get(later).is_none());
+    let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g[later].clone()))
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(msg.contains("has no gradient"), "{msg}");
 }
 
 #[test]
