@@ -201,33 +201,11 @@ impl<T: Element> Epilogue<T> {
     /// # Safety
     /// The block is inside C, and bias (if any) holds rows `r0..r1`.
     unsafe fn apply(&self, c: *mut T, r0: usize, r1: usize, w: usize, ldc: usize, c0: usize) {
-        if !self.gate.0.is_null() {
-            for r in r0..r1 {
-                // SAFETY: the caller's contract; the gate has C's shape and
-                // layout (row stride ldc), and the block starts at column c0.
-                let (row, gate) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(c.add(r * ldc), w),
-                        std::slice::from_raw_parts(self.gate.0.add(r * ldc + c0), w),
-                    )
-                };
-                let bi = if self.bias.0.is_null() {
-                    T::zero()
-                } else {
-                    // SAFETY: the caller's contract.
-                    unsafe { *self.bias.0.offset(r as isize * self.stride) }
-                };
-                for (v, &g) in row.iter_mut().zip(gate) {
-                    let z = *v + bi;
-                    let z = if self.relu && z <= T::zero() { T::zero() } else { z };
-                    *v = if g > T::zero() { z } else { T::zero() };
-                }
-            }
+        let gated = !self.gate.0.is_null();
+        if self.bias.0.is_null() && !self.relu && !gated {
             return;
         }
-        if self.bias.0.is_null() && !self.relu {
-            return;
-        }
+        let act = |z: T| if self.relu && z <= T::zero() { T::zero() } else { z };
         for r in r0..r1 {
             // SAFETY: the caller's contract.
             let (row, bi) = unsafe {
@@ -238,9 +216,17 @@ impl<T: Element> Epilogue<T> {
                 };
                 (std::slice::from_raw_parts_mut(c.add(r * ldc), w), bi)
             };
-            for v in row {
-                let z = *v + bi;
-                *v = if self.relu && z <= T::zero() { T::zero() } else { z };
+            if gated {
+                // SAFETY: the gate has C's shape and layout (row stride
+                // ldc), and the block starts at column c0.
+                let gate = unsafe { std::slice::from_raw_parts(self.gate.0.add(r * ldc + c0), w) };
+                for (v, &g) in row.iter_mut().zip(gate) {
+                    *v = if g > T::zero() { act(*v + bi) } else { T::zero() };
+                }
+            } else {
+                for v in row {
+                    *v = act(*v + bi);
+                }
             }
         }
     }
