@@ -425,7 +425,7 @@ impl<T: Element> Model<T> {
         output: bool,
     ) -> Forward<'t, T> {
         let params: IndexMap<String, Tensor<'t, T>> =
-            self.params.iter().map(|(k, v)| (k.clone(), tape.var(v.clone()))).collect();
+            self.params.iter().map(|(k, v)| (k.clone(), tape.var(v))).collect();
         let mut z = Vec::with_capacity(self.num_layers());
         let mut a = vec![x];
         let last = self.num_layers();

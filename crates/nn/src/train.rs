@@ -221,6 +221,7 @@ pub fn fit<T: Element>(
     let mut tape = Tape::<T>::new();
     tape.trace_nonfinite(cfg.trace_nonfinite);
     let mut order: Vec<usize> = (0..m).collect();
+    let mut g = Params::<T>::new();
     let mut best: Option<(f64, Params<T>)> = None;
     let mut since_best = 0;
     let mut iteration = 0;
@@ -268,14 +269,16 @@ pub fn fit<T: Element>(
             // to the pool as soon as they are used, and ReLU gates fuse.
             let wrt: Vec<_> = fwd.params.values().copied().collect();
             let grads = tape.backward_for(cost, &wrt);
-            let mut g: Params<T> = fwd
-                .params
-                .iter()
-                .map(|(name, t)| {
-                    let v = grads[*t].clone().into_dimensionality::<Ix2>().expect("2-D parameter");
-                    (name.clone(), v.into_owned())
-                })
-                .collect();
+            // Copied into the arrays of the step before: no allocation.
+            for (i, (name, t)) in fwd.params.iter().enumerate() {
+                let v = grads[*t].view().into_dimensionality::<Ix2>().expect("2-D parameter");
+                match g.get_index_mut(i) {
+                    Some((k, old)) if k == name && old.dim() == v.dim() => old.assign(&v),
+                    _ => {
+                        g.insert(name.clone(), v.to_owned());
+                    }
+                }
+            }
             drop(fwd);
             if let Some(max) = cfg.clip_norm {
                 clip_grad_norm(&mut g, max);

@@ -47,9 +47,7 @@ impl<T: Element> Accumulator<Repr<T>> for ArrayBackend {
         acc.accumulate(g)
     }
     fn release(&self, g: Repr<T>) {
-        if let Some(v) = g.into_array() {
-            crate::pool::recycle(v);
-        }
+        crate::pool::recycle_boxes(g.into_box().into_iter());
     }
 }
 
@@ -141,7 +139,7 @@ impl<T: Element> Gradients<T> {
 impl<T: Element> Drop for Gradients<T> {
     /// Hands the gradient buffers back to the pool for the next iteration.
     fn drop(&mut self) {
-        crate::pool::recycle_all(self.grads.drain(..).flatten().filter_map(Repr::into_array));
+        crate::pool::recycle_boxes(self.grads.drain(..).flatten().filter_map(Repr::into_box));
     }
 }
 
@@ -347,9 +345,9 @@ impl<T: Element> Tape<T> {
                 }
                 return;
             }
-            let need: SmallVec<[bool; 2]> =
+            let need: SmallVec<[bool; 4]> =
                 node.inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
-            let xs: SmallVec<[&Value<T>; 2]> =
+            let xs: SmallVec<[&Value<T>; 4]> =
                 node.inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
             let mut fusion =
                 Fusion { pregated: gated.get(i).copied().unwrap_or(false), gates: SmallVec::new() };
@@ -445,7 +443,7 @@ impl<T: Element> Tape<T> {
                 let mut nodes = self.nodes.borrow_mut();
                 let op = nodes[i].op.take();
                 let inputs = nodes[i].inputs.clone();
-                let need: SmallVec<[bool; 2]> =
+                let need: SmallVec<[bool; 4]> =
                     inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
                 let shapes: SmallVec<[Shape; 2]> =
                     inputs.iter().map(|&j| nodes[j as usize].value.shape()).collect();

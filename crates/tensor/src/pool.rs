@@ -9,15 +9,16 @@
 //! [`SMALL_LEN`] elements) are kept whole, array and reference count, so an
 //! op on tiny tensors makes no allocation and no shape (W4, on (1, 1)
 //! tensors, spent a fifth of its instructions in malloc and free before
-//! this; one-element values now skip arrays altogether, see `repr.rs`);
-//! mid-sized buffers are left to the allocator, which is fast for them.
-//! Only values nothing else references come back, so a value a user still
-//! holds is never reused.
+//! this; one-element values now skip arrays altogether, see `repr.rs`).
+//! The empty boxes the tape keeps array values in come back too (a step
+//! of W2 made thirty of them). Only values nothing else references come
+//! back, so a value a user still holds is never reused.
 
 use crate::{Element, Value};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::MaybeUninit;
 
 /// Hashes a buffer length with one multiplication (Fibonacci hashing)
 /// instead of SipHash, which cost more than the look-up it served.
@@ -56,12 +57,26 @@ pub(crate) const SMALL_LEN: usize = 16;
 /// (a few MB at most).
 const SMALL_MAX: usize = 1 << 14;
 
+/// At most this many empty boxes are kept per thread and element type.
+const MAX_BOXES: usize = 1 << 12;
+
+/// How many of the most recently freed small values `fill_small` looks
+/// through for one of the shape it needs.
+const SMALL_WINDOW: usize = 8;
+
 /// Free buffers by length, and free small values.
 #[derive(Default)]
 pub struct Pool<T> {
     free: HashMap<usize, Vec<Vec<T>>, BuildHasherDefault<LenHasher>>,
     bytes: usize,
-    small: Vec<Value<T>>,
+    /// Oldest first; when full, the oldest is dropped for the newest, so
+    /// the values at the back (the ones `fill_small` looks at) stay recent.
+    small: VecDeque<Value<T>>,
+    /// Empty boxes the tape holds values in (see [`boxed`]). The boxes
+    /// themselves are the point (each is an allocation saved), hence the
+    /// vector of boxes.
+    #[allow(clippy::vec_box)]
+    boxes: Vec<Box<MaybeUninit<Value<T>>>>,
 }
 
 thread_local! {
@@ -223,6 +238,13 @@ pub(crate) fn free_count<T: Element>(len: usize) -> usize {
 
 /// A copy of `view` in standard (row-major) layout, in a pooled buffer.
 pub(crate) fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T> {
+    if view.len() <= SMALL_LEN {
+        if let Some(s) = view.as_slice() {
+            if let Some(v) = fill_small(view.shape(), |o| o.copy_from_slice(s)) {
+                return v;
+            }
+        }
+    }
     let mut v = take(view.len());
     if let Some(s) = view.as_slice() {
         v.extend_from_slice(s);
@@ -263,8 +285,10 @@ pub(crate) fn value_from<T: Element>(dim: ndarray::IxDyn, v: Vec<T>) -> Value<T>
 pub(crate) fn fill_small<T: Element>(shape: &[usize], fill: impl FnOnce(&mut [T])) -> Option<Value<T>> {
     let mut out = T::with_pool(|p| {
         let n = p.small.len();
-        let i = (n.saturating_sub(4)..n).rev().find(|&i| crate::shape::same(p.small[i].shape(), shape))?;
-        Some(p.small.swap_remove(i))
+        let i = (n.saturating_sub(SMALL_WINDOW)..n)
+            .rev()
+            .find(|&i| crate::shape::same(p.small[i].shape(), shape))?;
+        p.small.swap_remove_back(i)
     })?;
     fill(out.as_slice_mut()?);
     Some(out)
@@ -283,10 +307,34 @@ pub(crate) fn give_back<T: Element>(v: Vec<T>) {
     T::with_pool(|p| p.give(v));
 }
 
-/// [`recycle`] for many values, with one look-up of the thread's pool.
-pub(crate) fn recycle_all<T: Element>(values: impl Iterator<Item = Value<T>>) {
+/// `v` in a box, reusing an empty one if this thread's pool has one: the
+/// tape holds every array value and gradient boxed (see `repr.rs`), and
+/// W2's steps made thirty such boxes each, a malloc and a free apiece.
+#[inline]
+pub(crate) fn boxed<T: Element>(v: Value<T>) -> Box<Value<T>> {
+    match T::with_pool(|p| p.boxes.pop()) {
+        Some(mut b) => {
+            b.write(v);
+            // SAFETY: just initialised.
+            unsafe { b.assume_init() }
+        }
+        None => Box::new(v),
+    }
+}
+
+/// [`recycle`] for boxed values (from [`boxed`] or not), with one look-up
+/// of the thread's pool; the empty boxes are kept too.
+pub(crate) fn recycle_boxes<T: Element>(values: impl Iterator<Item = Box<Value<T>>>) {
     T::with_pool(|p| {
-        for v in values {
+        for b in values {
+            let raw = Box::into_raw(b);
+            // SAFETY: `raw` is a live, initialised box, read exactly once;
+            // the box is then owned as uninitialised memory of the same
+            // layout, so the value is neither dropped twice nor leaked.
+            let (v, shell) = unsafe { (raw.read(), Box::from_raw(raw.cast::<MaybeUninit<Value<T>>>())) };
+            if p.boxes.len() < MAX_BOXES {
+                p.boxes.push(shell);
+            }
             p.recycle(v);
         }
     });
@@ -295,8 +343,11 @@ pub(crate) fn recycle_all<T: Element>(values: impl Iterator<Item = Value<T>>) {
 impl<T: Element> Pool<T> {
     fn recycle(&mut self, v: Value<T>) {
         if v.len() <= SMALL_LEN {
-            if v.is_unique() && self.small.len() < SMALL_MAX {
-                self.small.push(v);
+            if v.is_unique() {
+                if self.small.len() >= SMALL_MAX {
+                    self.small.pop_front();
+                }
+                self.small.push_back(v);
             }
         } else if v.len() >= MIN_LEN {
             if let Ok(owned) = v.try_into_owned_nocopy() {
@@ -322,6 +373,43 @@ impl<T: Element> Pool<T> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_are_reused_and_hold_the_new_value() {
+        let b = boxed(Value::<f64>::from_elem(ndarray::IxDyn(&[3, 40]), 1.5));
+        let addr = std::ptr::from_ref::<Value<f64>>(&b) as usize;
+        recycle_boxes(std::iter::once(b));
+        // The value went to the buffer pool, the box to the box list.
+        assert!(free_count::<f64>(120) >= 1);
+        let again = boxed(Value::<f64>::from_elem(ndarray::IxDyn(&[2]), 7.0));
+        assert_eq!(std::ptr::from_ref::<Value<f64>>(&again) as usize, addr);
+        assert_eq!(again.as_slice(), Some(&[7.0, 7.0][..]));
+        // A value still shared elsewhere is not reused; its box is.
+        let shared = Value::<f64>::from_elem(ndarray::IxDyn(&[4, 40]), 2.0);
+        let before = free_count::<f64>(160);
+        recycle_boxes(std::iter::once(Box::new(shared.clone())));
+        assert_eq!(free_count::<f64>(160), before);
+        assert_eq!(shared.sum(), 320.0);
+    }
+
+    #[test]
+    fn a_full_small_list_keeps_the_newest_values() {
+        // Fill the list with values of a shape nobody asks for, then free
+        // one of another shape: it is found (the oldest was dropped for
+        // it, not the newest refused).
+        f32::with_pool(|p| {
+            while p.small.len() < SMALL_MAX {
+                p.small.push_back(Value::from_elem(ndarray::IxDyn(&[1, 3]), 0.0));
+            }
+        });
+        recycle(Value::<f32>::from_elem(ndarray::IxDyn(&[5, 1]), 0.0));
+        let got = fill_small::<f32>(&[5, 1], |o| o.fill(2.0)).expect("the newest small value is kept");
+        assert_eq!(got.as_slice(), Some(&[2.0; 5][..]));
+        assert_eq!(f32::with_pool(|p| p.small.len()), SMALL_MAX - 1);
+        f32::with_pool(|p| p.small.clear());
+    }
+
     /// A new buffer of 4 MiB or more is advised onto huge pages before it
     /// is touched: the kernel marks the advised range of the mapping
     /// (`hg` in its `VmFlags` in /proc/self/smaps). Checked only where the

@@ -74,9 +74,9 @@ impl<T: Element> Repr<T> {
     pub(crate) fn new(v: Value<T>) -> Self {
         if v.len() == 1 && v.ndim() <= MAX_NDIM {
             let one = One { v: *v.iter().next().expect("one element"), ndim: v.ndim() as u32 };
-            Repr::One(one, OnceCell::from(Box::new(v)))
+            Repr::One(one, OnceCell::from(crate::pool::boxed(v)))
         } else {
-            Repr::Many(Box::new(v))
+            Repr::Many(crate::pool::boxed(v))
         }
     }
 
@@ -99,7 +99,7 @@ impl<T: Element> Repr<T> {
     #[inline]
     pub(crate) fn value(&self) -> &Value<T> {
         match self {
-            Repr::One(one, cell) => cell.get_or_init(|| Box::new(one.to_value())),
+            Repr::One(one, cell) => cell.get_or_init(|| crate::pool::boxed(one.to_value())),
             Repr::Many(v) => v,
         }
     }
@@ -119,12 +119,12 @@ impl<T: Element> Repr<T> {
         }
     }
 
-    /// The array this holds, if any, for the pool.
+    /// The boxed array this holds, if any, for the pool.
     #[inline]
-    pub(crate) fn into_array(self) -> Option<Value<T>> {
+    pub(crate) fn into_box(self) -> Option<Box<Value<T>>> {
         match self {
-            Repr::One(_, cell) => cell.into_inner().map(|b| *b),
-            Repr::Many(v) => Some(*v),
+            Repr::One(_, cell) => cell.into_inner(),
+            Repr::Many(v) => Some(v),
         }
     }
 
@@ -156,7 +156,7 @@ impl<T: Element> Repr<T> {
                 acc.v = acc.v + g.v;
                 // The array, if one was built, no longer matches the number.
                 if cell.get().is_some() || gcell.get().is_some() {
-                    crate::pool::recycle_all(cell.take().into_iter().chain(gcell.into_inner()).map(|b| *b));
+                    crate::pool::recycle_boxes(cell.take().into_iter().chain(gcell.into_inner()));
                 }
             }
             (Repr::Many(acc), Repr::Many(g)) => {
@@ -167,7 +167,7 @@ impl<T: Element> Repr<T> {
                         for (a, &b) in a.iter_mut().zip(b) {
                             *a = *a + b;
                         }
-                        crate::pool::recycle(*g);
+                        crate::pool::recycle_boxes(std::iter::once(g));
                         return;
                     }
                     acc.zip_mut_with(&g, |a, &b| *a = *a + b);

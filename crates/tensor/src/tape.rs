@@ -19,7 +19,7 @@ pub(crate) struct Node<T: Element> {
     /// The op that produced this value; `None` for leaves, constants and
     /// values recorded with gradients off. A node with an op requires grad.
     pub(crate) op: Option<Box<dyn DynOp<T>>>,
-    pub(crate) inputs: SmallVec<[u32; 2]>,
+    pub(crate) inputs: SmallVec<[u32; 4]>,
     pub(crate) requires_grad: bool,
     /// Computed in the scalar lane (an op with a scalar form, on numbers),
     /// so its backward rule runs on numbers too.
@@ -114,13 +114,13 @@ impl<T: Element, D: Dimension> IntoValue<T> for ArrayBase<OwnedArcRepr<T>, D> {
 
 impl<T: Element, D: Dimension> IntoValue<T> for ndarray::ArrayView<'_, T, D> {
     fn into_value(self) -> Value<T> {
-        self.into_dyn().to_shared()
+        crate::pool::to_value(self.into_dyn())
     }
 }
 
 impl<T: Element, S: Data<Elem = T>, D: Dimension> IntoValue<T> for &ArrayBase<S, D> {
     fn into_value(self) -> Value<T> {
-        self.view().into_dyn().to_shared()
+        crate::pool::to_value(self.view().into_dyn())
     }
 }
 
@@ -230,7 +230,7 @@ impl<T: Element> Tape<T> {
     /// assert!(tape.is_empty());
     /// ```
     pub fn clear(&mut self) {
-        crate::pool::recycle_all(self.nodes.get_mut().drain(..).filter_map(|node| node.value.into_array()));
+        crate::pool::recycle_boxes(self.nodes.get_mut().drain(..).filter_map(|node| node.value.into_box()));
         self.tangents.get_mut().clear();
         *self.report.get_mut() = None;
         self.generation.set(self.generation.get().wrapping_add(1));
@@ -337,7 +337,7 @@ impl<T: Element> Tape<T> {
         let mut nodes = self.nodes.borrow_mut();
         let generation = self.generation.get();
         let mut requires_grad = false;
-        let mut inputs = SmallVec::<[u32; 2]>::new();
+        let mut inputs = SmallVec::<[u32; 4]>::new();
         for x in xs {
             self.check(x, op.name());
             requires_grad |= nodes[x.id as usize].requires_grad;
@@ -352,7 +352,7 @@ impl<T: Element> Tape<T> {
         let value = match lane {
             Some(one) => Repr::one(one),
             None => {
-                let vals: SmallVec<[&Value<T>; 2]> =
+                let vals: SmallVec<[&Value<T>; 4]> =
                     inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
                 let value = op.forward(&vals);
                 if self.observed.get() {
@@ -391,7 +391,7 @@ impl<T: Element> Tape<T> {
         if self.forward_mode.get() {
             let tangent = {
                 let tans = self.tangents.borrow();
-                let dx: SmallVec<[Option<&Value<T>>; 2]> =
+                let dx: SmallVec<[Option<&Value<T>>; 4]> =
                     inputs.iter().map(|&j| tans.get(j as usize).and_then(Option::as_ref)).collect();
                 dx.iter().any(Option::is_some).then(|| op.jvp(xs, value, &dx))
             };

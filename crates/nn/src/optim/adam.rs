@@ -1,9 +1,9 @@
 //! Adam with bias correction, and AdamW (decoupled weight decay).
 
-use super::{check_beta, check_lr, Optimizer};
+use super::{check_beta, check_lr, entry_at, state_at, Optimizer};
 use crate::error::NnError;
 use crate::model::Params;
-use tapegrad_tensor::ndarray::{Array2, Zip};
+use tapegrad_tensor::ndarray::Zip;
 use tapegrad_tensor::Element;
 
 /// Adam: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
@@ -80,10 +80,10 @@ impl Adam {
         let (lr, b1, b2, eps) = (self.lr, self.b1, self.b2, self.eps);
         let c1 = 1.0 - b1.powi(self.t);
         let c2 = 1.0 - b2.powi(self.t);
-        for (name, p) in params.iter_mut() {
-            let Some(g) = grads.get(name) else { continue };
-            let m = self.m.entry(name.clone()).or_insert_with(|| Array2::zeros(g.raw_dim()));
-            let v = self.v.entry(name.clone()).or_insert_with(|| Array2::zeros(g.raw_dim()));
+        for (i, (name, p)) in params.iter_mut().enumerate() {
+            let Some(g) = entry_at(grads, i, name) else { continue };
+            let m = state_at(&mut self.m, i, name, g.raw_dim());
+            let v = state_at(&mut self.v, i, name, g.raw_dim());
             Zip::from(p).and(m).and(v).and(g).for_each(|p, m, v, &g| {
                 let g = g.as_f64();
                 *m = b1 * *m + (1.0 - b1) * g;

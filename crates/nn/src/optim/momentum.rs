@@ -1,7 +1,7 @@
 //! Momentum and Nesterov momentum, in the guide's exponentially weighted
 //! form: `v <- beta v + (1 - beta) g`.
 
-use super::{check_beta, check_lr, Optimizer};
+use super::{check_beta, check_lr, entry_at, state_at, Optimizer};
 use crate::error::NnError;
 use crate::model::Params;
 use tapegrad_tensor::ndarray::Array2;
@@ -46,9 +46,9 @@ impl Momentum {
     }
 
     /// Updates the velocity of `name` with `g` and returns it with `g`.
-    fn velocity<T: Element>(&mut self, name: &str, g: &Array2<T>) -> &Array2<f64> {
+    fn velocity<T: Element>(&mut self, i: usize, name: &str, g: &Array2<T>) -> &Array2<f64> {
         let b = self.beta;
-        let v = self.v.entry(name.to_string()).or_insert_with(|| Array2::zeros(g.raw_dim()));
+        let v = state_at(&mut self.v, i, name, g.raw_dim());
         v.zip_mut_with(g, |v, &g| *v = b * *v + (1.0 - b) * g.as_f64());
         v
     }
@@ -71,9 +71,9 @@ impl Nesterov {
 impl<T: Element> Optimizer<T> for Momentum {
     fn step(&mut self, params: &mut Params<T>, grads: &Params<T>) {
         let lr = self.lr;
-        for (name, p) in params.iter_mut() {
-            if let Some(g) = grads.get(name) {
-                let v = self.velocity(name, g);
+        for (i, (name, p)) in params.iter_mut().enumerate() {
+            if let Some(g) = entry_at(grads, i, name) {
+                let v = self.velocity(i, name, g);
                 p.zip_mut_with(v, |p, &v| *p = *p - T::cast(lr * v));
             }
         }
@@ -92,9 +92,9 @@ impl<T: Element> Optimizer<T> for Momentum {
 impl<T: Element> Optimizer<T> for Nesterov {
     fn step(&mut self, params: &mut Params<T>, grads: &Params<T>) {
         let (lr, b) = (self.inner.lr, self.inner.beta);
-        for (name, p) in params.iter_mut() {
-            if let Some(g) = grads.get(name) {
-                let v = self.inner.velocity(name, g).clone();
+        for (i, (name, p)) in params.iter_mut().enumerate() {
+            if let Some(g) = entry_at(grads, i, name) {
+                let v = self.inner.velocity(i, name, g).clone();
                 tapegrad_tensor::ndarray::Zip::from(p).and(&v).and(g).for_each(|p, &v, &g| {
                     *p = *p - T::cast(lr * (b * v + (1.0 - b) * g.as_f64()));
                 });

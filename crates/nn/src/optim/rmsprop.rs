@@ -1,9 +1,9 @@
 //! RMSprop: steps scaled by a running root mean square of the gradient.
 
-use super::{check_beta, check_lr, Optimizer};
+use super::{check_beta, check_lr, entry_at, state_at, Optimizer};
 use crate::error::NnError;
 use crate::model::Params;
-use tapegrad_tensor::ndarray::{Array2, Zip};
+use tapegrad_tensor::ndarray::Zip;
 use tapegrad_tensor::Element;
 
 /// `s <- rho s + (1 - rho) g^2`, `p <- p - lr g / (sqrt(s) + eps)`.
@@ -43,9 +43,9 @@ impl RmsProp {
 impl<T: Element> Optimizer<T> for RmsProp {
     fn step(&mut self, params: &mut Params<T>, grads: &Params<T>) {
         let (lr, rho, eps) = (self.lr, self.rho, self.eps);
-        for (name, p) in params.iter_mut() {
-            if let Some(g) = grads.get(name) {
-                let s = self.s.entry(name.clone()).or_insert_with(|| Array2::zeros(g.raw_dim()));
+        for (i, (name, p)) in params.iter_mut().enumerate() {
+            if let Some(g) = entry_at(grads, i, name) {
+                let s = state_at(&mut self.s, i, name, g.raw_dim());
                 Zip::from(p).and(s).and(g).for_each(|p, s, &g| {
                     let g = g.as_f64();
                     *s = rho * *s + (1.0 - rho) * g * g;

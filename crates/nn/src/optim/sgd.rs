@@ -1,6 +1,6 @@
 //! Plain gradient descent, the guide's update: `p <- p - lr g`.
 
-use super::{check_lr, Optimizer};
+use super::{check_lr, entry_at, Optimizer};
 use crate::error::NnError;
 use crate::model::Params;
 use tapegrad_tensor::Element;
@@ -34,8 +34,8 @@ impl GradientDescent {
 impl<T: Element> Optimizer<T> for GradientDescent {
     fn step(&mut self, params: &mut Params<T>, grads: &Params<T>) {
         let lr = T::cast(self.lr);
-        for (name, p) in params.iter_mut() {
-            if let Some(g) = grads.get(name) {
+        for (i, (name, p)) in params.iter_mut().enumerate() {
+            if let Some(g) = entry_at(grads, i, name) {
                 p.zip_mut_with(g, |p, &g| *p = *p - lr * g);
             }
         }

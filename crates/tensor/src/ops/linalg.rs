@@ -395,12 +395,12 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
 
 /// `act(W X + b)` with `b` of shape (n, 1) and `act` the identity or relu,
 /// in one pass; see [`Tensor::affine`].
-pub(crate) struct Affine {
-    relu: bool,
-}
-impl<T: Element> Op<T> for Affine {
+/// `RELU` is a type parameter, not a field, so the op is zero-sized and
+/// recording it allocates nothing.
+pub(crate) struct Affine<const RELU: bool>;
+impl<T: Element, const RELU: bool> Op<T> for Affine<RELU> {
     fn name(&self) -> &'static str {
-        if self.relu {
+        if RELU {
             "affine_relu"
         } else {
             "affine"
@@ -429,11 +429,11 @@ impl<T: Element> Op<T> for Affine {
         let w2 = w.view().into_dimensionality::<Ix2>().expect("2-D");
         let a2 = a.view().into_dimensionality::<Ix2>().expect("2-D");
         let b2 = b.view().into_dimensionality::<Ix2>().expect("2-D");
-        affine(w2, a2, Some(b2), self.relu).into_dyn().into_shared()
+        affine(w2, a2, Some(b2), RELU).into_dyn().into_shared()
     }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         // dZ = dW X + W dX + db; with relu, dY = dZ * [Y > 0].
-        let lin = Affine { relu: false };
+        let lin = Affine::<false>;
         let zero_b = || Value::zeros(xs[2].raw_dim());
         let mut dz: Option<Value<T>> = None;
         if let Some(dw) = dx[0] {
@@ -455,7 +455,7 @@ impl<T: Element> Op<T> for Affine {
                 pool::to_value(db.broadcast(y.raw_dim()).expect("bias broadcasts").view())
             }
         };
-        if self.relu {
+        if RELU {
             super::zip("affine_relu", &dz, y, |d, y| if y > T::zero() { d } else { T::zero() })
         } else {
             dz
@@ -465,7 +465,7 @@ impl<T: Element> Op<T> for Affine {
         self.rule(b, x, y, g, need, false, None)
     }
     fn gated_output(&self) -> bool {
-        self.relu
+        RELU
     }
     fn gateable_input(&self, k: usize) -> bool {
         k == 1
@@ -482,7 +482,7 @@ impl<T: Element> Op<T> for Affine {
     }
 }
 
-impl Affine {
+impl<const RELU: bool> Affine<RELU> {
     /// The backward rule; `pregated`: `g` is `dZ` already (see
     /// [`Fusion`]); `gate_x`: return `dX` multiplied by `[gate_x > 0]`.
     #[allow(clippy::too_many_arguments)]
@@ -499,7 +499,7 @@ impl Affine {
         // dZ = g * relu'(Z); relu'(Z) = [Z > 0] = [Y > 0], read from the
         // output. db = row sums of dZ, summed as dZ is written.
         let bias = need[2].then(|| b.shape(x[2]));
-        let fresh = self.relu && !pregated;
+        let fresh = RELU && !pregated;
         let (dz, db) = if fresh {
             b.fuse2_row_sums(
                 g,
@@ -585,7 +585,7 @@ impl<'t, T: Element> Tensor<'t, T> {
     /// ```
     #[track_caller]
     pub fn affine(self, x: Tensor<'t, T>, b: Tensor<'t, T>) -> Self {
-        self.tape.record(Affine { relu: false }, &[&self, &x, &b])
+        self.tape.record(Affine::<false>, &[&self, &x, &b])
     }
 
     /// A ReLU layer `A = relu(W X + b)` in one pass: the product, the bias
@@ -608,7 +608,7 @@ impl<'t, T: Element> Tensor<'t, T> {
     /// ```
     #[track_caller]
     pub fn affine_relu(self, x: Tensor<'t, T>, b: Tensor<'t, T>) -> Self {
-        self.tape.record(Affine { relu: true }, &[&self, &x, &b])
+        self.tape.record(Affine::<true>, &[&self, &x, &b])
     }
 
     /// The transpose (axes reversed), sharing the buffer; `dA = G^T`.

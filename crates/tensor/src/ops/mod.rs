@@ -26,7 +26,7 @@ use ndarray::{Axis, IxDyn, Zip};
 use smallvec::SmallVec;
 
 /// The gradients a rule returns, one per input (`None`: not needed or zero).
-pub(crate) type Grads<V> = SmallVec<[Option<V>; 2]>;
+pub(crate) type Grads<V> = SmallVec<[Option<V>; 3]>;
 
 /// A differentiable op: a forward kernel on values and a backward rule.
 pub(crate) trait Op<T: Element>: 'static {
