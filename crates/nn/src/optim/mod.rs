@@ -41,19 +41,24 @@ pub trait Optimizer<T: Element> {
     fn name(&self) -> &'static str;
 }
 
-/// The entry `name` of `map`, tried at position `i` first. The maps an
+/// Where `name` is in `map`, tried at position `i` first. The maps an
 /// optimizer reads (parameters, gradients, its own state) list the same
 /// names in the same order, so the usual look-up is one string comparison,
 /// with no hash and no copy of the name (Adam had cloned two names and
 /// hashed three per parameter per step).
-pub(crate) fn entry_at<'a, V>(map: &'a Params<V>, i: usize, name: &str) -> Option<&'a Array2<V>> {
+fn position_of<V>(map: &Params<V>, i: usize, name: &str) -> Option<usize> {
     match map.get_index(i) {
-        Some((k, v)) if k == name => Some(v),
-        _ => map.get(name),
+        Some((k, _)) if k == name => Some(i),
+        _ => map.get_index_of(name),
     }
 }
 
-/// The optimizer state named `name` (see [`entry_at`]), zeros of shape
+/// The entry `name` of `map` (see [`position_of`]).
+pub(crate) fn entry_at<'a, V>(map: &'a Params<V>, i: usize, name: &str) -> Option<&'a Array2<V>> {
+    position_of(map, i, name).map(|j| &map[j])
+}
+
+/// The optimizer state named `name` (see [`position_of`]), zeros of shape
 /// `dim` when there is none yet.
 pub(crate) fn state_at<'a>(
     state: &'a mut Params<f64>,
@@ -61,12 +66,9 @@ pub(crate) fn state_at<'a>(
     name: &str,
     dim: Ix2,
 ) -> &'a mut Array2<f64> {
-    let at = if state.get_index(i).is_some_and(|(k, _)| k == name) {
-        i
-    } else if let Some(j) = state.get_index_of(name) {
-        j
-    } else {
-        state.insert_full(name.to_string(), Array2::zeros(dim)).0
+    let at = match position_of(state, i, name) {
+        Some(j) => j,
+        None => state.insert_full(name.to_string(), Array2::zeros(dim)).0,
     };
     &mut state[at]
 }
