@@ -48,6 +48,7 @@ mod ops;
 mod par;
 mod pool;
 mod repr;
+mod sgemm;
 mod shape;
 mod tape;
 #[cfg(test)]

@@ -195,6 +195,27 @@ struct Epilogue<T> {
 }
 
 impl<T: Element> Epilogue<T> {
+    /// This epilogue for the block of C whose corner is row `r0` and
+    /// column `c0` (C's row stride `ldc`): row `r` and column `j` of the
+    /// block are row `r0 + r` and column `c0 + j` of C.
+    ///
+    /// # Safety
+    /// The corner is inside C.
+    unsafe fn at(&self, r0: usize, c0: usize, ldc: usize) -> Self {
+        // SAFETY: the caller's contract: the offsets stay inside the bias
+        // (one value per row of C) and the gate (C's shape).
+        unsafe {
+            let bias = if self.bias.0.is_null() {
+                self.bias
+            } else {
+                SendPtr(self.bias.0.offset(r0 as isize * self.stride))
+            };
+            let gate =
+                if self.gate.0.is_null() { self.gate } else { SendPtr(self.gate.0.add(r0 * ldc + c0)) };
+            Epilogue { bias, stride: self.stride, relu: self.relu, gate }
+        }
+    }
+
     /// Applies the epilogue to rows `r0..r1` and `w` columns of the block
     /// at `c` (row `r` at `c + r * ldc`).
     ///
@@ -314,18 +335,56 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
     let (ap, bp) = (SendPtr(a.as_ptr() as *mut T), SendPtr(b.as_ptr() as *mut T));
     // One block: rows r0..r1 and columns c0..c1 of C, over the inner
     // indices p0..p1, written to `out` (row stride n), whose element
-    // (r0, c0) is at `out + r0 * n + c0`.
-    let block = move |r0: usize, r1: usize, c0: usize, c1: usize, p0: usize, p1: usize, out: SendPtr<T>| {
+    // (r0, c0) is at `out + r0 * n + c0`, with `epi` (given for all of C)
+    // applied as each tile is stored where there is a kernel for that
+    // (`Pooled::gemm_fused`), else after the gemm crate's product; with no
+    // epilogue, by the gemm crate.
+    let block = move |r0: usize,
+                      r1: usize,
+                      c0: usize,
+                      c1: usize,
+                      p0: usize,
+                      p1: usize,
+                      out: SendPtr<T>,
+                      epi: Option<&Epilogue<T>>| {
         let (ap, bp) = (ap, bp);
         // SAFETY: the views are valid (m, k) and (k, n) arrays with these
         // element strides, so the offsets stay inside them; `out` has room
         // for m * n elements and this block writes only its own rows
         // r0..r1 and columns c0..c1 of it (row stride n), without reading
-        // them (gemm is told not to read C).
+        // them (gemm is told not to read C); p1 > p0; the epilogue moved to
+        // the block's corner reads the bias's rows and the gate's elements
+        // of the block.
         unsafe {
             let a0 = ap.0.offset(r0 as isize * sa[0] + p0 as isize * sa[1]);
             let b0 = bp.0.offset(p0 as isize * sb[0] + c0 as isize * sb[1]);
-            T::gemm(r1 - r0, p1 - p0, c1 - c0, n, a0, sa[0], sa[1], b0, sb[0], sb[1], out.0.add(r0 * n + c0));
+            let o = out.0.add(r0 * n + c0);
+            let (rows, depth, cols) = (r1 - r0, p1 - p0, c1 - c0);
+            let Some(epi) = epi else {
+                return T::gemm(rows, depth, cols, n, a0, sa[0], sa[1], b0, sb[0], sb[1], o);
+            };
+            let e = epi.at(r0, c0, n);
+            let fused = T::gemm_fused(
+                rows,
+                depth,
+                cols,
+                n,
+                a0,
+                sa[0],
+                sa[1],
+                b0,
+                sb[0],
+                sb[1],
+                o,
+                e.bias.get(),
+                e.stride,
+                e.relu,
+                e.gate.get(),
+            );
+            if !fused {
+                T::gemm(rows, depth, cols, n, a0, sa[0], sa[1], b0, sb[0], sb[1], o);
+                e.apply(o, 0, rows, cols, n, 0);
+            }
         }
     };
     let macs = m * n * k;
@@ -346,7 +405,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
                 let (p, r0) = (i / m, i % m);
                 let r1 = (i1 - p * m).min(m);
                 let (p0, p1) = par::block_bounds(k, k_pieces, 8, p);
-                block(r0, r1, 0, n, p0, p1, outs[p]);
+                block(r0, r1, 0, n, p0, p1, outs[p], None);
                 i = p * m + r1;
             }
         });
@@ -375,17 +434,13 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
             let blocks = threads.max(by_size.min(m / 128)).min(m / 8).max(1);
             let min_rows = (MIN_BLOCK_MACS / (n * k)).max(16);
             par::share_guided(m, 8, m.div_ceil(blocks), min_rows, &|r0, r1| {
-                block(r0, r1, 0, n, 0, k, cp);
-                // SAFETY: the block just computed, whose bias rows are r0..r1.
-                unsafe { epi.apply(cp.get(), r0, r1, n, n, 0) };
+                block(r0, r1, 0, n, 0, k, cp, Some(&epi));
             });
         } else {
             let blocks = threads.max(by_size.min(n / 512)).min(n / 8).max(1);
             let min_cols = (MIN_BLOCK_MACS / (m * k)).max(16);
             par::share_guided(n, 8, n.div_ceil(blocks), min_cols, &|c0, c1| {
-                block(0, m, c0, c1, 0, k, cp);
-                // SAFETY: the block just computed (columns c0..c1 of every row).
-                unsafe { epi.apply(cp.get().add(c0), 0, m, c1 - c0, n, c0) };
+                block(0, m, c0, c1, 0, k, cp, Some(&epi));
             });
         }
     }
