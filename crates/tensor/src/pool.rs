@@ -118,7 +118,8 @@ pub trait Pooled: Sized + 'static {
     /// with C's shape and row stride) of the product's epilogue applied as
     /// each tile is stored, on CPUs and types that have such a kernel (f32
     /// with AVX2 and FMA, see `crate::sgemm`). Returns false, having done
-    /// nothing, on the others.
+    /// nothing, on the others. `product`: calls with the same non-zero
+    /// value on one thread compute blocks of one product, with the same A.
     ///
     /// # Safety
     /// As [`Pooled::gemm`], with `k > 0`; bias and gate as above.
@@ -139,6 +140,7 @@ pub trait Pooled: Sized + 'static {
         bias_stride: isize,
         relu: bool,
         gate: *const Self,
+        product: u64,
     ) -> bool;
 
     /// Four dot products of `x` with `ys[t]` over `len` elements (a
@@ -216,9 +218,12 @@ macro_rules! pooled {
                 bias_stride: isize,
                 relu: bool,
                 gate: *const $t,
+                product: u64,
             ) -> bool {
                 // SAFETY: forwarded from the caller.
-                unsafe { $fused(m, k, n, ldc, a, rsa, csa, b, rsb, csb, c, bias, bias_stride, relu, gate) }
+                unsafe {
+                    $fused(m, k, n, ldc, a, rsa, csa, b, rsb, csb, c, bias, bias_stride, relu, gate, product)
+                }
             }
             unsafe fn dot4_fma(x: *const $t, ys: [*const $t; 4], len: usize) -> [$t; 4] {
                 // SAFETY: forwarded from the caller.
@@ -248,6 +253,7 @@ unsafe fn no_fused_f64(
     _: isize,
     _: bool,
     _: *const f64,
+    _: u64,
 ) -> bool {
     false
 }

@@ -8,7 +8,9 @@
 //! vector registers while the inner dimension streams through; B is
 //! copied ("packed") in blocks of [`KC`] by [`NC`] into panels of `NR`
 //! columns, A in blocks of [`MC`] by `KC` into panels of `MR` rows, so
-//! that the kernel reads both with unit stride. A block of packed B sits
+//! that the kernel reads both with unit stride. A small A (the weights) is
+//! packed whole, once per product and thread, however many blocks of
+//! columns of C the product is cut into. A block of packed B sits
 //! in the L2 cache and one panel of it in L1 while the panels of A go
 //! past it; the block sizes were measured on a 2-core AMD EPYC (Zen 2
 //! class, 32 KiB L1d and 512 KiB L2 per core): at these sizes the product
@@ -42,9 +44,21 @@ const MC: usize = 120;
 /// Columns of B packed at a time.
 const NC: usize = 1024;
 
+/// A is packed whole, once per product and thread, when it has at most
+/// this many elements (4 MiB); larger, a block of [`MC`] rows at a time.
+const WHOLE_A: usize = 1 << 20;
+
+/// Each thread's packing buffers, kept between calls.
+struct Packed {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    /// What `a` holds when it holds all of an A: the product's id (see
+    /// [`fused`]), A's address, strides and shape.
+    a_is: Option<(u64, usize, isize, isize, usize, usize)>,
+}
+
 thread_local! {
-    /// Each thread's packing buffers (A's, B's), kept between products.
-    static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static PACKED: RefCell<Packed> = const { RefCell::new(Packed { a: Vec::new(), b: Vec::new(), a_is: None }) };
 }
 
 /// What is applied to each element of C as it is stored, after the last
@@ -81,6 +95,13 @@ pub(crate) fn available() -> bool {
 /// when this CPU has AVX2 and FMA ([`available`]). Returns false, having
 /// done nothing, when not.
 ///
+/// `product` names the product this call computes a block of: the calls
+/// with the same non-zero `product` on one thread read the same A (the
+/// same address, strides, shape and values), so A, when small enough, is
+/// packed by the first of them only (a product cut into blocks of columns
+/// packed the same A once per block, 3-4% of its time). 0: no such
+/// promise.
+///
 /// # Safety
 /// `k > 0`; A and B are valid arrays of those shapes and strides; C has
 /// room for m rows of `ldc >= n` elements and no other thread touches its
@@ -103,37 +124,82 @@ pub(crate) unsafe fn fused(
     bias_stride: isize,
     relu: bool,
     gate: *const f32,
+    product: u64,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if available() {
         let store = Store { bias, bias_stride, relu, gate };
-        return PACKED.with_borrow_mut(|(pa, pb)| {
+        return PACKED.with_borrow_mut(|p| {
             let kc_max = k.min(KC);
-            let need_a = m.min(MC).div_ceil(MR) * MR * kc_max;
+            let whole = m * k <= WHOLE_A;
+            let need_a = if whole { m.div_ceil(MR) * MR * k } else { m.min(MC).div_ceil(MR) * MR * kc_max };
             let need_b = n.min(NC).div_ceil(NR) * NR * kc_max;
-            if pa.len() < need_a {
-                pa.resize(need_a, 0.0);
+            let key = (product, a as usize, rsa, csa, m, k);
+            let a_ready = whole && product != 0 && p.a_is == Some(key);
+            p.a_is = None;
+            if p.a.len() < need_a {
+                p.a.resize(need_a, 0.0);
             }
-            if pb.len() < need_b {
-                pb.resize(need_b, 0.0);
+            if p.b.len() < need_b {
+                p.b.resize(need_b, 0.0);
             }
+            let pack = if a_ready {
+                PackA::Ready
+            } else if whole {
+                PackA::Whole
+            } else {
+                PackA::Blocks
+            };
             // SAFETY: the caller's contract, the CPU has AVX2 and FMA, and
             // the buffers are large enough for every block, as sized above.
             unsafe {
-                blocks(m, k, n, a, rsa, csa, b, rsb, csb, c, ldc, &store, pa.as_mut_ptr(), pb.as_mut_ptr())
+                blocks(
+                    m,
+                    k,
+                    n,
+                    a,
+                    rsa,
+                    csa,
+                    b,
+                    rsb,
+                    csb,
+                    c,
+                    ldc,
+                    &store,
+                    pack,
+                    p.a.as_mut_ptr(),
+                    p.b.as_mut_ptr(),
+                )
             };
+            if whole && product != 0 {
+                p.a_is = Some(key);
+            }
             true
         });
     }
-    let _ = (m, k, n, ldc, a, rsa, csa, b, rsb, csb, c, bias, bias_stride, relu, gate);
+    let _ = (m, k, n, ldc, a, rsa, csa, b, rsb, csb, c, bias, bias_stride, relu, gate, product);
     false
+}
+
+/// How [`blocks`] packs A.
+#[derive(Clone, Copy, PartialEq)]
+enum PackA {
+    /// All of A is packed already: chunk `pc..` of the inner dimension at
+    /// `pa + pc * m'` (m rounded up to panels of [`MR`]), its rows `ic..`
+    /// at `ic * kc` into the chunk.
+    Ready,
+    /// All of A, in that layout, as the first block of columns goes by.
+    Whole,
+    /// [`MC`] rows at a time, at `pa`, for each block of columns again.
+    Blocks,
 }
 
 /// The loops over blocks of [`fused`].
 ///
 /// # Safety
 /// As [`fused`], and the CPU has AVX2 and FMA; `pa` and `pb` have room
-/// for a packed block of A and of B.
+/// for a packed block of B and for A as `pack` says (when
+/// [`PackA::Ready`], holding it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -150,9 +216,11 @@ unsafe fn blocks(
     c: *mut f32,
     ldc: usize,
     store: &Store,
+    pack: PackA,
     pa: *mut f32,
     pb: *mut f32,
 ) {
+    let m_panels = m.div_ceil(MR) * MR;
     let mut jc = 0;
     while jc < n {
         let nc = (n - jc).min(NC);
@@ -168,7 +236,13 @@ unsafe fn blocks(
                 let mut ic = 0;
                 while ic < m {
                     let mc = (m - ic).min(MC);
-                    pack_a(mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, pa);
+                    let pa = match pack {
+                        PackA::Blocks => pa,
+                        _ => pa.add(pc * m_panels + ic * kc),
+                    };
+                    if pack == PackA::Blocks || (pack == PackA::Whole && jc == 0) {
+                        pack_a(mc, kc, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, pa);
+                    }
                     let mut jr = 0;
                     while jr < nc {
                         let nr = (nc - jr).min(NR);
@@ -482,6 +556,7 @@ mod tests {
                 store.bias_stride,
                 store.relu,
                 store.gate,
+                0,
             )
         };
         assert!(done, "these tests run on CPUs with AVX2 and FMA");
@@ -549,6 +624,62 @@ mod tests {
         let right = product(a.view(), b.slice(s![.., 21..]), PLAIN);
         assert_eq!(top, whole.slice(s![..9, ..]));
         assert_eq!(right, whole.slice(s![.., 21..]));
+    }
+
+    /// `fused` with a product id, into a fresh (m, n) buffer.
+    fn product_of(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, id: u64) -> Array2<f32> {
+        let ((m, k), n) = (a.dim(), b.ncols());
+        let mut c = vec![0.0f32; m * n];
+        let (sa, sb) = (a.strides(), b.strides());
+        let p = PLAIN;
+        // SAFETY: as in `product`, with ldc = n.
+        let done = unsafe {
+            let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+            fused(
+                m,
+                k,
+                n,
+                n,
+                ap,
+                sa[0],
+                sa[1],
+                bp,
+                sb[0],
+                sb[1],
+                cp,
+                p.bias,
+                p.bias_stride,
+                p.relu,
+                p.gate,
+                id,
+            )
+        };
+        assert!(done, "these tests run on CPUs with AVX2 and FMA");
+        Array2::from_shape_vec((m, n), c).unwrap()
+    }
+
+    #[test]
+    fn a_is_packed_once_per_product_and_never_reused_stale() {
+        let (m, k, n) = (13, 700, 40);
+        let mut a = matrix(m, k, 13);
+        let b = matrix(k, n, 14);
+        let whole = product_of(a.view(), b.view(), 0);
+        // Blocks of columns of one product (id 7): the second and third
+        // calls use A as the first packed it, and get the same bits.
+        let left = product_of(a.view(), b.slice(s![.., ..17]), 7);
+        let right = product_of(a.view(), b.slice(s![.., 17..]), 7);
+        assert_eq!(left, whole.slice(s![.., ..17]));
+        assert_eq!(right, whole.slice(s![.., 17..]));
+        // The same address with new values, as a new product (id 8): A is
+        // packed again.
+        a.mapv_inplace(|v| -2.0 * v);
+        let again = product_of(a.view(), b.view(), 8);
+        assert_eq!(again, whole.mapv(|v| -2.0 * v));
+        // Same id and address, other strides or shape: packed again.
+        let at = a.t().as_standard_layout().into_owned();
+        assert_eq!(product_of(a.view(), b.view(), 9), again);
+        assert_eq!(product_of(a.slice(s![..6, ..]), b.view(), 9), again.slice(s![..6, ..]));
+        check(at.t(), b.view(), &product_of(at.t(), b.view(), 9));
     }
 
     #[test]

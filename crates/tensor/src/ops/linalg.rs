@@ -302,6 +302,10 @@ unsafe fn dots_split<T: Element>(
     }
 }
 
+/// Ids for [`Pooled::gemm_fused`](crate::pool::Pooled::gemm_fused), one per
+/// product, never 0.
+static NEXT_PRODUCT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Products are cut into blocks of about this many multiply-adds (at
 /// most [`MAX_BLOCKS`]), handed out to the cores as they come free.
 const BLOCK_MACS: usize = 1 << 24;
@@ -333,6 +337,9 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
     let (sa, sb) = (a.strides(), b.strides());
     let cp = SendPtr(c.as_mut_ptr());
     let (ap, bp) = (SendPtr(a.as_ptr() as *mut T), SendPtr(b.as_ptr() as *mut T));
+    // This product's id: its blocks of columns read the same A, which the
+    // fused kernel then packs once per thread.
+    let product = NEXT_PRODUCT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // One block: rows r0..r1 and columns c0..c1 of C, over the inner
     // indices p0..p1, written to `out` (row stride n), whose element
     // (r0, c0) is at `out + r0 * n + c0`, with `epi` (given for all of C)
@@ -380,6 +387,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
                 e.stride,
                 e.relu,
                 e.gate.get(),
+                product,
             );
             if !fused {
                 T::gemm(rows, depth, cols, n, a0, sa[0], sa[1], b0, sb[0], sb[1], o);
