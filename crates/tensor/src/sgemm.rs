@@ -135,13 +135,16 @@ pub(crate) unsafe fn fused(
             let need_a = if whole { m.div_ceil(MR) * MR * k } else { m.min(MC).div_ceil(MR) * MR * kc_max };
             let need_b = n.min(NC).div_ceil(NR) * NR * kc_max;
             let key = (product, a as usize, rsa, csa, m, k);
-            let a_ready = whole && product != 0 && p.a_is == Some(key);
-            p.a_is = None;
-            if p.a.len() < need_a {
-                p.a.resize(need_a, 0.0);
+            // Room to start both on a cache line (16 values of 4 bytes).
+            let grow = p.a.len() < need_a + 16;
+            if grow {
+                p.a.resize(need_a + 16, 0.0);
             }
-            if p.b.len() < need_b {
-                p.b.resize(need_b, 0.0);
+            // (A moved buffer may start its line elsewhere: packed again.)
+            let a_ready = whole && product != 0 && !grow && p.a_is == Some(key);
+            p.a_is = None;
+            if p.b.len() < need_b + 16 {
+                p.b.resize(need_b + 16, 0.0);
             }
             let pack = if a_ready {
                 PackA::Ready
@@ -153,23 +156,8 @@ pub(crate) unsafe fn fused(
             // SAFETY: the caller's contract, the CPU has AVX2 and FMA, and
             // the buffers are large enough for every block, as sized above.
             unsafe {
-                blocks(
-                    m,
-                    k,
-                    n,
-                    a,
-                    rsa,
-                    csa,
-                    b,
-                    rsb,
-                    csb,
-                    c,
-                    ldc,
-                    &store,
-                    pack,
-                    p.a.as_mut_ptr(),
-                    p.b.as_mut_ptr(),
-                )
+                let (pa, pb) = (line_start(&mut p.a), line_start(&mut p.b));
+                blocks(m, k, n, a, rsa, csa, b, rsb, csb, c, ldc, &store, pack, pa, pb)
             };
             if whole && product != 0 {
                 p.a_is = Some(key);
@@ -179,6 +167,13 @@ pub(crate) unsafe fn fused(
     }
     let _ = (m, k, n, ldc, a, rsa, csa, b, rsb, csb, c, bias, bias_stride, relu, gate, product);
     false
+}
+
+/// The first element of `v` at a 64-byte boundary (a cache line), so
+/// that each row of 16 values of a packed panel of B is one line.
+fn line_start(v: &mut [f32]) -> *mut f32 {
+    let skip = v.as_ptr().align_offset(64).min(15);
+    v[skip..].as_mut_ptr()
 }
 
 /// How [`blocks`] packs A.
