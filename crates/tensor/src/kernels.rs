@@ -41,9 +41,7 @@ fn fmadd<T: Element, const FMA: bool>(a: T, b: T, c: T) -> T {
 /// with row stride `rsb` and contiguous rows; `c` is (m, n), row-major
 /// with row stride `ldc` >= n.
 /// `bias`, when not null, points to m values (stride `sbias`) added to the
-/// rows of C; with `RELU`, C is `max(AB + bias, 0)` (NaN kept); `gate`,
-/// when not null, is an (m, n) array with row stride `ldc`, and C is 0
-/// where it is not positive.
+/// rows of C; with `RELU`, C is `max(AB + bias, 0)` (NaN kept).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
@@ -59,7 +57,6 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
     sbias: isize,
     c: *mut T,
     ldc: usize,
-    gate: *const T,
 ) {
     // Register tiles of 4 rows x 8 columns of C, accumulated over all of
     // k and stored once; B's rows are read in place (no packing).
@@ -69,14 +66,6 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
         let brow = |p: usize, j: usize| b.offset(p as isize * rsb).add(j);
         let b0 = |i: usize| if bias.is_null() { T::zero() } else { *bias.offset(i as isize * sbias) };
         let act = |v: T| if RELU && v <= T::zero() { T::zero() } else { v };
-        // The value stored at (i, j): act(v), or 0 where the gate is shut.
-        let fin = |v: T, i: usize, j: usize| {
-            if gate.is_null() || *gate.add(i * ldc + j) > T::zero() {
-                act(v)
-            } else {
-                T::zero()
-            }
-        };
         let mut j = 0;
         while j + 8 <= n {
             let mut i = 0;
@@ -97,7 +86,7 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
                 for (r, row) in acc.iter().enumerate() {
                     let out = c.add((i + r) * ldc + j);
                     for l in 0..8 {
-                        *out.add(l) = fin(row[l], i + r, j + l);
+                        *out.add(l) = act(row[l]);
                     }
                 }
                 i += 4;
@@ -113,7 +102,7 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
                 }
                 let out = c.add(i * ldc + j);
                 for l in 0..8 {
-                    *out.add(l) = fin(row[l], i, j + l);
+                    *out.add(l) = act(row[l]);
                 }
                 i += 1;
             }
@@ -125,7 +114,7 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
                 for p in 0..k {
                     s = fmadd::<T, FMA>(at(i, p), *brow(p, jj), s);
                 }
-                *c.add(i * ldc + jj) = fin(s, i, jj);
+                *c.add(i * ldc + jj) = act(s);
             }
         }
     }
@@ -223,10 +212,9 @@ unsafe fn small_k_avx2<T: Element, const RELU: bool>(
     sbias: isize,
     c: *mut T,
     ldc: usize,
-    gate: *const T,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { small_k_body::<T, true, RELU>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc, gate) }
+    unsafe { small_k_body::<T, true, RELU>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -257,8 +245,7 @@ fn has_fma() -> bool {
     }
 }
 
-/// `C = act(A B + bias)`, zeroed where `gate` (if not null) is not
-/// positive, for a short inner dimension; see the module docs.
+/// `C = act(A B + bias)` for a short inner dimension; see the module docs.
 ///
 /// # Safety
 /// As [`small_k_body`].
@@ -277,7 +264,6 @@ pub(crate) unsafe fn small_k<T: Element>(
     relu: bool,
     c: *mut T,
     ldc: usize,
-    gate: *const T,
 ) {
     // SAFETY (both branches): the caller's contract; the AVX2 versions run
     // only on a CPU that has AVX2 and FMA.
@@ -285,15 +271,15 @@ pub(crate) unsafe fn small_k<T: Element>(
         #[cfg(target_arch = "x86_64")]
         if has_fma() {
             return if relu {
-                small_k_avx2::<T, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc, gate)
+                small_k_avx2::<T, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
             } else {
-                small_k_avx2::<T, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc, gate)
+                small_k_avx2::<T, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
             };
         }
         if relu {
-            small_k_body::<T, false, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc, gate)
+            small_k_body::<T, false, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
         } else {
-            small_k_body::<T, false, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc, gate)
+            small_k_body::<T, false, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
         }
     }
 }
