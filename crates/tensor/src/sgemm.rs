@@ -10,10 +10,10 @@
 //! columns, A in blocks of [`MC`] by `KC` into panels of `MR` rows, so
 //! that the kernel reads both with unit stride. A small A (the weights) is
 //! packed whole, once per product and thread, however many blocks of
-//! columns of C the product is cut into. A block of packed B sits
-//! in the L2 cache and one panel of it in L1 while the panels of A go
-//! past it; the block sizes were measured on a 2-core AMD EPYC (Zen 2
-//! class, 32 KiB L1d and 512 KiB L2 per core): at these sizes the product
+//! columns of C the product is cut into. A block of packed B (2 MiB) sits
+//! in the L3 cache and one panel of it (32 KiB) nearer while the panels of
+//! a block of A (240 KiB, in L2) go past it; the block sizes were measured
+//! on a 2-core AMD EPYC (32 KiB L1d and 512 KiB L2 per core): at these sizes the product
 //! of a (512, 512) by a (512, 4096) matrix on one core ran at the speed
 //! of the `gemm` crate's, and an (NC = 4080, BLIS's choice) block of B was
 //! 13% slower.
