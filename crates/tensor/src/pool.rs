@@ -113,36 +113,6 @@ pub trait Pooled: Sized + 'static {
         c: *mut Self,
     );
 
-    /// `C = store(A B)` as [`Pooled::gemm`], with the bias (null, or one
-    /// value per row at `bias_stride`), relu and gate (null, or an array
-    /// with C's shape and row stride) of the product's epilogue applied as
-    /// each tile is stored, on CPUs and types that have such a kernel (f32
-    /// with AVX2 and FMA, see `crate::sgemm`). Returns false, having done
-    /// nothing, on the others. `product`: calls with the same non-zero
-    /// value on one thread compute blocks of one product, with the same A.
-    ///
-    /// # Safety
-    /// As [`Pooled::gemm`], with `k > 0`; bias and gate as above.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_fused(
-        m: usize,
-        k: usize,
-        n: usize,
-        ldc: usize,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        c: *mut Self,
-        bias: *const Self,
-        bias_stride: isize,
-        relu: bool,
-        gate: *const Self,
-        product: u64,
-    ) -> bool;
-
     /// Four dot products of `x` with `ys[t]` over `len` elements (a
     /// multiple of 8), each as eight lane sums `s_l = sum_q x[8q+l] y[8q+l]`
     /// by fused multiply-adds, folded as `((s0 + s4) + (s1 + s5)) + ((s2 +
@@ -156,7 +126,7 @@ pub trait Pooled: Sized + 'static {
 }
 
 macro_rules! pooled {
-    ($t:ty, $pool:ident, $gemm:path, $dot4:path, $fused:expr) => {
+    ($t:ty, $pool:ident, $gemm:path, $dot4:path) => {
         impl Pooled for $t {
             fn with_pool<R>(f: impl FnOnce(&mut Pool<$t>) -> R) -> R {
                 $pool.with(|p| f(&mut p.borrow_mut()))
@@ -201,30 +171,6 @@ macro_rules! pooled {
                     )
                 }
             }
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn gemm_fused(
-                m: usize,
-                k: usize,
-                n: usize,
-                ldc: usize,
-                a: *const $t,
-                rsa: isize,
-                csa: isize,
-                b: *const $t,
-                rsb: isize,
-                csb: isize,
-                c: *mut $t,
-                bias: *const $t,
-                bias_stride: isize,
-                relu: bool,
-                gate: *const $t,
-                product: u64,
-            ) -> bool {
-                // SAFETY: forwarded from the caller.
-                unsafe {
-                    $fused(m, k, n, ldc, a, rsa, csa, b, rsb, csb, c, bias, bias_stride, relu, gate, product)
-                }
-            }
             unsafe fn dot4_fma(x: *const $t, ys: [*const $t; 4], len: usize) -> [$t; 4] {
                 // SAFETY: forwarded from the caller.
                 unsafe { $dot4(x, ys, len) }
@@ -232,31 +178,8 @@ macro_rules! pooled {
         }
     };
 }
-pooled!(f32, POOL_F32, gemm::gemm::<f32>, crate::kernels::dot4_f32, crate::sgemm::fused);
-pooled!(f64, POOL_F64, gemm::gemm::<f64>, crate::kernels::dot4_f64, no_fused_f64);
-
-/// f64 has no fused kernel: its products go to the `gemm` crate.
-#[allow(clippy::too_many_arguments)]
-unsafe fn no_fused_f64(
-    _: usize,
-    _: usize,
-    _: usize,
-    _: usize,
-    _: *const f64,
-    _: isize,
-    _: isize,
-    _: *const f64,
-    _: isize,
-    _: isize,
-    _: *mut f64,
-    _: *const f64,
-    _: isize,
-    _: bool,
-    _: *const f64,
-    _: u64,
-) -> bool {
-    false
-}
+pooled!(f32, POOL_F32, gemm::gemm::<f32>, crate::kernels::dot4_f32);
+pooled!(f64, POOL_F64, gemm::gemm::<f64>, crate::kernels::dot4_f64);
 
 /// An empty vector with room for `len` elements, reused if one is free.
 #[inline]

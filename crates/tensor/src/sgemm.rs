@@ -92,8 +92,11 @@ pub(crate) fn available() -> bool {
 /// `C = store(A B)`, with A (m, k) and B (k, n) read through their element
 /// strides and C row-major with row stride `ldc`, written without being
 /// read first, and the [`Store`] (its fields given one by one) applied;
-/// when this CPU has AVX2 and FMA ([`available`]). Returns false, having
-/// done nothing, when not.
+/// when the elements are f32 and this CPU has AVX2 and FMA
+/// ([`available`]). Returns false, having done nothing, when not (the
+/// product is then the `gemm` crate's). Generic so that the generic
+/// product code can call it for any element type; the type test is a
+/// constant the compiler folds away.
 ///
 /// `product` names the product this call computes a block of: the calls
 /// with the same non-zero `product` on one thread read the same A (the
@@ -108,27 +111,29 @@ pub(crate) fn available() -> bool {
 /// rows `0..m`, columns `0..n` meanwhile; the bias and gate, when not
 /// null, are as [`Store`] says.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn fused(
+pub(crate) unsafe fn fused<T: 'static>(
     m: usize,
     k: usize,
     n: usize,
     ldc: usize,
-    a: *const f32,
+    a: *const T,
     rsa: isize,
     csa: isize,
-    b: *const f32,
+    b: *const T,
     rsb: isize,
     csb: isize,
-    c: *mut f32,
-    bias: *const f32,
+    c: *mut T,
+    bias: *const T,
     bias_stride: isize,
     relu: bool,
-    gate: *const f32,
+    gate: *const T,
     product: u64,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if available() {
-        let store = Store { bias, bias_stride, relu, gate };
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && available() {
+        // T is f32: the casts change no pointer's meaning.
+        let (a, b, c) = (a.cast::<f32>(), b.cast::<f32>(), c.cast::<f32>());
+        let store = Store { bias: bias.cast(), bias_stride, relu, gate: gate.cast() };
         return PACKED.with_borrow_mut(|p| {
             let kc_max = k.min(KC);
             let whole = m * k <= WHOLE_A;

@@ -303,8 +303,7 @@ unsafe fn dots_split<T: Element>(
     }
 }
 
-/// Ids for [`Pooled::gemm_fused`](crate::pool::Pooled::gemm_fused), one per
-/// product, never 0.
+/// Ids for [`crate::sgemm::fused`], one per product, never 0.
 static NEXT_PRODUCT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Products are cut into blocks of about this many multiply-adds (at
@@ -345,7 +344,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
     // indices p0..p1, written to `out` (row stride n), whose element
     // (r0, c0) is at `out + r0 * n + c0`, with `epi` (given for all of C)
     // applied as each tile is stored where there is a kernel for that
-    // (`Pooled::gemm_fused`), else after the gemm crate's product; with no
+    // (`sgemm::fused`: f32 on AVX2 and FMA), else after the gemm crate's product; with no
     // epilogue, by the gemm crate.
     let block = move |r0: usize,
                       r1: usize,
@@ -372,7 +371,7 @@ fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut V
                 return T::gemm(rows, depth, cols, n, a0, sa[0], sa[1], b0, sb[0], sb[1], o);
             };
             let e = epi.at(r0, c0, n);
-            let fused = T::gemm_fused(
+            let fused = crate::sgemm::fused(
                 rows,
                 depth,
                 cols,
