@@ -527,10 +527,10 @@ mod tests {
         random(&[m, n], Domain::Normal, seed).into_dimensionality::<Ix2>().unwrap().mapv(|v| v as f32)
     }
 
-    /// [`fused`] into a buffer with row stride `n + 3` that starts as NaN
+    /// [`fused`] (product id `id`) into a buffer with row stride `n + 3` that starts as NaN
     /// (so a read of C before writing it would show), returned with the
     /// padding checked untouched.
-    fn product(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, store: Store) -> Array2<f32> {
+    fn product(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, store: Store, id: u64) -> Array2<f32> {
         let ((m, k), n) = (a.dim(), b.ncols());
         let ldc = n + 3;
         let mut c = vec![f32::NAN; m * ldc];
@@ -556,7 +556,7 @@ mod tests {
                 store.bias_stride,
                 store.relu,
                 store.gate,
-                0,
+                id,
             )
         };
         assert!(done, "these tests run on CPUs with AVX2 and FMA");
@@ -597,7 +597,7 @@ mod tests {
             let b_rev = b.slice(s![..;-1, ..]);
             for av in [a.view(), at.t(), a_rev] {
                 for bv in [b.view(), bt.t(), b_rev] {
-                    check(av, bv, &product(av, bv, PLAIN));
+                    check(av, bv, &product(av, bv, PLAIN, 0));
                 }
             }
         }
@@ -609,7 +609,7 @@ mod tests {
         let (m, k, n) = (MC + 7, 2 * KC + 9, NC + 21);
         let a = matrix(m, k, 5);
         let b = matrix(k, n, 6);
-        check(a.view(), b.view(), &product(a.view(), b.view(), PLAIN));
+        check(a.view(), b.view(), &product(a.view(), b.view(), PLAIN, 0));
     }
 
     #[test]
@@ -619,43 +619,11 @@ mod tests {
         let (m, k, n) = (20, 1100, 50);
         let a = matrix(m, k, 7);
         let b = matrix(k, n, 8);
-        let whole = product(a.view(), b.view(), PLAIN);
-        let top = product(a.slice(s![..9, ..]), b.view(), PLAIN);
-        let right = product(a.view(), b.slice(s![.., 21..]), PLAIN);
+        let whole = product(a.view(), b.view(), PLAIN, 0);
+        let top = product(a.slice(s![..9, ..]), b.view(), PLAIN, 0);
+        let right = product(a.view(), b.slice(s![.., 21..]), PLAIN, 0);
         assert_eq!(top, whole.slice(s![..9, ..]));
         assert_eq!(right, whole.slice(s![.., 21..]));
-    }
-
-    /// `fused` with a product id, into a fresh (m, n) buffer.
-    fn product_of(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, id: u64) -> Array2<f32> {
-        let ((m, k), n) = (a.dim(), b.ncols());
-        let mut c = vec![0.0f32; m * n];
-        let (sa, sb) = (a.strides(), b.strides());
-        let p = PLAIN;
-        // SAFETY: as in `product`, with ldc = n.
-        let done = unsafe {
-            let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-            fused(
-                m,
-                k,
-                n,
-                n,
-                ap,
-                sa[0],
-                sa[1],
-                bp,
-                sb[0],
-                sb[1],
-                cp,
-                p.bias,
-                p.bias_stride,
-                p.relu,
-                p.gate,
-                id,
-            )
-        };
-        assert!(done, "these tests run on CPUs with AVX2 and FMA");
-        Array2::from_shape_vec((m, n), c).unwrap()
     }
 
     #[test]
@@ -663,23 +631,23 @@ mod tests {
         let (m, k, n) = (13, 700, 40);
         let mut a = matrix(m, k, 13);
         let b = matrix(k, n, 14);
-        let whole = product_of(a.view(), b.view(), 0);
+        let whole = product(a.view(), b.view(), PLAIN, 0);
         // Blocks of columns of one product (id 7): the second and third
         // calls use A as the first packed it, and get the same bits.
-        let left = product_of(a.view(), b.slice(s![.., ..17]), 7);
-        let right = product_of(a.view(), b.slice(s![.., 17..]), 7);
+        let left = product(a.view(), b.slice(s![.., ..17]), PLAIN, 7);
+        let right = product(a.view(), b.slice(s![.., 17..]), PLAIN, 7);
         assert_eq!(left, whole.slice(s![.., ..17]));
         assert_eq!(right, whole.slice(s![.., 17..]));
         // The same address with new values, as a new product (id 8): A is
         // packed again.
         a.mapv_inplace(|v| -2.0 * v);
-        let again = product_of(a.view(), b.view(), 8);
+        let again = product(a.view(), b.view(), PLAIN, 8);
         assert_eq!(again, whole.mapv(|v| -2.0 * v));
         // Same id and address, other strides or shape: packed again.
         let at = a.t().as_standard_layout().into_owned();
-        assert_eq!(product_of(a.view(), b.view(), 9), again);
-        assert_eq!(product_of(a.slice(s![..6, ..]), b.view(), 9), again.slice(s![..6, ..]));
-        check(at.t(), b.view(), &product_of(at.t(), b.view(), 9));
+        assert_eq!(product(a.view(), b.view(), PLAIN, 9), again);
+        assert_eq!(product(a.slice(s![..6, ..]), b.view(), PLAIN, 9), again.slice(s![..6, ..]));
+        check(at.t(), b.view(), &product(at.t(), b.view(), PLAIN, 9));
     }
 
     #[test]
@@ -699,7 +667,7 @@ mod tests {
         // The gate laid out with C's row stride (n + 3).
         let mut gate_c = Array2::from_elem((m, n + 3), 1.0f32);
         gate_c.slice_mut(s![.., ..n]).assign(&gate);
-        let plain = product(a.view(), b.view(), PLAIN);
+        let plain = product(a.view(), b.view(), PLAIN, 0);
         for relu in [false, true] {
             for (with_bias, with_gate) in [(false, false), (true, false), (false, true), (true, true)] {
                 let store = Store {
@@ -708,7 +676,7 @@ mod tests {
                     relu,
                     gate: if with_gate { gate_c.as_ptr() } else { std::ptr::null() },
                 };
-                let c = product(a.view(), b.view(), store);
+                let c = product(a.view(), b.view(), store, 0);
                 for ((i, j), &v) in c.indexed_iter() {
                     let mut want = plain[[i, j]];
                     if with_bias {
