@@ -3,14 +3,14 @@
 //! gradients of values used more than once. This is the only place that
 //! accumulates or un-broadcasts.
 
-use crate::backend::{ArrayBackend, Backend, TensorBackend};
+use crate::ops::backend::{ArrayBackend, Backend, TensorBackend};
 use crate::ops::Fusion;
 use crate::repr::Repr;
-use crate::shape::Shape;
 use crate::trace::Phase;
 use crate::{Element, IntoValue, Tape, Tensor, Value};
 use ndarray::{ArcArray, IxDyn};
 use smallvec::SmallVec;
+use tapegrad_kernels::Shape;
 
 #[cfg(test)]
 thread_local! {
@@ -47,7 +47,7 @@ impl<T: Element> Accumulator<Repr<T>> for ArrayBackend {
         acc.accumulate(g)
     }
     fn release(&self, g: Repr<T>) {
-        crate::pool::recycle_boxes(g.into_box().into_iter());
+        tapegrad_kernels::pool::recycle_boxes(g.into_box().into_iter());
     }
 }
 
@@ -139,7 +139,7 @@ impl<T: Element> Gradients<T> {
 impl<T: Element> Drop for Gradients<T> {
     /// Hands the gradient buffers back to the pool for the next iteration.
     fn drop(&mut self) {
-        crate::pool::recycle_boxes(self.grads.drain(..).flatten().filter_map(Repr::into_box));
+        tapegrad_kernels::pool::recycle_boxes(self.grads.drain(..).flatten().filter_map(Repr::into_box));
     }
 }
 

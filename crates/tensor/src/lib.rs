@@ -38,18 +38,11 @@
 //! recorded with [`Tape::to_dot`].
 #![warn(missing_docs)]
 
-mod backend;
 mod backward;
-mod element;
 mod gradcheck;
 mod higher;
-mod kernels;
 mod ops;
-mod par;
-mod pool;
 mod repr;
-mod sgemm;
-mod shape;
 mod tape;
 #[cfg(test)]
 mod testutil;
@@ -58,35 +51,8 @@ mod trace;
 pub use ndarray;
 
 pub use backward::{GradGraph, Gradients};
-pub use element::Element;
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport, InputCheck};
 pub use higher::{derivatives, gradgradcheck, hessian, hvp, jvp};
 pub use tape::{IntoValue, Tape, Tensor};
+pub use tapegrad_kernels::{threads, Element, Value};
 pub use trace::{NonFiniteReport, Phase};
-
-/// How many threads large ops use: the calling thread plus a pool of
-/// workers. Elementwise loops over at least 64 Ki elements and matrix
-/// products of at least 128 Ki multiply-adds are split across them; smaller
-/// work runs on the caller alone. One per core unless the environment
-/// variable `TAPEGRAD_THREADS` (read once, at the first large op) gives a
-/// positive number; `TAPEGRAD_THREADS=1` makes every op single-threaded.
-/// Results never depend on the number of threads.
-///
-/// ```
-/// assert!(tapegrad_tensor::threads() >= 1);
-/// ```
-pub fn threads() -> usize {
-    par::threads()
-}
-
-/// A value on the tape: a dynamic-rank array whose buffer is shared by
-/// reference count, so handing it out, transposing it or slicing it does not
-/// copy the data.
-///
-/// ```
-/// use tapegrad_tensor::{ndarray::arr1, Tape, Value};
-/// let tape = Tape::<f64>::new();
-/// let v: Value<f64> = tape.var(arr1(&[1.0])).value();
-/// assert_eq!(v.ndim(), 1);
-/// ```
-pub type Value<T> = ndarray::ArcArray<T, ndarray::IxDyn>;

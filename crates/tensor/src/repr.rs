@@ -7,10 +7,10 @@
 //! reference count, no pool. Its array is built only when someone asks
 //! for it ([`Repr::value`]), once, and then kept with the number.
 
-use crate::shape::Shape;
 use crate::{Element, Value};
 use ndarray::IxDyn;
 use std::cell::OnceCell;
+use tapegrad_kernels::Shape;
 
 /// The largest rank a one-element value is held inline with; higher ranks
 /// stay arrays.
@@ -35,28 +35,9 @@ impl<T: Element> One<T> {
 
     /// A new array holding the number.
     pub(crate) fn to_value(self) -> Value<T> {
-        crate::pool::fill_small(self.shape(), |o| o[0] = self.v)
+        tapegrad_kernels::pool::fill_small(self.shape(), |o| o[0] = self.v)
             .unwrap_or_else(|| Value::from_elem(IxDyn(self.shape()), self.v))
     }
-}
-
-/// `op` on one-element inputs given as numbers: `None` when an input is
-/// not a number, when there are more than 4 inputs, or when the op has no
-/// scalar form. The result has the largest rank among the inputs.
-#[inline]
-pub(crate) fn forward_scalar<T: Element, O: crate::ops::Op<T>>(
-    op: &O,
-    xs: impl IntoIterator<Item = Option<One<T>>>,
-) -> Option<One<T>> {
-    let mut numbers = [T::zero(); 4];
-    let (mut count, mut ndim) = (0, 0);
-    for x in xs {
-        let x = x?;
-        *numbers.get_mut(count)? = x.v;
-        count += 1;
-        ndim = ndim.max(x.ndim);
-    }
-    Some(One { v: op.forward_scalar(&numbers[..count])?, ndim })
 }
 
 /// A value or gradient as the tape holds it: 32 bytes (arrays are boxed),
@@ -74,9 +55,9 @@ impl<T: Element> Repr<T> {
     pub(crate) fn new(v: Value<T>) -> Self {
         if v.len() == 1 && v.ndim() <= MAX_NDIM {
             let one = One { v: *v.iter().next().expect("one element"), ndim: v.ndim() as u32 };
-            Repr::One(one, OnceCell::from(crate::pool::boxed(v)))
+            Repr::One(one, OnceCell::from(tapegrad_kernels::pool::boxed(v)))
         } else {
-            Repr::Many(crate::pool::boxed(v))
+            Repr::Many(tapegrad_kernels::pool::boxed(v))
         }
     }
 
@@ -99,7 +80,7 @@ impl<T: Element> Repr<T> {
     #[inline]
     pub(crate) fn value(&self) -> &Value<T> {
         match self {
-            Repr::One(one, cell) => cell.get_or_init(|| crate::pool::boxed(one.to_value())),
+            Repr::One(one, cell) => cell.get_or_init(|| tapegrad_kernels::pool::boxed(one.to_value())),
             Repr::Many(v) => v,
         }
     }
@@ -133,18 +114,18 @@ impl<T: Element> Repr<T> {
     pub(crate) fn has_shape(&self, shape: &[usize]) -> bool {
         match self {
             Repr::One(one, _) => one.ndim as usize == shape.len() && shape.iter().all(|&d| d == 1),
-            Repr::Many(v) => crate::shape::same(v.shape(), shape),
+            Repr::Many(v) => tapegrad_kernels::shape::same(v.shape(), shape),
         }
     }
 
     /// This gradient summed down to `shape` (see
-    /// [`sum_to_shape`](crate::shape::sum_to_shape)).
+    /// [`sum_to_shape`](tapegrad_kernels::reduce::sum_to_shape)).
     pub(crate) fn sum_to(&self, shape: &[usize]) -> Self {
         match self {
             Repr::One(one, _) if shape.len() <= MAX_NDIM && shape.iter().all(|&d| d == 1) => {
                 Repr::one(One { v: one.v, ndim: shape.len() as u32 })
             }
-            _ => Repr::new(crate::shape::sum_to_shape(self.value(), shape)),
+            _ => Repr::new(tapegrad_kernels::reduce::sum_to_shape(self.value(), shape)),
         }
     }
 
@@ -156,27 +137,28 @@ impl<T: Element> Repr<T> {
                 acc.v = acc.v + g.v;
                 // The array, if one was built, no longer matches the number.
                 if cell.get().is_some() || gcell.get().is_some() {
-                    crate::pool::recycle_boxes(cell.take().into_iter().chain(gcell.into_inner()));
+                    tapegrad_kernels::pool::recycle_boxes(cell.take().into_iter().chain(gcell.into_inner()));
                 }
             }
             (Repr::Many(acc), Repr::Many(g)) => {
-                if crate::shape::same(acc.shape(), g.shape()) {
+                if tapegrad_kernels::shape::same(acc.shape(), g.shape()) {
                     if let (Some(a), Some(b)) = (acc.as_slice_mut(), g.as_slice()) {
                         // Copy-on-write (as_slice_mut): in place unless the
                         // buffer is shared. Contiguous, so a plain loop.
                         for (a, &b) in a.iter_mut().zip(b) {
                             *a = *a + b;
                         }
-                        crate::pool::recycle_boxes(std::iter::once(g));
+                        tapegrad_kernels::pool::recycle_boxes(std::iter::once(g));
                         return;
                     }
                     acc.zip_mut_with(&g, |a, &b| *a = *a + b);
                 } else {
-                    **acc = crate::ops::zip("accumulate", acc, &g, |a, b| a + b);
+                    **acc = tapegrad_kernels::elementwise::zip("accumulate", acc, &g, |a, b| a + b);
                 }
             }
             (acc, g) => {
-                let sum = crate::ops::zip("accumulate", acc.value(), g.value(), |a, b| a + b);
+                let sum =
+                    tapegrad_kernels::elementwise::zip("accumulate", acc.value(), g.value(), |a, b| a + b);
                 *acc = Repr::new(sum);
             }
         }

@@ -3,7 +3,6 @@
 
 use crate::ops::{DynOp, Op};
 use crate::repr::Repr;
-use crate::shape::Shape;
 use crate::trace::{NonFiniteReport, Phase};
 use crate::{Element, Value};
 use ndarray::{ArcArray, ArrayBase, Data, Dimension, IxDyn, OwnedArcRepr, OwnedRepr};
@@ -11,6 +10,7 @@ use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::panic::Location;
+use tapegrad_kernels::Shape;
 
 /// One recorded value: a leaf (no op) or the result of an op on earlier nodes.
 pub(crate) struct Node<T: Element> {
@@ -114,13 +114,13 @@ impl<T: Element, D: Dimension> IntoValue<T> for ArrayBase<OwnedArcRepr<T>, D> {
 
 impl<T: Element, D: Dimension> IntoValue<T> for ndarray::ArrayView<'_, T, D> {
     fn into_value(self) -> Value<T> {
-        crate::pool::to_value(self.into_dyn())
+        tapegrad_kernels::pool::to_value(self.into_dyn())
     }
 }
 
 impl<T: Element, S: Data<Elem = T>, D: Dimension> IntoValue<T> for &ArrayBase<S, D> {
     fn into_value(self) -> Value<T> {
-        crate::pool::to_value(self.view().into_dyn())
+        tapegrad_kernels::pool::to_value(self.view().into_dyn())
     }
 }
 
@@ -230,7 +230,9 @@ impl<T: Element> Tape<T> {
     /// assert!(tape.is_empty());
     /// ```
     pub fn clear(&mut self) {
-        crate::pool::recycle_boxes(self.nodes.get_mut().drain(..).filter_map(|node| node.value.into_box()));
+        tapegrad_kernels::pool::recycle_boxes(
+            self.nodes.get_mut().drain(..).filter_map(|node| node.value.into_box()),
+        );
         self.tangents.get_mut().clear();
         *self.report.get_mut() = None;
         self.generation.set(self.generation.get().wrapping_add(1));
@@ -346,7 +348,7 @@ impl<T: Element> Tape<T> {
         let lane = if self.observed.get() {
             None
         } else {
-            crate::repr::forward_scalar(&op, inputs.iter().map(|&j| nodes[j as usize].value.as_one()))
+            crate::ops::run_scalar(&op, inputs.iter().map(|&j| nodes[j as usize].value.as_one()))
         };
         let scalar = lane.is_some();
         let value = match lane {

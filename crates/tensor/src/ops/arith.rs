@@ -3,7 +3,7 @@
 //! engine sums each gradient back to its input's shape.
 
 use super::{map, unary_grad, zip, Grads, Op};
-use crate::backend::Backend;
+use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
 use smallvec::smallvec;
 use std::ops;

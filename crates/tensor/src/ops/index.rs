@@ -3,7 +3,7 @@
 //! pad_axis.
 
 use super::{unary_grad, Grads, Op};
-use crate::backend::Backend;
+use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
 use ndarray::{ArcArray, ArrayD, Axis, IxDyn, Slice};
 use std::sync::Arc;

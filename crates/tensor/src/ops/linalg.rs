@@ -1,12 +1,13 @@
 //! Matrix product and transpose. Transposes are views of the same buffer,
 //! so `a.t().matmul(b)` multiplies without copying `a`.
 
+use super::backend::{ArrayBackend, Backend};
 use super::{Fusion, Grads, Op};
-use crate::backend::{ArrayBackend, Backend};
-use crate::par::{self, SendPtr};
-use crate::{pool, Element, Tensor, Value};
-use ndarray::{Array2, ArrayView2, Ix2};
+use crate::{Element, Tensor, Value};
+use ndarray::Ix2;
 use smallvec::smallvec;
+use tapegrad_kernels::pool;
+use tapegrad_kernels::product::{affine, matmul};
 
 /// `a @ b` for 2-D `a` (n, k) and `b` (k, m); da = g b^T, db = a^T g.
 pub(crate) struct MatMul;
@@ -65,12 +66,6 @@ impl<T: Element> Op<T> for MatMul {
     }
 }
 
-/// `A B` into a pooled, row-major buffer. Transposed operands are read
-/// through their strides, never copied.
-pub(crate) fn matmul<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
-    affine(a, b, None, false)
-}
-
 /// `(A B) * [gate > 0]` for 2-D values, the gate applied to each block of
 /// the product as it is stored (see [`Fusion`]).
 ///
@@ -87,373 +82,7 @@ pub(crate) fn matmul_gated<T: Element>(a: &Value<T>, b: &Value<T>, gate: &Value<
             [a2.nrows(), b2.ncols()]
         ),
     };
-    affine_gated(a2, b2, None, false, Some(gate)).into_dyn().into_shared()
-}
-
-/// `act(A B + bias)` into a pooled, row-major buffer, with `bias` of shape
-/// (m, 1) and `act` relu or the identity. Thin products run on the
-/// kernels of [`crate::kernels`] with bias and relu applied as each tile
-/// is stored; others on the `gemm` crate, with bias and relu applied to
-/// each block of C by the core that computed it. Large products are split
-/// across cores (see [`crate::par`]).
-pub(crate) fn affine<T: Element>(
-    a: ArrayView2<'_, T>,
-    b: ArrayView2<'_, T>,
-    bias: Option<ArrayView2<'_, T>>,
-    relu: bool,
-) -> Array2<T> {
-    affine_gated(a, b, bias, relu, None)
-}
-
-/// [`affine`], with the result multiplied by `[gate > 0]` when `gate` (m
-/// * n values, row-major) is given.
-fn affine_gated<T: Element>(
-    a: ArrayView2<'_, T>,
-    b: ArrayView2<'_, T>,
-    bias: Option<ArrayView2<'_, T>>,
-    relu: bool,
-    gate: Option<&[T]>,
-) -> Array2<T> {
-    let ((m, k), n) = (a.dim(), b.ncols());
-    let mut c = crate::pool::take::<T>(m * n);
-    let (sa, sb) = (a.strides(), b.strides());
-    let (bp, bs) = bias.as_ref().map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.strides()[0]));
-    let gp = SendPtr(gate.map_or(std::ptr::null(), |g| {
-        assert_eq!(g.len(), m * n, "affine: gate length");
-        g.as_ptr()
-    }) as *mut T);
-    let epi = Epilogue { bias: SendPtr(bp as *mut T), stride: bs, relu, gate: gp };
-    // The thin kernels apply bias and relu as they store; the gate after
-    // (a test per element in small_k's store made W1 1.5 times slower).
-    let gate_only = Epilogue { bias: SendPtr(std::ptr::null_mut()), stride: 0, relu: false, gate: gp };
-    if m * n == 0 || k == 0 {
-        c.resize(m * n, T::zero());
-        let mut c = Array2::from_shape_vec((m, n), c).expect("m * n elements");
-        if m * n > 0 {
-            // SAFETY: C is (m, n) row-major with row stride n.
-            unsafe { epi.apply(c.as_mut_ptr(), 0, m, n, n, 0) };
-        }
-        return c;
-    }
-    if k <= 32 && sb[1] == 1 && n >= 64 {
-        let (ap, bp2, cp) =
-            (SendPtr(a.as_ptr() as *mut T), SendPtr(b.as_ptr() as *mut T), SendPtr(c.as_mut_ptr()));
-        // Columns j0..j1 of C.
-        let cols = |j0: usize, j1: usize| {
-            let (ap, bp2, cp) = (ap, bp2, cp);
-            // SAFETY: the views are valid (m, k) and (k, n) arrays with
-            // these element strides and B's rows are contiguous; bias (if
-            // any) holds m values at stride bs; this call writes columns
-            // j0..j1 of every row of C (row stride n, capacity m * n).
-            unsafe {
-                crate::kernels::small_k(
-                    m,
-                    k,
-                    j1 - j0,
-                    ap.0,
-                    sa[0],
-                    sa[1],
-                    bp2.0.add(j0),
-                    sb[0],
-                    epi.bias.get(),
-                    bs,
-                    relu,
-                    cp.0.add(j0),
-                    n,
-                );
-                gate_only.apply(cp.0.add(j0), 0, m, j1 - j0, n, j0);
-            }
-        };
-        par::split_sized(n, m * n, col_pieces(m, k, n), 8, &cols);
-        // SAFETY: every element of C was written above.
-        unsafe { c.set_len(m * n) };
-        return Array2::from_shape_vec((m, n), c).expect("m * n elements");
-    }
-    if (m * n <= 1024 || n <= 4) && k >= 64 && sa[1] == 1 && sb[0] == 1 {
-        // SAFETY: A's rows and B's columns are contiguous; dots writes all
-        // m * n elements of C, which has capacity m * n.
-        unsafe {
-            dots_split(m, k, n, a.as_ptr(), sa[0], b.as_ptr(), sb[1], c.as_mut_ptr());
-            c.set_len(m * n);
-            epi.apply(c.as_mut_ptr(), 0, m, n, n, 0);
-        }
-    } else {
-        gemm_blocks(a, b, &mut c, epi);
-    }
-    Array2::from_shape_vec((m, n), c).expect("m * n elements")
-}
-
-/// What is applied to each block of C once it is computed: `act(C + bias)`.
-#[derive(Clone, Copy)]
-struct Epilogue<T> {
-    /// Null for no bias; else m values at `stride`.
-    bias: SendPtr<T>,
-    stride: isize,
-    relu: bool,
-    /// Null for no gate; else an (m, n) array in standard layout, and
-    /// elements of C where it is not positive are set to zero.
-    gate: SendPtr<T>,
-}
-
-impl<T: Element> Epilogue<T> {
-    /// This epilogue for the block of C whose corner is row `r0` and
-    /// column `c0` (C's row stride `ldc`): row `r` and column `j` of the
-    /// block are row `r0 + r` and column `c0 + j` of C.
-    ///
-    /// # Safety
-    /// The corner is inside C.
-    unsafe fn at(&self, r0: usize, c0: usize, ldc: usize) -> Self {
-        // SAFETY: the caller's contract: the offsets stay inside the bias
-        // (one value per row of C) and the gate (C's shape).
-        unsafe {
-            let bias = if self.bias.0.is_null() {
-                self.bias
-            } else {
-                SendPtr(self.bias.0.offset(r0 as isize * self.stride))
-            };
-            let gate =
-                if self.gate.0.is_null() { self.gate } else { SendPtr(self.gate.0.add(r0 * ldc + c0)) };
-            Epilogue { bias, stride: self.stride, relu: self.relu, gate }
-        }
-    }
-
-    /// Applies the epilogue to rows `r0..r1` and `w` columns of the block
-    /// at `c` (row `r` at `c + r * ldc`).
-    ///
-    /// # Safety
-    /// The block is inside C, and bias (if any) holds rows `r0..r1`.
-    unsafe fn apply(&self, c: *mut T, r0: usize, r1: usize, w: usize, ldc: usize, c0: usize) {
-        let gated = !self.gate.0.is_null();
-        if self.bias.0.is_null() && !self.relu && !gated {
-            return;
-        }
-        let act = |z: T| if self.relu && z <= T::zero() { T::zero() } else { z };
-        for r in r0..r1 {
-            // SAFETY: the caller's contract.
-            let (row, bi) = unsafe {
-                let bi = if self.bias.0.is_null() {
-                    T::zero()
-                } else {
-                    *self.bias.0.offset(r as isize * self.stride)
-                };
-                (std::slice::from_raw_parts_mut(c.add(r * ldc), w), bi)
-            };
-            if gated {
-                // SAFETY: the gate has C's shape and layout (row stride
-                // ldc), and the block starts at column c0.
-                let gate = unsafe { std::slice::from_raw_parts(self.gate.0.add(r * ldc + c0), w) };
-                for (v, &g) in row.iter_mut().zip(gate) {
-                    *v = if g > T::zero() { act(*v + bi) } else { T::zero() };
-                }
-            } else {
-                for v in row {
-                    *v = act(*v + bi);
-                }
-            }
-        }
-    }
-}
-
-/// Products with at least this many multiply-adds are split across cores;
-/// below it, handing work to another core costs more than it saves.
-const PARALLEL_MACS: usize = 1 << 16;
-
-/// How many blocks of columns (each at least 8 wide) to split an (m, k)
-/// by (k, n) product into.
-fn col_pieces(m: usize, k: usize, n: usize) -> usize {
-    par::pieces(m * n * k, PARALLEL_MACS).min(n / 8).max(1)
-}
-
-/// `dots` with the inner dimension split in two halves on two cores when
-/// large, the halves added in a fixed order (so the result does not depend
-/// on the number of cores).
-///
-/// # Safety
-/// As [`crate::kernels::dots`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn dots_split<T: Element>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const T,
-    rsa: isize,
-    b: *const T,
-    csb: isize,
-    c: *mut T,
-) {
-    if m * n * k < 2 * PARALLEL_MACS || k < 2048 {
-        // SAFETY: the caller's contract.
-        return unsafe { crate::kernels::dots(m, k, n, a, rsa, b, csb, c) };
-    }
-    let half = (k / 2) & !7;
-    let mut hi = vec![T::zero(); m * n];
-    let (ap, bp, cp, hp) = (SendPtr(a as *mut T), SendPtr(b as *mut T), SendPtr(c), SendPtr(hi.as_mut_ptr()));
-    par::join(
-        // SAFETY (both halves): A's rows and B's columns are read over
-        // their first `half` or last `k - half` elements; each half writes
-        // its own m * n buffer.
-        || unsafe { crate::kernels::dots(m, half, n, ap.get(), rsa, bp.get(), csb, cp.get()) },
-        || unsafe {
-            crate::kernels::dots(m, k - half, n, ap.get().add(half), rsa, bp.get().add(half), csb, hp.get())
-        },
-    );
-    for (i, h) in hi.iter().enumerate() {
-        // SAFETY: C holds m * n elements, written above.
-        unsafe { *c.add(i) = *c.add(i) + *h };
-    }
-}
-
-/// Ids for [`crate::sgemm::fused`], one per product, never 0.
-static NEXT_PRODUCT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Products are cut into blocks of about this many multiply-adds (at
-/// most [`MAX_BLOCKS`]), handed out to the cores as they come free.
-const BLOCK_MACS: usize = 1 << 24;
-/// Near the end of a product, blocks shrink towards this many
-/// multiply-adds (a fraction of a millisecond on one core).
-const MIN_BLOCK_MACS: usize = 1 << 23;
-/// The most blocks a product is cut into.
-const MAX_BLOCKS: usize = 32;
-/// The most pieces the inner dimension is cut into (each piece's product
-/// goes to a buffer of its own until they are added).
-const MAX_K_PIECES: usize = 8;
-
-/// `C = act(A B + bias)` with the `gemm` crate into `c` (capacity m * n,
-/// set to length m * n on return). Large products are cut into blocks
-/// that the cores take as they come free ([`par::share_guided`]): blocks
-/// of columns of C (at least 512 wide where there are enough, so that
-/// packing A again for each costs little), or of rows when C is taller
-/// than wide; and when the inner dimension dwarfs both sides of C (dW =
-/// dZ A^T over a full batch), pieces of the inner dimension, each into a
-/// buffer of its own (cut into blocks of rows), added in a fixed order.
-/// The last blocks of a product are smaller (down to about
-/// [`MIN_BLOCK_MACS`]), so that one core does not sit idle while the other
-/// finishes a large one. The pieces of the inner dimension are set by the
-/// shapes alone, and a cut into rows or columns changes no element's sum
-/// (gemm's depth blocking depends on k only), so no result depends on the
-/// number of threads.
-fn gemm_blocks<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, c: &mut Vec<T>, epi: Epilogue<T>) {
-    let ((m, k), n) = (a.dim(), b.ncols());
-    let (sa, sb) = (a.strides(), b.strides());
-    let cp = SendPtr(c.as_mut_ptr());
-    let (ap, bp) = (SendPtr(a.as_ptr() as *mut T), SendPtr(b.as_ptr() as *mut T));
-    // This product's id: its blocks of columns read the same A, which the
-    // fused kernel then packs once per thread.
-    let product = NEXT_PRODUCT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // One block: rows r0..r1 and columns c0..c1 of C, over the inner
-    // indices p0..p1, written to `out` (row stride n), whose element
-    // (r0, c0) is at `out + r0 * n + c0`, with `epi` (given for all of C)
-    // applied as each tile is stored where there is a kernel for that
-    // (`sgemm::fused`: f32 on AVX2 and FMA), else after the gemm crate's product; with no
-    // epilogue, by the gemm crate.
-    let block = move |r0: usize,
-                      r1: usize,
-                      c0: usize,
-                      c1: usize,
-                      p0: usize,
-                      p1: usize,
-                      out: SendPtr<T>,
-                      epi: Option<&Epilogue<T>>| {
-        let (ap, bp) = (ap, bp);
-        // SAFETY: the views are valid (m, k) and (k, n) arrays with these
-        // element strides, so the offsets stay inside them; `out` has room
-        // for m * n elements and this block writes only its own rows
-        // r0..r1 and columns c0..c1 of it (row stride n), without reading
-        // them (gemm is told not to read C); p1 > p0; the epilogue moved to
-        // the block's corner reads the bias's rows and the gate's elements
-        // of the block.
-        unsafe {
-            let a0 = ap.0.offset(r0 as isize * sa[0] + p0 as isize * sa[1]);
-            let b0 = bp.0.offset(p0 as isize * sb[0] + c0 as isize * sb[1]);
-            let o = out.0.add(r0 * n + c0);
-            let (rows, depth, cols) = (r1 - r0, p1 - p0, c1 - c0);
-            let Some(epi) = epi else {
-                return T::gemm(rows, depth, cols, n, a0, sa[0], sa[1], b0, sb[0], sb[1], o);
-            };
-            let e = epi.at(r0, c0, n);
-            let fused = crate::sgemm::fused(
-                rows,
-                depth,
-                cols,
-                n,
-                a0,
-                sa[0],
-                sa[1],
-                b0,
-                sb[0],
-                sb[1],
-                o,
-                e.bias.get(),
-                e.stride,
-                e.relu,
-                e.gate.get(),
-                product,
-            );
-            if !fused {
-                T::gemm(rows, depth, cols, n, a0, sa[0], sa[1], b0, sb[0], sb[1], o);
-                e.apply(o, 0, rows, cols, n, 0);
-            }
-        }
-    };
-    let macs = m * n * k;
-    let by_size = (macs / BLOCK_MACS).min(MAX_BLOCKS);
-    let k_pieces = by_size.min(MAX_K_PIECES).min(k / 256);
-    if k >= 4 * m.max(n) && k_pieces >= 2 {
-        // Piece 0 goes straight to C, the others to buffers of their own.
-        let mut parts: Vec<Vec<T>> = (1..k_pieces).map(|_| pool::take::<T>(m * n)).collect();
-        let outs: Vec<SendPtr<T>> =
-            std::iter::once(cp).chain(parts.iter_mut().map(|v| SendPtr(v.as_mut_ptr()))).collect();
-        // Rows of every piece, piece after piece, in chunks that shrink
-        // towards the end of the list (to at least 32 rows: each block
-        // packs its piece of B again).
-        let piece_rows = (MIN_BLOCK_MACS / (n * k.div_ceil(k_pieces))).max(32);
-        par::share_guided(k_pieces * m, 16, m, piece_rows, &|i0, i1| {
-            let mut i = i0;
-            while i < i1 {
-                let (p, r0) = (i / m, i % m);
-                let r1 = (i1 - p * m).min(m);
-                let (p0, p1) = par::block_bounds(k, k_pieces, 8, p);
-                block(r0, r1, 0, n, p0, p1, outs[p], None);
-                i = p * m + r1;
-            }
-        });
-        par::rows(m, n * k_pieces, &|r0, r1| {
-            // SAFETY: every buffer holds m * n elements, all written above;
-            // this block reads and writes rows r0..r1 only.
-            unsafe {
-                let cb = std::slice::from_raw_parts_mut(cp.get().add(r0 * n), (r1 - r0) * n);
-                for part in &outs[1..] {
-                    let pb = std::slice::from_raw_parts(part.get().add(r0 * n), (r1 - r0) * n);
-                    for (x, &y) in cb.iter_mut().zip(pb) {
-                        *x = *x + y;
-                    }
-                }
-                epi.apply(cp.get(), r0, r1, n, n, 0);
-            }
-        });
-        for mut v in parts {
-            // SAFETY: every element was written by its piece's product.
-            unsafe { v.set_len(m * n) };
-            pool::give_back(v);
-        }
-    } else {
-        let threads = par::pieces(macs, PARALLEL_MACS);
-        if m >= n {
-            let blocks = threads.max(by_size.min(m / 128)).min(m / 8).max(1);
-            let min_rows = (MIN_BLOCK_MACS / (n * k)).max(16);
-            par::share_guided(m, 8, m.div_ceil(blocks), min_rows, &|r0, r1| {
-                block(r0, r1, 0, n, 0, k, cp, Some(&epi));
-            });
-        } else {
-            let blocks = threads.max(by_size.min(n / 512)).min(n / 8).max(1);
-            let min_cols = (MIN_BLOCK_MACS / (m * k)).max(16);
-            par::share_guided(n, 8, n.div_ceil(blocks), min_cols, &|c0, c1| {
-                block(0, m, c0, c1, 0, k, cp, Some(&epi));
-            });
-        }
-    }
-    // SAFETY: every element of C was written above.
-    unsafe { c.set_len(m * n) };
+    tapegrad_kernels::product::matmul_gated(a2, b2, gate).into_dyn().into_shared()
 }
 
 /// `act(W X + b)` with `b` of shape (n, 1) and `act` the identity or relu,
@@ -583,8 +212,8 @@ impl<const RELU: bool> Affine<RELU> {
             db,
         ];
         if fresh {
-            // dZ is a fresh (n, m) buffer: back to the pool, or W3 maps
-            // 120 MB of new pages every iteration.
+            // dZ is a fresh (n, m) buffer: back to the pool, or every
+            // iteration maps new pages for it.
             b.release(dz);
         }
         grads
@@ -612,7 +241,7 @@ impl<T: Element> Op<T> for Transpose {
 impl<'t, T: Element> Tensor<'t, T> {
     /// Matrix product of 2-D tensors: `(n, k) @ (k, m) -> (n, m)`.
     /// Gradients: `dA = G B^T`, `dB = A^T G`, computed on transposed views
-    /// without copies. Multiplication runs on the `gemm` crate's kernels.
+    /// without copies.
     ///
     /// # Panics
     /// When either operand is not 2-D or the inner sizes differ; the message
@@ -745,147 +374,6 @@ mod tests {
         }
     }
 
-    /// Every path of `affine` (the thin kernels whole and split across
-    /// cores, the inner dimension split in halves, the gemm crate in row
-    /// and column blocks) against a naive triple loop, with and without
-    /// bias and relu, on row-major and transposed operands.
-    #[test]
-    fn every_product_path_matches_the_naive_product() {
-        use ndarray::Array2;
-        let shapes = [
-            (20, 3, 19_600),   // small_k, split by columns
-            (64, 3, 19_600),   // small_k, shared blocks of columns
-            (5, 7, 100),       // small_k, one piece
-            (6, 4_100, 7),     // dots, inner dimension split in halves
-            (3, 80, 2),        // dots, one piece
-            (300, 260, 40),    // gemm, split by rows
-            (40, 260, 300),    // gemm, split by columns
-            (9, 33, 10),       // gemm, one block
-            (7, 300, 9_000),   // gemm, split by columns, wide blocks
-            (64, 300, 9_000),  // gemm, ten shared blocks of columns
-            (40, 30_000, 30),  // gemm, inner dimension in two pieces
-            (1_100, 160, 200), // gemm, shared blocks of rows
-            (0, 3, 5),         // empty
-            (4, 0, 3),         // empty inner dimension: bias only
-        ];
-        for (i, &(m, k, n)) in shapes.iter().enumerate() {
-            let seed = 10 * i as u64;
-            let a: Array2<f64> = random(&[m, k], Domain::Normal, seed).into_dimensionality().unwrap();
-            let bt: Array2<f64> = random(&[n, k], Domain::Normal, seed + 1).into_dimensionality().unwrap();
-            let b = bt.t().as_standard_layout().into_owned();
-            let bias: Array2<f64> = random(&[m, 1], Domain::Normal, seed + 2).into_dimensionality().unwrap();
-            let mut naive = Array2::<f64>::zeros((m, n));
-            for r in 0..m {
-                for c in 0..n {
-                    naive[[r, c]] = (0..k).map(|p| a[[r, p]] * b[[p, c]]).sum::<f64>();
-                }
-            }
-            for (bv, relu) in [(None, false), (Some(bias.view()), false), (Some(bias.view()), true)] {
-                let mut want = naive.clone();
-                if let Some(bv) = bv {
-                    want += &bv;
-                }
-                if relu {
-                    want.mapv_inplace(|z| z.max(0.0));
-                }
-                // Both layouts of B: rows contiguous, and columns contiguous
-                // (a transposed view), which choose different kernels.
-                for got in
-                    [super::affine(a.view(), b.view(), bv, relu), super::affine(a.view(), bt.t(), bv, relu)]
-                {
-                    // Sums of up to 4,100 products in different orders:
-                    // well inside 1e-12 relative for terms of size ~1.
-                    approx::assert_relative_eq!(got, want, max_relative = 1e-12, epsilon = 1e-11);
-                }
-            }
-            // A transposed left operand (dW-style products read A^T).
-            let at = a.t().as_standard_layout().into_owned();
-            let got = super::affine(at.t(), b.view(), None, false);
-            approx::assert_relative_eq!(got, naive, max_relative = 1e-12, epsilon = 1e-11);
-            // The f32 kernels, against the f64 product: sums of up to 4,100
-            // products of f32 inputs (each rounded to 6e-8 relative) agree
-            // to about 1e-5 relative; 1e-4 leaves room, a wrong tile or
-            // block does not fit. (Sums of 30,000 terms would need a
-            // looser bound; the f64 check above covers that path.)
-            if m * n * k >= 10_000 && k <= 5_000 {
-                let (a32, b32, bias32) =
-                    (a.mapv(|v| v as f32), b.mapv(|v| v as f32), bias.mapv(|v| v as f32));
-                let got = super::affine(a32.view(), b32.view(), Some(bias32.view()), true).mapv(f64::from);
-                let want = (naive.clone() + &bias).mapv(|z| z.max(0.0));
-                approx::assert_relative_eq!(got, want, max_relative = 1e-4, epsilon = 1e-4);
-                let got =
-                    super::affine(a32.view(), b32.t().as_standard_layout().t(), None, false).mapv(f64::from);
-                approx::assert_relative_eq!(got, naive, max_relative = 1e-4, epsilon = 1e-4);
-            }
-        }
-    }
-
-    /// `(A B) * [gate > 0]` on every product path equals the product
-    /// masked afterwards, bit for bit (the gate keeps or zeroes each
-    /// element); and the gate must have the product's shape.
-    #[test]
-    fn gated_products_are_the_products_masked() {
-        use ndarray::Array2;
-        for (i, &(m, k, n)) in
-            [(20, 3, 19_600), (64, 1, 300), (6, 4_100, 7), (300, 260, 40), (40, 260, 300), (40, 30_000, 30)]
-                .iter()
-                .enumerate()
-        {
-            let seed = 500 + 10 * i as u64;
-            let a = random(&[m, k], Domain::Normal, seed).into_shared();
-            let b = random(&[k, n], Domain::Normal, seed + 1).into_shared();
-            let gate = random(&[m, n], Domain::Normal, seed + 2).into_shared();
-            let a2 = a.view().into_dimensionality().unwrap();
-            let b2 = b.view().into_dimensionality().unwrap();
-            let mut want: Array2<f64> = super::matmul(a2, b2);
-            want.zip_mut_with(&gate.view().into_dimensionality::<ndarray::Ix2>().unwrap(), |w, &g| {
-                if g <= 0.0 {
-                    *w = 0.0
-                }
-            });
-            assert_eq!(super::matmul_gated(&a, &b, &gate), want.into_dyn().into_shared());
-        }
-        let a = random(&[3, 4], Domain::Normal, 1).into_shared();
-        let r = std::panic::catch_unwind(|| super::matmul_gated(&a, &a.t().to_owned().into_shared(), &a));
-        assert!(r.is_err(), "a gate of the wrong shape is refused");
-    }
-
-    /// In f32 the general products apply bias, ReLU and gate as each tile
-    /// is stored (on CPUs with AVX2 and FMA): the same bits as the plain
-    /// product finished afterwards, on the paths that cut C into blocks of
-    /// columns and of rows, with partial tiles and an inner dimension of
-    /// more than one chunk.
-    #[test]
-    fn f32_epilogues_are_the_plain_product_finished_after() {
-        use ndarray::{Array2, Ix2};
-        let f32s = |shape: &[usize], seed| {
-            random(shape, Domain::Normal, seed).into_dimensionality::<Ix2>().unwrap().mapv(|v| v as f32)
-        };
-        for (i, &(m, k, n)) in [(64, 300, 700), (700, 300, 64), (37, 530, 1100)].iter().enumerate() {
-            let seed = 700 + 10 * i as u64;
-            let (a, b, bias, gate) = (
-                f32s(&[m, k], seed),
-                f32s(&[k, n], seed + 1),
-                f32s(&[m, 1], seed + 2),
-                f32s(&[m, n], seed + 3),
-            );
-            let plain: Array2<f32> = super::matmul(a.view(), b.view());
-            let biased = &plain + &bias;
-            let relu = biased.mapv(|z| if z <= 0.0 { 0.0 } else { z });
-            let mut masked = plain.clone();
-            masked.zip_mut_with(&gate, |w, &g| {
-                if g <= 0.0 {
-                    *w = 0.0
-                }
-            });
-            assert_eq!(super::affine(a.view(), b.view(), Some(bias.view()), false), biased);
-            assert_eq!(super::affine(a.view(), b.view(), Some(bias.view()), true), relu);
-            let (av, bv, gv) =
-                (a.into_dyn().into_shared(), b.into_dyn().into_shared(), gate.into_dyn().into_shared());
-            assert_eq!(super::matmul_gated(&av, &bv, &gv), masked.into_dyn().into_shared());
-        }
-    }
-
     /// A guide-style network with gemm-sized and thin layers, ReLU layers
     /// feeding `affine`, `affine_relu` and `matmul` (from either side):
     /// `backward_for` applies every ReLU gate in the op that computes the
@@ -938,8 +426,7 @@ mod tests {
     }
 
     /// The (n, m) dZ that affine_relu's backward makes goes back to the
-    /// pool when the rule is done with it (W3 mapped 120 MB of fresh pages
-    /// per iteration before).
+    /// pool when the rule is done with it.
     #[test]
     fn affine_relu_backward_gives_its_temporary_back() {
         let tape = crate::Tape::<f64>::new();
@@ -947,84 +434,10 @@ mod tests {
         let x = tape.var(random(&[3, 50], Domain::Normal, 2));
         let b = tape.var(random(&[4, 1], Domain::Normal, 3));
         let y = w.affine_relu(x, b).sum();
-        let before = crate::pool::free_count::<f64>(200);
+        let before = tapegrad_kernels::pool::free_count::<f64>(200);
         let g = tape.backward(y);
-        assert_eq!(crate::pool::free_count::<f64>(200), before + 1);
+        assert_eq!(tapegrad_kernels::pool::free_count::<f64>(200), before + 1);
         assert_eq!(g[x].shape(), &[3, 50]);
-    }
-
-    /// Operands with unusual strides: reversed (negative strides, as a
-    /// user's `slice_move(s![..;-1, ..])` gives) and broadcast (zero
-    /// strides, as the gradient of a sum is), on every path, against the
-    /// same product of standard-layout copies.
-    #[test]
-    fn products_read_negative_and_zero_strides() {
-        use ndarray::{s, Array2};
-        for (i, &(m, k, n)) in
-            [(20, 3, 200), (6, 4_100, 7), (300, 260, 40), (40, 260, 300), (9, 33, 10)].iter().enumerate()
-        {
-            let seed = 300 + 10 * i as u64;
-            let a: Array2<f64> = random(&[m, k], Domain::Normal, seed).into_dimensionality().unwrap();
-            let b: Array2<f64> = random(&[k, n], Domain::Normal, seed + 1).into_dimensionality().unwrap();
-            let std = |v: ndarray::ArrayView2<'_, f64>| v.as_standard_layout().into_owned();
-            let want = |x: &Array2<f64>, y: &Array2<f64>| super::affine(x.view(), y.view(), None, false);
-            let close = |got: Array2<f64>, want: Array2<f64>| {
-                approx::assert_relative_eq!(got, want, max_relative = 1e-12, epsilon = 1e-11)
-            };
-            // Reversed rows of A, reversed columns of B, both at once.
-            let (ar, br) = (a.slice(s![..;-1, ..]), b.slice(s![.., ..;-1]));
-            // A strided operand may take another kernel than its copy, so the
-            // sums may be in another order: a few ulps of sums of up to
-            // 4,100 terms of size ~1, well inside 1e-12.
-            close(super::affine(ar, b.view(), None, false), want(&std(ar), &b));
-            close(super::affine(a.view(), br, None, false), want(&a, &std(br)));
-            close(super::affine(ar, br, None, false), want(&std(ar), &std(br)));
-            // Broadcast operands: one row of A repeated, one value everywhere.
-            let first = a.slice(s![0..1, ..]);
-            let row = first.broadcast((m, k)).unwrap();
-            close(super::affine(row, b.view(), None, false), want(&std(row), &b));
-            let one = ndarray::arr2(&[[0.5]]);
-            let ones = one.broadcast((k, n)).unwrap();
-            close(super::affine(a.view(), ones, None, false), want(&a, &std(ones)));
-        }
-    }
-
-    /// No result depends on how many threads run it: every product path and
-    /// the elementwise kernels give bit-identical results split across the
-    /// workers and run on one thread.
-    #[test]
-    fn results_do_not_depend_on_the_number_of_threads() {
-        use crate::par::SERIAL;
-        let run = || {
-            let tape = crate::Tape::<f64>::new();
-            let mut out = Vec::new();
-            for (i, &(m, k, n)) in [
-                (20, 3, 19_600),
-                (6, 4_100, 7),
-                (300, 260, 40),
-                (40, 260, 300),
-                (512, 200, 3),
-                (40, 30_000, 30),
-                (64, 3, 19_600),
-            ]
-            .iter()
-            .enumerate()
-            {
-                let seed = 100 + 10 * i as u64;
-                let w = tape.var(random(&[m, k], Domain::Normal, seed));
-                let x = tape.var(random(&[k, n], Domain::Normal, seed + 1));
-                let b = tape.var(random(&[m, 1], Domain::Normal, seed + 2));
-                let y = (w.affine_relu(x, b).tanh() * x.t().matmul(w.t()).t().sum()).sigmoid();
-                let g = tape.backward((y * y).sum());
-                out.extend([y.value(), g[w].clone(), g[x].clone(), g[b].clone()]);
-            }
-            out
-        };
-        let split = run();
-        SERIAL.with(|s| s.set(true));
-        let serial = run();
-        SERIAL.with(|s| s.set(false));
-        assert_eq!(split, serial);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::unary::softplus;
 use super::{zip, Grads, Op};
-use crate::backend::Backend;
+use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
 use smallvec::smallvec;
 

@@ -2,10 +2,12 @@
 //! broadcast_to and sum_to.
 
 use super::{unary_grad, Grads, Op};
-use crate::backend::Backend;
-use crate::shape::{broadcasts_to, sum_to_shape, Shape};
+use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
 use ndarray::{ArcArray, IxDyn};
+use tapegrad_kernels::reduce::sum_to_shape;
+use tapegrad_kernels::shape::broadcasts_to;
+use tapegrad_kernels::Shape;
 
 /// Sum over `axes` (sorted, distinct), keeping them as length 1 when
 /// `keepdims`; da = g reshaped to keepdims form and broadcast to a's shape.
@@ -33,7 +35,7 @@ impl<T: Element> Op<T> for Sum {
                 out.remove(ax);
             }
         }
-        crate::shape::sum_axes(a.view(), &self.axes, &out)
+        tapegrad_kernels::reduce::sum_axes(a.view(), &self.axes, &out)
     }
     fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         super::jvp_linear(self, xs, dx)
@@ -91,7 +93,7 @@ impl<T: Element> Op<T> for BroadcastTo {
     #[track_caller]
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         match x[0].broadcast(IxDyn(&self.0)) {
-            Some(v) if broadcasts_to(x[0].shape(), &self.0) => crate::pool::to_value(v),
+            Some(v) if broadcasts_to(x[0].shape(), &self.0) => tapegrad_kernels::pool::to_value(v),
             _ => panic!(
                 "broadcast_to: shape {:?} cannot be broadcast to {:?}",
                 x[0].shape(),
@@ -123,7 +125,8 @@ impl<T: Element> Op<T> for Reshape {
         if a.len() != self.0.iter().product::<usize>() {
             panic!("reshape: shape {:?} cannot be reshaped to {:?}", a.shape(), self.0.as_slice());
         }
-        let standard = if a.is_standard_layout() { a.clone() } else { crate::pool::to_value(a.view()) };
+        let standard =
+            if a.is_standard_layout() { a.clone() } else { tapegrad_kernels::pool::to_value(a.view()) };
         standard.into_shape_with_order(IxDyn(&self.0)).expect("checked size, standard layout")
     }
     fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {

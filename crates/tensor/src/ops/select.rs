@@ -3,11 +3,11 @@
 //! each kink is documented on the method.
 
 use super::{map, zip, Grads, Op};
-use crate::backend::Backend;
-use crate::shape::broadcast_shapes;
+use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
 use ndarray::{ArcArray, ArrayBase, Data, Dimension, IxDyn, Zip};
 use smallvec::smallvec;
+use tapegrad_kernels::shape::broadcast_shapes;
 
 /// The share of the gradient that goes to `a` in `max(a, b)`: all of it
 /// where `a > b`, none where `a < b`, half at a tie.

@@ -2,7 +2,7 @@
 //! output `y` where that is cheapest (exp, tanh, sigmoid, sqrt).
 
 use super::{map, unary_grad, Grads, Op};
-use crate::backend::Backend;
+use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
 
 macro_rules! unary_op {

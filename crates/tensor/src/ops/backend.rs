@@ -2,15 +2,15 @@
 //! backward pass) or as recorded tensor ops ([`TensorBackend`], a gradient
 //! that can be differentiated again).
 
-use crate::ops::arith::{Add, AddScalar, Div, Mul, MulScalar, Neg, Sub};
-use crate::ops::linalg::{MatMul, Transpose};
-use crate::ops::reduce::{BroadcastTo, Reshape, SumTo};
-use crate::ops::unary::{PowScalar, Sigmoid};
-use crate::ops::{map, zip, Op};
+use super::arith::{Add, AddScalar, Div, Mul, MulScalar, Neg, Sub};
+use super::linalg::{MatMul, Transpose};
+use super::reduce::{BroadcastTo, Reshape, SumTo};
+use super::unary::{PowScalar, Sigmoid};
+use super::{map, zip, Op};
 use crate::repr::{One, Repr};
-use crate::shape::Shape;
 use crate::{Element, Tape, Tensor, Value};
 use smallvec::SmallVec;
+use tapegrad_kernels::Shape;
 
 /// The operations a backward rule may use. `apply` runs any op; the rest are
 /// shorthands over it, so a rule reads like its formula.
@@ -173,17 +173,17 @@ impl<T: Element> Backend<T> for ArrayBackend {
     ) -> (Value<T>, Option<Value<T>>) {
         if let (Some(&[n, 1]), &[n2, m], Some(sa), Some(sb)) = (bias, a.shape(), a.as_slice(), b.as_slice()) {
             if n == n2 && m > 1 && a.shape() == b.shape() {
-                let (r, s) = crate::shape::zip_row_sums(sa, sb, n, m, f);
+                let (r, s) = tapegrad_kernels::reduce::zip_row_sums(sa, sb, n, m, f);
                 return (r, Some(s));
             }
         }
         fuse2_then_sum(self, a, b, f, composed, bias)
     }
     fn release(&self, v: Value<T>) {
-        crate::pool::recycle(v);
+        tapegrad_kernels::pool::recycle(v);
     }
     fn matmul_gated(&self, a: &Value<T>, b: &Value<T>, gate: &Value<T>) -> Value<T> {
-        crate::ops::linalg::matmul_gated(a, b, gate)
+        super::linalg::matmul_gated(a, b, gate)
     }
 }
 
@@ -198,7 +198,7 @@ impl<T: Element> Backend<T> for ScalarBackend {
 
     #[inline]
     fn apply<O: Op<T>>(&self, op: O, xs: &[&One<T>]) -> One<T> {
-        if let Some(y) = crate::repr::forward_scalar(&op, xs.iter().map(|x| Some(**x))) {
+        if let Some(y) = super::run_scalar(&op, xs.iter().map(|x| Some(**x))) {
             return y;
         }
         let arrays: SmallVec<[Value<T>; 4]> = xs.iter().map(|x| x.to_value()).collect();

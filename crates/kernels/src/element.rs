@@ -9,14 +9,17 @@ mod sealed {
 }
 
 /// A floating-point element type for tensors: implemented for `f32` and `f64`
-/// only (the trait is sealed).
+/// only (the trait is sealed). Kernels that differ by type (the own f32
+/// GEMM, the AVX2 dot products, the buffer pools) are chosen inside this
+/// crate by a type test the compiler folds away, so the trait carries no
+/// kernel methods.
 ///
 /// Every tensor type in tapegrad is generic over its element, so a model can
 /// be trained in `f32` for speed and checked in `f64` for accuracy with the
 /// same code.
 ///
 /// ```
-/// use tapegrad_tensor::Element;
+/// use tapegrad_kernels::Element;
 /// fn half<T: Element>(x: T) -> T { x * T::cast(0.5) }
 /// assert_eq!(half(3.0f32), 1.5);
 /// assert_eq!(<f64 as Element>::NAME, "f64");
@@ -34,7 +37,6 @@ pub trait Element:
     + Sync
     + 'static
     + sealed::Sealed
-    + crate::pool::Pooled
 {
     /// The type's name, `"f32"` or `"f64"`.
     const NAME: &'static str;
@@ -42,7 +44,7 @@ pub trait Element:
     /// Converts an `f64` to this type (rounding to nearest for `f32`).
     ///
     /// ```
-    /// use tapegrad_tensor::Element;
+    /// use tapegrad_kernels::Element;
     /// assert_eq!(f32::cast(0.25), 0.25f32);
     /// ```
     fn cast(v: f64) -> Self;
@@ -50,7 +52,7 @@ pub trait Element:
     /// Widens this value to `f64` (exact for both types).
     ///
     /// ```
-    /// use tapegrad_tensor::Element;
+    /// use tapegrad_kernels::Element;
     /// assert_eq!(0.5f32.as_f64(), 0.5);
     /// ```
     fn as_f64(self) -> f64;

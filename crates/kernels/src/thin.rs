@@ -16,16 +16,9 @@
 // and kernels take the strides of every operand.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
+use crate::operand::{Epilogue, Out, Strided};
+use crate::reduce::fold8;
 use crate::Element;
-
-/// The fold of eight lane sums, `((s0 + s4) + (s1 + s5)) + ((s2 + s6) +
-/// (s3 + s7))`: the one order of every lane-summed reduction (dot products,
-/// with or without intrinsics, and row sums), so each gives the same bits
-/// on every path.
-#[inline(always)]
-pub(crate) fn fold8<T: Element>(s: [T; 8]) -> T {
-    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
-}
 
 #[inline(always)]
 fn fmadd<T: Element, const FMA: bool>(a: T, b: T, c: T) -> T {
@@ -164,7 +157,7 @@ unsafe fn dots_body<T: Element, const FMA: bool>(
                     // Eight lane sums per column, folded in a fixed order;
                     // with FMA by the intrinsics of `dot4_fma` (same sums).
                     let sums: [T; 4] = if FMA {
-                        T::dot4_fma(ar.as_ptr(), std::array::from_fn(|t| bc[t].as_ptr()), split)
+                        dot4_fma::<T>(ar.as_ptr(), std::array::from_fn(|t| bc[t].as_ptr()), split)
                     } else {
                         let mut acc = [[T::zero(); 8]; 4];
                         let mut p = 0;
@@ -234,91 +227,103 @@ unsafe fn dots_avx2<T: Element>(
     unsafe { dots_body::<T, true>(m, k, n, a, rsa, b, csb, c) }
 }
 
+/// Whether the AVX2+FMA versions run: the CPU has both, and the
+/// baseline path was not asked for ([`crate::cpu::Path`]).
 fn has_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::cpu::path().fma()
 }
 
-/// `C = act(A B + bias)` for a short inner dimension; see the module docs.
+/// `C = act(A B + bias)` for a short inner dimension, with the bias and
+/// activation of `epi` applied as each tile is stored (not its gate); see
+/// the module docs.
 ///
 /// # Safety
-/// As [`small_k_body`].
-#[allow(clippy::too_many_arguments)]
+/// As [`small_k_body`] for `a`, `b` (contiguous rows: `b.cs == 1`) and
+/// `c`, and the epilogue's bias covers C's rows.
 pub(crate) unsafe fn small_k<T: Element>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const T,
-    rsa: isize,
-    csa: isize,
-    b: *const T,
-    rsb: isize,
-    bias: *const T,
-    sbias: isize,
-    relu: bool,
-    c: *mut T,
-    ldc: usize,
+    [m, k, n]: [usize; 3],
+    a: Strided<T>,
+    b: Strided<T>,
+    epi: &Epilogue<T>,
+    c: Out<T>,
 ) {
+    debug_assert_eq!(b.cs, 1, "small_k reads B's rows as slices");
+    let (rsa, csa, rsb, bias, sbias, cp, ldc) = (a.rs, a.cs, b.rs, epi.bias, epi.bias_stride, c.ptr, c.ld);
+    let (a, b) = (a.ptr, b.ptr);
     // SAFETY (both branches): the caller's contract; the AVX2 versions run
     // only on a CPU that has AVX2 and FMA.
     unsafe {
         #[cfg(target_arch = "x86_64")]
         if has_fma() {
-            return if relu {
-                small_k_avx2::<T, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
+            return if epi.relu {
+                small_k_avx2::<T, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, cp, ldc)
             } else {
-                small_k_avx2::<T, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
+                small_k_avx2::<T, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, cp, ldc)
             };
         }
-        if relu {
-            small_k_body::<T, false, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
+        if epi.relu {
+            small_k_body::<T, false, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, cp, ldc)
         } else {
-            small_k_body::<T, false, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc)
+            small_k_body::<T, false, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, cp, ldc)
         }
     }
 }
 
-/// `dots`; see the module docs.
+/// `C = A B` by one dot product per element, for a tiny C and a long inner
+/// dimension; see the module docs. C is written row-major with `n`
+/// elements between rows.
 ///
 /// # Safety
-/// As [`dots_body`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn dots<T: Element>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const T,
-    rsa: isize,
-    b: *const T,
-    csb: isize,
-    c: *mut T,
-) {
+/// As [`dots_body`]: A's rows and B's columns are contiguous (`a.cs == 1`,
+/// `b.rs == 1`).
+pub(crate) unsafe fn dots<T: Element>([m, k, n]: [usize; 3], a: Strided<T>, b: Strided<T>, c: *mut T) {
+    debug_assert!(a.cs == 1 && b.rs == 1, "dots reads A's rows and B's columns as slices");
     #[cfg(target_arch = "x86_64")]
     if has_fma() {
         // SAFETY: the CPU has AVX2 and FMA; the rest is the caller's.
-        return unsafe { dots_avx2(m, k, n, a, rsa, b, csb, c) };
+        return unsafe { dots_avx2(m, k, n, a.ptr, a.rs, b.ptr, b.cs, c) };
     }
     // SAFETY: the caller's.
-    unsafe { dots_body::<T, false>(m, k, n, a, rsa, b, csb, c) }
+    unsafe { dots_body::<T, false>(m, k, n, a.ptr, a.rs, b.ptr, b.cs, c) }
 }
 
-/// [`Pooled::dot4_fma`](crate::pool::Pooled::dot4_fma) for one element type:
-/// `$lanes` per vector, `8 / $lanes` vectors per column.
+/// Four dot products of `x` with `ys[t]` over `len` elements (a multiple
+/// of 8), each as eight lane sums `s_l = sum_q x[8q+l] y[8q+l]` by fused
+/// multiply-adds, folded by [`fold8`]: written with AVX2 intrinsics,
+/// because LLVM vectorised the portable loop for f32 across the four
+/// columns, with a shuffle per multiply-add. Chosen by type (the test
+/// folds away).
+///
+/// # Safety
+/// `x` and each `ys[t]` hold `len` elements; the CPU has AVX2 and FMA.
+#[inline(always)]
+unsafe fn dot4_fma<T: Element>(x: *const T, ys: [*const T; 4], len: usize) -> [T; 4] {
+    use std::any::TypeId;
+    // SAFETY (both branches): T is the type tested, so the casts change no
+    // pointer's meaning and the result is the same type; the rest is the
+    // caller's contract.
+    unsafe {
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            let r = dot4_f32(x.cast(), ys.map(|y| y.cast()), len);
+            std::mem::transmute_copy::<[f32; 4], [T; 4]>(&r)
+        } else {
+            let r = dot4_f64(x.cast(), ys.map(|y| y.cast()), len);
+            std::mem::transmute_copy::<[f64; 4], [T; 4]>(&r)
+        }
+    }
+}
+
+/// [`dot4_fma`] for one element type: `$lanes` per vector, `8 / $lanes`
+/// vectors per column.
 macro_rules! dot4 {
     ($name:ident, $t:ty, $lanes:expr, $zero:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {
-        /// See [`Pooled::dot4_fma`](crate::pool::Pooled::dot4_fma).
+        /// See [`dot4_fma`].
         ///
         /// # Safety
         /// As there.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        pub(crate) unsafe fn $name(x: *const $t, ys: [*const $t; 4], len: usize) -> [$t; 4] {
+        unsafe fn $name(x: *const $t, ys: [*const $t; 4], len: usize) -> [$t; 4] {
             use std::arch::x86_64::*;
             const V: usize = 8 / $lanes;
             // SAFETY: x and ys[t] hold len elements (the caller's contract).
@@ -349,7 +354,7 @@ macro_rules! dot4 {
         /// # Safety
         /// Never safe to call.
         #[cfg(not(target_arch = "x86_64"))]
-        pub(crate) unsafe fn $name(_: *const $t, _: [*const $t; 4], _: usize) -> [$t; 4] {
+        unsafe fn $name(_: *const $t, _: [*const $t; 4], _: usize) -> [$t; 4] {
             unreachable!("dot4_fma needs AVX2 and FMA")
         }
     };

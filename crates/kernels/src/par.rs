@@ -149,10 +149,8 @@ pub(crate) fn block_bounds(len: usize, blocks: usize, align: usize, p: usize) ->
 /// Calls `f(p)` for each block `p` in `0..blocks`, handing the blocks out
 /// one at a time to whichever thread is free, the caller included. A core
 /// that runs slower (a virtual core shared with another guest, say) takes
-/// fewer blocks instead of holding up the others: on this project's
-/// two-core machines one core ran up to 1.6 times as long as the other on
-/// the same half of a product. Which thread runs a block never changes
-/// what it computes.
+/// fewer blocks instead of holding up the others. Which thread runs a
+/// block never changes what it computes.
 pub(crate) fn share(blocks: usize, f: &(impl Fn(usize) + Sync)) {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || loop {

@@ -3,27 +3,25 @@
 //! multi-megabyte blocks (which glibc maps and unmaps each time, paying a
 //! page fault per 4 KiB on every use).
 //!
-//! Buffers come back from [`Tape::clear`](crate::Tape::clear) and from
-//! dropped [`Gradients`](crate::Gradients); the forward kernels (`map`,
-//! `zip`, `matmul`) take from here first. Tiny values (at most
+//! Buffers come back when the autodiff layer clears its tape or drops its
+//! gradients; the kernels (`map`, `zip`, the products) take from here
+//! first. Tiny values (at most
 //! [`SMALL_LEN`] elements) are kept whole, array and reference count, so an
-//! op on tiny tensors makes no allocation and no shape (W4, on (1, 1)
-//! tensors, spent a fifth of its instructions in malloc and free before
-//! this; one-element values now skip arrays altogether, see `repr.rs`).
-//! The empty boxes the tape keeps array values in come back too (a step
-//! of W2 made thirty of them). Only values nothing else references come
-//! back, so a value a user still holds is never reused.
+//! op on tiny tensors makes no allocation and no shape. The empty boxes a
+//! tape keeps array values in come back too. Only values nothing else
+//! references come back, so a value a user still holds is never reused.
 
 use crate::{Element, Value};
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::MaybeUninit;
 
 /// Hashes a buffer length with one multiplication (Fibonacci hashing)
-/// instead of SipHash, which cost more than the look-up it served.
+/// instead of SipHash, which costs more than the look-up it serves.
 #[derive(Default)]
-pub struct LenHasher(u64);
+struct LenHasher(u64);
 
 impl Hasher for LenHasher {
     fn finish(&self) -> u64 {
@@ -41,9 +39,8 @@ impl Hasher for LenHasher {
 
 /// Buffers shorter than this are not pooled (shorter ones are small values,
 /// kept whole). Mid-sized buffers are pooled too: glibc's thread cache
-/// stops at about 1 KiB, and W2's (20, 64) values spent a fifth of its
-/// instructions in malloc and free.
-pub(crate) const MIN_LEN: usize = SMALL_LEN + 1;
+/// stops at about 1 KiB.
+const MIN_LEN: usize = SMALL_LEN + 1;
 /// At most this many bytes are kept per thread and element type.
 const MAX_BYTES: usize = 512 << 20;
 /// At most this many buffers are kept per length.
@@ -52,7 +49,7 @@ const MAX_PER_LEN: usize = 64;
 /// Values of at most this many elements are kept whole (buffer, reference
 /// count and shape), so an op on tiny tensors reuses a value instead of
 /// making two heap allocations and a shape.
-pub(crate) const SMALL_LEN: usize = 16;
+pub const SMALL_LEN: usize = 16;
 /// At most this many small values are kept per thread and element type
 /// (a few MB at most).
 const SMALL_MAX: usize = 1 << 14;
@@ -66,7 +63,7 @@ const SMALL_WINDOW: usize = 8;
 
 /// Free buffers by length, and free small values.
 #[derive(Default)]
-pub struct Pool<T> {
+struct Pool<T> {
     free: HashMap<usize, Vec<Vec<T>>, BuildHasherDefault<LenHasher>>,
     bytes: usize,
     /// Oldest first; when full, the oldest is dropped for the newest, so
@@ -84,110 +81,31 @@ thread_local! {
     static POOL_F64: RefCell<Pool<f64>> = RefCell::new(Pool::default());
 }
 
-/// The per-type kernels behind [`Element`]: the buffer pool and GEMM
-/// (implemented for f32 and f64).
-pub trait Pooled: Sized + 'static {
-    /// Runs `f` with this thread's pool for `Self`.
-    fn with_pool<R>(f: impl FnOnce(&mut Pool<Self>) -> R) -> R;
-
-    /// `C = A B` with the `gemm` crate (on one thread), for `A` (m, k) and `B` (k, n) given by
-    /// pointer and element strides, into `c`, row-major with row stride
-    /// `ldc`.
-    ///
-    /// # Safety
-    /// The pointers and strides must describe valid arrays of those shapes;
-    /// `c` must have room for `m * n` elements (it may be uninitialised:
-    /// gemm is told not to read C).
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        ldc: usize,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        c: *mut Self,
-    );
-
-    /// Four dot products of `x` with `ys[t]` over `len` elements (a
-    /// multiple of 8), each as eight lane sums `s_l = sum_q x[8q+l] y[8q+l]`
-    /// by fused multiply-adds, folded as `((s0 + s4) + (s1 + s5)) + ((s2 +
-    /// s6) + (s3 + s7))`: written with AVX2 intrinsics, because LLVM
-    /// vectorised the portable loop for f32 across the four columns, with
-    /// a shuffle per multiply-add.
-    ///
-    /// # Safety
-    /// `x` and each `ys[t]` hold `len` elements; the CPU has AVX2 and FMA.
-    unsafe fn dot4_fma(x: *const Self, ys: [*const Self; 4], len: usize) -> [Self; 4];
+/// Runs `f` with this thread's pool for `T` (the type test folds away).
+#[inline(always)]
+fn with_pool<T: Element, R>(f: impl FnOnce(&mut Pool<T>) -> R) -> R {
+    fn of<T: 'static, U: 'static, R>(p: &mut Pool<U>, f: impl FnOnce(&mut Pool<T>) -> R) -> R {
+        f((p as &mut dyn Any).downcast_mut::<Pool<T>>().expect("the pool of this element type"))
+    }
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        POOL_F32.with(|p| of(&mut p.borrow_mut(), f))
+    } else {
+        POOL_F64.with(|p| of(&mut p.borrow_mut(), f))
+    }
 }
-
-macro_rules! pooled {
-    ($t:ty, $pool:ident, $gemm:path, $dot4:path) => {
-        impl Pooled for $t {
-            fn with_pool<R>(f: impl FnOnce(&mut Pool<$t>) -> R) -> R {
-                $pool.with(|p| f(&mut p.borrow_mut()))
-            }
-            unsafe fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                ldc: usize,
-                a: *const $t,
-                rsa: isize,
-                csa: isize,
-                b: *const $t,
-                rsb: isize,
-                csb: isize,
-                c: *mut $t,
-            ) {
-                // SAFETY: forwarded from the caller. gemm takes (rows,
-                // columns, inner) and column stride before row stride; with
-                // read_dst false it writes C without reading it.
-                unsafe {
-                    $gemm(
-                        m,
-                        n,
-                        k,
-                        c,
-                        1,
-                        ldc as isize,
-                        false,
-                        a,
-                        csa,
-                        rsa,
-                        b,
-                        csb,
-                        rsb,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    )
-                }
-            }
-            unsafe fn dot4_fma(x: *const $t, ys: [*const $t; 4], len: usize) -> [$t; 4] {
-                // SAFETY: forwarded from the caller.
-                unsafe { $dot4(x, ys, len) }
-            }
-        }
-    };
-}
-pooled!(f32, POOL_F32, gemm::gemm::<f32>, crate::kernels::dot4_f32);
-pooled!(f64, POOL_F64, gemm::gemm::<f64>, crate::kernels::dot4_f64);
 
 /// An empty vector with room for `len` elements, reused if one is free.
+///
+/// ```
+/// let v = tapegrad_kernels::pool::take::<f32>(1000);
+/// assert!(v.is_empty() && v.capacity() >= 1000);
+/// ```
 #[inline]
-pub(crate) fn take<T: Element>(len: usize) -> Vec<T> {
+pub fn take<T: Element>(len: usize) -> Vec<T> {
     if len < MIN_LEN {
         return Vec::with_capacity(len);
     }
-    T::with_pool(|p| {
+    with_pool::<T, _>(|p| {
         let v = p.free.get_mut(&len).and_then(|l| l.pop());
         match v {
             Some(mut v) => {
@@ -230,14 +148,31 @@ fn fresh<T>(len: usize) -> Vec<T> {
     v
 }
 
-/// How many free buffers of length `len` this thread's pool holds.
-#[cfg(test)]
-pub(crate) fn free_count<T: Element>(len: usize) -> usize {
-    T::with_pool(|p| p.free.get(&len).map_or(0, Vec::len))
+/// How many free buffers of length `len` this thread's pool holds (for
+/// tests that a kernel or a rule gives its temporaries back).
+///
+/// ```
+/// use tapegrad_kernels::pool;
+/// let before = pool::free_count::<f32>(300);
+/// let mut v = pool::take::<f32>(300);
+/// v.resize(300, 0.0);
+/// pool::give_back(v);
+/// assert_eq!(pool::free_count::<f32>(300), before + 1);
+/// ```
+pub fn free_count<T: Element>(len: usize) -> usize {
+    with_pool::<T, _>(|p| p.free.get(&len).map_or(0, Vec::len))
 }
 
 /// A copy of `view` in standard (row-major) layout, in a pooled buffer.
-pub(crate) fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T> {
+///
+/// ```
+/// use tapegrad_kernels::ndarray::array;
+/// let a = array![[1.0, 2.0], [3.0, 4.0]].into_dyn();
+/// let t = tapegrad_kernels::pool::to_value(a.t());
+/// assert!(t.is_standard_layout());
+/// assert_eq!(t, a.t());
+/// ```
+pub fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T> {
     if view.len() <= SMALL_LEN {
         if let Some(s) = view.as_slice() {
             if let Some(v) = fill_small(view.shape(), |o| o.copy_from_slice(s)) {
@@ -269,8 +204,14 @@ pub(crate) fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T>
 /// `dim`'s number of elements (asserted: every caller
 /// fills a buffer of that length). Skips ndarray's shape validation, a
 /// large share of the cost of an op on a tiny tensor.
+///
+/// ```
+/// use tapegrad_kernels::ndarray::IxDyn;
+/// let v = tapegrad_kernels::pool::value_from(IxDyn(&[2, 2]), vec![1.0f64, 2.0, 3.0, 4.0]);
+/// assert_eq!(v[[1, 0]], 3.0);
+/// ```
 #[inline]
-pub(crate) fn value_from<T: Element>(dim: ndarray::IxDyn, v: Vec<T>) -> Value<T> {
+pub fn value_from<T: Element>(dim: ndarray::IxDyn, v: Vec<T>) -> Value<T> {
     assert!(v.len() == ndarray::Dimension::size(&dim), "value_from: length mismatch");
     // SAFETY: a standard-layout array of `dim` over exactly its number of
     // elements (asserted above) is valid.
@@ -281,9 +222,16 @@ pub(crate) fn value_from<T: Element>(dim: ndarray::IxDyn, v: Vec<T>) -> Value<T>
 /// element of the row-major slice it is given), made from a free value if
 /// one of the last few freed has that shape and is in standard layout;
 /// `None` otherwise.
+///
+/// ```
+/// use tapegrad_kernels::{pool, ndarray::IxDyn, Value};
+/// pool::recycle(Value::<f64>::zeros(IxDyn(&[1, 3])));
+/// let v = pool::fill_small::<f64>(&[1, 3], |o| o.fill(2.0)).expect("the value just freed");
+/// assert_eq!(v.sum(), 6.0);
+/// ```
 #[inline(always)]
-pub(crate) fn fill_small<T: Element>(shape: &[usize], fill: impl FnOnce(&mut [T])) -> Option<Value<T>> {
-    let mut out = T::with_pool(|p| {
+pub fn fill_small<T: Element>(shape: &[usize], fill: impl FnOnce(&mut [T])) -> Option<Value<T>> {
+    let mut out = with_pool::<T, _>(|p| {
         let n = p.small.len();
         let i = (n.saturating_sub(SMALL_WINDOW)..n)
             .rev()
@@ -295,24 +243,46 @@ pub(crate) fn fill_small<T: Element>(shape: &[usize], fill: impl FnOnce(&mut [T]
 }
 
 /// Gives a value's buffer back to the pool when nothing else shares it.
-pub(crate) fn recycle<T: Element>(v: Value<T>) {
+///
+/// ```
+/// use tapegrad_kernels::{pool, ndarray::IxDyn, Value};
+/// let v = Value::<f32>::zeros(IxDyn(&[100]));
+/// let kept = v.clone();
+/// pool::recycle(v); // shared with `kept`: not reused
+/// assert_eq!(kept.len(), 100);
+/// ```
+pub fn recycle<T: Element>(v: Value<T>) {
     if v.len() >= MIN_LEN || v.len() <= SMALL_LEN {
-        T::with_pool(|p| p.recycle(v));
+        with_pool::<T, _>(|p| p.recycle(v));
     }
 }
 
 /// Gives a buffer taken by [`take`] back to this thread's pool, for a
 /// kernel's own temporaries.
-pub(crate) fn give_back<T: Element>(v: Vec<T>) {
-    T::with_pool(|p| p.give(v));
+///
+/// ```
+/// use tapegrad_kernels::pool;
+/// let mut v = pool::take::<f64>(500);
+/// v.resize(500, 0.0);
+/// pool::give_back(v);
+/// assert!(pool::take::<f64>(500).capacity() >= 500);
+/// ```
+pub fn give_back<T: Element>(v: Vec<T>) {
+    with_pool::<T, _>(|p| p.give(v));
 }
 
-/// `v` in a box, reusing an empty one if this thread's pool has one: the
-/// tape holds every array value and gradient boxed (see `repr.rs`), and
-/// W2's steps made thirty such boxes each, a malloc and a free apiece.
+/// `v` in a box, reusing an empty one if this thread's pool has one (a
+/// tape holds every array value and gradient boxed).
+///
+/// ```
+/// use tapegrad_kernels::{pool, ndarray::IxDyn, Value};
+/// let b = pool::boxed(Value::<f64>::ones(IxDyn(&[2])));
+/// assert_eq!(b.sum(), 2.0);
+/// pool::recycle_boxes(std::iter::once(b));
+/// ```
 #[inline]
-pub(crate) fn boxed<T: Element>(v: Value<T>) -> Box<Value<T>> {
-    match T::with_pool(|p| p.boxes.pop()) {
+pub fn boxed<T: Element>(v: Value<T>) -> Box<Value<T>> {
+    match with_pool::<T, _>(|p| p.boxes.pop()) {
         Some(mut b) => {
             b.write(v);
             // SAFETY: just initialised.
@@ -324,8 +294,14 @@ pub(crate) fn boxed<T: Element>(v: Value<T>) -> Box<Value<T>> {
 
 /// [`recycle`] for boxed values (from [`boxed`] or not), with one look-up
 /// of the thread's pool; the empty boxes are kept too.
-pub(crate) fn recycle_boxes<T: Element>(values: impl Iterator<Item = Box<Value<T>>>) {
-    T::with_pool(|p| {
+///
+/// ```
+/// use tapegrad_kernels::{pool, ndarray::IxDyn, Value};
+/// let boxes = vec![Box::new(Value::<f32>::zeros(IxDyn(&[64])))];
+/// pool::recycle_boxes(boxes.into_iter());
+/// ```
+pub fn recycle_boxes<T: Element>(values: impl Iterator<Item = Box<Value<T>>>) {
+    with_pool::<T, _>(|p| {
         for b in values {
             let raw = Box::into_raw(b);
             // SAFETY: `raw` is a live, initialised box, read exactly once;
@@ -398,7 +374,7 @@ mod tests {
         // Fill the list with values of a shape nobody asks for, then free
         // one of another shape: it is found (the oldest was dropped for
         // it, not the newest refused).
-        f32::with_pool(|p| {
+        with_pool::<f32, _>(|p| {
             while p.small.len() < SMALL_MAX {
                 p.small.push_back(Value::from_elem(ndarray::IxDyn(&[1, 3]), 0.0));
             }
@@ -406,8 +382,8 @@ mod tests {
         recycle(Value::<f32>::from_elem(ndarray::IxDyn(&[5, 1]), 0.0));
         let got = fill_small::<f32>(&[5, 1], |o| o.fill(2.0)).expect("the newest small value is kept");
         assert_eq!(got.as_slice(), Some(&[2.0; 5][..]));
-        assert_eq!(f32::with_pool(|p| p.small.len()), SMALL_MAX - 1);
-        f32::with_pool(|p| p.small.clear());
+        assert_eq!(with_pool::<f32, _>(|p| p.small.len()), SMALL_MAX - 1);
+        with_pool::<f32, _>(|p| p.small.clear());
     }
 
     /// A new buffer of 4 MiB or more is advised onto huge pages before it

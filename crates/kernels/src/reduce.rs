@@ -1,44 +1,32 @@
-//! Shape logic shared by every op: numpy broadcasting and its inverse.
+//! Reductions: sums over axes, the inverse of broadcasting, and row sums
+//! fused with an elementwise pass. Every lane-summed reduction folds its
+//! eight lane sums in one order ([`fold8`]), so each gives the same bits on
+//! every path.
 
-use crate::{Element, Value};
+use crate::par::{self, SendPtr};
+use crate::{pool, Element, Value};
 use ndarray::{Axis, IxDyn};
 use smallvec::SmallVec;
 
-/// A shape stored inline for up to 4 axes.
-pub(crate) type Shape = SmallVec<[usize; 4]>;
-
-/// The numpy broadcast of two shapes: axes are aligned from the right, and a
-/// pair is compatible when equal or when one of them is 1.
-///
-/// # Panics
-/// When the shapes are incompatible, naming `op` and both shapes.
-#[track_caller]
-pub(crate) fn broadcast_shapes(op: &str, a: &[usize], b: &[usize]) -> Shape {
-    let n = a.len().max(b.len());
-    let mut out: Shape = SmallVec::from_elem(1, n);
-    for i in 0..n {
-        let da = if i < n - a.len() { 1 } else { a[i - (n - a.len())] };
-        let db = if i < n - b.len() { 1 } else { b[i - (n - b.len())] };
-        out[i] = if da == db || db == 1 {
-            da
-        } else if da == 1 {
-            db
-        } else {
-            panic!("{op}: shapes {a:?} and {b:?} cannot be broadcast together");
-        };
-    }
-    out
-}
-
-/// Whether `from` broadcasts to exactly `to` (numpy's rule, one way).
-pub(crate) fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {
-    from.len() <= to.len() && from.iter().rev().zip(to.iter().rev()).all(|(&f, &t)| f == t || f == 1)
+/// The fold of eight lane sums, `((s0 + s4) + (s1 + s5)) + ((s2 + s6) +
+/// (s3 + s7))`: the one order of every lane-summed reduction (dot products,
+/// with or without intrinsics, and row sums).
+#[inline(always)]
+pub(crate) fn fold8<T: Element>(s: [T; 8]) -> T {
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
 }
 
 /// Sums `g` down to `shape`, the inverse of broadcasting `shape` up to
 /// `g.shape()`: leading axes are summed away and axes of length 1 in `shape`
 /// are summed with their length kept.
-pub(crate) fn sum_to_shape<T: Element>(g: &Value<T>, shape: &[usize]) -> Value<T> {
+///
+/// ```
+/// use tapegrad_kernels::{ndarray::array, reduce::sum_to_shape};
+/// let g = array![[1.0, 2.0], [3.0, 4.0]].into_dyn().into_shared();
+/// assert_eq!(sum_to_shape(&g, &[2, 1]), array![[3.0], [7.0]].into_dyn());
+/// assert_eq!(sum_to_shape(&g, &[2]), array![4.0, 6.0].into_dyn());
+/// ```
+pub fn sum_to_shape<T: Element>(g: &Value<T>, shape: &[usize]) -> Value<T> {
     if g.shape() == shape {
         return g.clone();
     }
@@ -54,27 +42,13 @@ pub(crate) fn sum_to_shape<T: Element>(g: &Value<T>, shape: &[usize]) -> Value<T
     sum_axes(g.view(), &axes, shape)
 }
 
-/// Whether two shapes are equal: a plain loop, cheaper than a call to
-/// `memcmp` for the few dimensions a shape has.
-#[inline(always)]
-pub(crate) fn same(a: &[usize], b: &[usize]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut eq = true;
-    for i in 0..a.len() {
-        eq &= a[i] == b[i];
-    }
-    eq
-}
-
 /// The sums of the rows of a row-major (n, m) array, as an (n, 1) array
 /// (the guide's db), by [`row_sum`]; blocks of rows on separate cores
 /// when large.
 fn row_sums<T: Element>(s: &[T], n: usize, m: usize) -> Value<T> {
     let mut out = vec![T::zero(); n];
-    let dst = crate::par::SendPtr(out.as_mut_ptr());
-    crate::par::rows(n, m, &|r0, r1| {
+    let dst = SendPtr(out.as_mut_ptr());
+    par::rows(n, m, &|r0, r1| {
         for r in r0..r1 {
             let t = row_sum(&s[r * m..(r + 1) * m]);
             // SAFETY: row r of `out` (length n) is written by this block only.
@@ -86,7 +60,7 @@ fn row_sums<T: Element>(s: &[T], n: usize, m: usize) -> Value<T> {
 
 /// The sum of one row: eight partial sums (lane `l` takes the terms
 /// `8q + l`), so the loop vectorises, folded by
-/// [`fold8`](crate::kernels::fold8), then the tail in order. One order for
+/// [`fold8`](fold8), then the tail in order. One order for
 /// every row sum, fused or not.
 #[inline(always)]
 fn row_sum<T: Element>(row: &[T]) -> T {
@@ -97,7 +71,7 @@ fn row_sum<T: Element>(row: &[T]) -> T {
             acc[l] = acc[l] + c[l];
         }
     }
-    let mut t = crate::kernels::fold8(acc);
+    let mut t = fold8(acc);
     for &v in chunks.remainder() {
         t = t + v;
     }
@@ -111,7 +85,17 @@ fn row_sum<T: Element>(row: &[T]) -> T {
 /// Blocks of rows run on separate cores when large. For backward rules
 /// that need a gradient and its bias gradient (affine_relu's
 /// `dZ = G * [A > 0]` and `db`).
-pub(crate) fn zip_row_sums<T: Element>(
+///
+/// # Panics
+/// When `a` or `b` does not hold `n * m` elements.
+///
+/// ```
+/// use tapegrad_kernels::reduce::zip_row_sums;
+/// let (r, s) = zip_row_sums(&[1.0, 2.0, 3.0, 4.0], &[1.0, 0.0, 1.0, 1.0], 2, 2, |g, y| g * y);
+/// assert_eq!(r.as_slice(), Some(&[1.0, 0.0, 3.0, 4.0][..]));
+/// assert_eq!(s.as_slice(), Some(&[1.0, 7.0][..]));
+/// ```
+pub fn zip_row_sums<T: Element>(
     a: &[T],
     b: &[T],
     n: usize,
@@ -119,10 +103,10 @@ pub(crate) fn zip_row_sums<T: Element>(
     f: impl Fn(T, T) -> T + Sync,
 ) -> (Value<T>, Value<T>) {
     assert!(a.len() == n * m && b.len() == n * m, "zip_row_sums: length mismatch");
-    let mut r = crate::pool::take::<T>(n * m);
+    let mut r = pool::take::<T>(n * m);
     let mut sums = vec![T::zero(); n];
-    let (rp, sp) = (crate::par::SendPtr(r.as_mut_ptr()), crate::par::SendPtr(sums.as_mut_ptr()));
-    crate::par::rows(n, m, &|r0, r1| {
+    let (rp, sp) = (SendPtr(r.as_mut_ptr()), SendPtr(sums.as_mut_ptr()));
+    par::rows(n, m, &|r0, r1| {
         for row in r0..r1 {
             let (ar, br) = (&a[row * m..(row + 1) * m], &b[row * m..(row + 1) * m]);
             // SAFETY: `r` has capacity n * m, and row `row` of it (m
@@ -142,20 +126,19 @@ pub(crate) fn zip_row_sums<T: Element>(
     });
     // SAFETY: every row of `r` was written above.
     unsafe { r.set_len(n * m) };
-    (
-        crate::pool::value_from(IxDyn(&[n, m]), r),
-        Value::from_shape_vec(IxDyn(&[n, 1]), sums).expect("n elements"),
-    )
+    (pool::value_from(IxDyn(&[n, m]), r), Value::from_shape_vec(IxDyn(&[n, 1]), sums).expect("n elements"))
 }
 
 /// Sums `x` over `axes` (sorted) and gives the result `shape` (which must
 /// hold the same number of elements as the reduced array). Works on the
 /// view: nothing is copied before reducing.
-pub(crate) fn sum_axes<T: Element>(
-    x: ndarray::ArrayViewD<'_, T>,
-    axes: &[usize],
-    shape: &[usize],
-) -> Value<T> {
+///
+/// ```
+/// use tapegrad_kernels::{ndarray::array, reduce::sum_axes};
+/// let x = array![[1.0, 2.0], [3.0, 4.0]].into_dyn();
+/// assert_eq!(sum_axes(x.view(), &[0], &[1, 2]), array![[4.0, 6.0]].into_dyn());
+/// ```
+pub fn sum_axes<T: Element>(x: ndarray::ArrayViewD<'_, T>, axes: &[usize], shape: &[usize]) -> Value<T> {
     let mut acc: Option<ndarray::ArrayD<T>> = None;
     for &ax in axes.iter().rev() {
         acc = Some(match acc {
@@ -170,7 +153,7 @@ pub(crate) fn sum_axes<T: Element>(
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{random, Domain};
+    use crate::testutil::random;
 
     /// The fused pass gives the same values as `zip` and the same row sums
     /// as `sum_to_shape` on them, bit for bit: rows shorter than a lane
@@ -180,10 +163,10 @@ mod tests {
     fn zip_row_sums_matches_zip_then_sum_to() {
         let mask = |g: f64, y: f64| if y > 0.0 { g } else { 0.0 };
         for (i, &(n, m)) in [(1, 2), (3, 5), (4, 8), (7, 61), (40, 2_000), (300, 1_001)].iter().enumerate() {
-            let g = random(&[n, m], Domain::Normal, 500 + i as u64).into_shared();
-            let y = random(&[n, m], Domain::Normal, 600 + i as u64).into_shared();
+            let g = random(&[n, m], 500 + i as u64).into_shared();
+            let y = random(&[n, m], 600 + i as u64).into_shared();
             let (r, s) = super::zip_row_sums(g.as_slice().unwrap(), y.as_slice().unwrap(), n, m, mask);
-            let want = crate::ops::zip("test", &g, &y, mask);
+            let want = crate::elementwise::zip("test", &g, &y, mask);
             assert_eq!(r, want, "values, ({n}, {m})");
             assert_eq!(s, super::sum_to_shape(&want, &[n, 1]), "row sums, ({n}, {m})");
             assert_eq!(s.shape(), &[n, 1]);
