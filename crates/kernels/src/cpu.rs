@@ -72,3 +72,26 @@ pub fn path() -> Path {
         _ => Path::Auto,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The path follows `TAPEGRAD_KERNELS` (CI runs the suite once per
+    /// value), and a path never claims kernels the CPU lacks.
+    #[test]
+    fn the_path_follows_the_environment_and_the_cpu() {
+        let want = match std::env::var("TAPEGRAD_KERNELS").as_deref().map(str::trim) {
+            Ok("gemm") => Path::Gemm,
+            Ok("baseline") => Path::Baseline,
+            _ => Path::Auto,
+        };
+        let p = path();
+        assert_eq!(p, want);
+        eprintln!("kernel path: {p:?}; thin kernels with FMA: {}; own f32 GEMM: {}", p.fma(), p.own_sgemm());
+        // The thin kernels use FMA exactly when the CPU has it and the
+        // baseline was not asked for; the own GEMM only on the auto path.
+        assert_eq!(p.fma(), p != Path::Baseline && cpu_has_avx2_fma());
+        assert_eq!(p.own_sgemm(), p == Path::Auto && sgemm::available());
+    }
+}

@@ -148,10 +148,10 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
     let init = args.model.init()?;
     let loss = Loss::new(args.l2, args.pos_weight)?;
     let mut opt = optim::by_name::<T>(&args.optimizer, args.lr)?;
-    if let Some(t) = args.threshold {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(RainError::bad("--threshold", t, "must be in [0, 1]"));
-        }
+    if let Some(t) = args.threshold
+        && !(0.0..=1.0).contains(&t)
+    {
+        return Err(RainError::bad("--threshold", t, "must be in [0, 1]"));
     }
     let cfg = TrainConfig {
         epochs: if args.iterations.is_some() { usize::MAX } else { args.epochs },
