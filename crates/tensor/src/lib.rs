@@ -47,6 +47,8 @@ mod kernels;
 mod ops;
 mod par;
 mod pool;
+#[cfg(test)]
+mod registry;
 mod repr;
 mod sgemm;
 mod shape;
