@@ -51,3 +51,99 @@ pub(crate) fn random(shape: &[usize], domain: Domain, seed: u64) -> ArrayD<f64> 
         }
     })
 }
+
+/// Ops with planted wrong backward rules, to show that the checkers fail
+/// on them (a checker that always passed would pass every op test).
+pub(crate) mod planted {
+    use crate::backend::Backend;
+    use crate::ops::{Grads, Op};
+    use crate::{Element, Tensor, Value};
+    use ndarray::{ArcArray, IxDyn};
+    use smallvec::smallvec;
+
+    /// Which rule a planted op has.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) enum Plant {
+        /// The right rule.
+        Right,
+        /// Twice the right gradient.
+        Twice,
+        /// The scale `c` forgotten: a mean's missing `1/m`.
+        Unscaled,
+        /// NaN wherever the input exceeds 1, the right gradient elsewhere.
+        Nan,
+    }
+
+    /// `y = c x` elementwise, with the backward rule `plant` says (the
+    /// right one is `dx = c g`).
+    struct Scale<T> {
+        c: T,
+        plant: Plant,
+    }
+    impl<T: Element> Op<T> for Scale<T> {
+        fn name(&self) -> &'static str {
+            "planted_scale"
+        }
+        fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+            let c = self.c;
+            x[0].mapv(|a| a * c).into_shared()
+        }
+        fn jvp(&self, _: &[&Value<T>], _: &Value<T>, _: &[Option<&Value<T>>]) -> Value<T> {
+            unimplemented!("planted ops have no forward mode")
+        }
+        fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, _: &[bool]) -> Grads<B::V> {
+            let c = self.c;
+            let dx = match self.plant {
+                Plant::Right => b.scale(g, c),
+                Plant::Twice => b.scale(g, c + c),
+                Plant::Unscaled => g.clone(),
+                Plant::Nan => {
+                    let nan = b.map_const(x[0], |v| if v > T::one() { T::nan() } else { T::one() });
+                    b.mul(&b.scale(g, c), &nan)
+                }
+            };
+            smallvec![Some(dx)]
+        }
+    }
+
+    /// `c x` with the rule `plant` says: with [`Plant::Right`] an ordinary
+    /// scaling, otherwise a wrong first derivative.
+    #[track_caller]
+    pub(crate) fn scale<'t, T: Element>(x: Tensor<'t, T>, c: T, plant: Plant) -> Tensor<'t, T> {
+        x.tape().record(Scale { c, plant }, &[&x])
+    }
+
+    /// `y = sum(x^2) / m` over the `m` elements of `x`, with the right
+    /// gradient `2 x / m` computed as `scale(2 x, 1 / m, plant)`: the value
+    /// is right whatever the plant, so the first derivative is right, and
+    /// the plant is in the derivative of the rule, the second derivative.
+    struct MeanSquare {
+        plant: Plant,
+    }
+    impl<T: Element> Op<T> for MeanSquare {
+        fn name(&self) -> &'static str {
+            "planted_mean_square"
+        }
+        fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+            let m = T::cast(x[0].len() as f64);
+            ArcArray::from_elem(IxDyn(&[]), x[0].iter().fold(T::zero(), |s, &a| s + a * a) / m)
+        }
+        fn jvp(&self, _: &[&Value<T>], _: &Value<T>, _: &[Option<&Value<T>>]) -> Value<T> {
+            unimplemented!("planted ops have no forward mode")
+        }
+        fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, _: &[bool]) -> Grads<B::V> {
+            let shape = b.shape(x[0]);
+            let m = T::cast(shape.iter().product::<usize>() as f64);
+            let two_x = b.scale(x[0], T::cast(2.0));
+            let d = b.apply(Scale { c: T::one() / m, plant: self.plant }, &[&two_x]);
+            smallvec![Some(b.mul(&b.broadcast_to(g, &shape), &d))]
+        }
+    }
+
+    /// `sum(x^2) / m` with a right first derivative and the second
+    /// derivative `plant` says.
+    #[track_caller]
+    pub(crate) fn mean_square<'t, T: Element>(x: Tensor<'t, T>, plant: Plant) -> Tensor<'t, T> {
+        x.tape().record(MeanSquare { plant }, &[&x])
+    }
+}
