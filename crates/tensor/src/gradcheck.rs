@@ -40,7 +40,9 @@ impl Default for GradcheckOptions {
     }
 }
 
-/// The result of a check for one input.
+/// The result of a check for one input. A NaN in either gradient makes
+/// both errors NaN (and the check fail), so a report never shows a NaN
+/// gradient as a small error.
 ///
 /// ```
 /// use tapegrad_tensor::{gradcheck, ndarray::arr1};
@@ -56,6 +58,37 @@ pub struct InputCheck {
     pub max_rel_err: f64,
     /// Whether every element met the tolerance.
     pub passed: bool,
+}
+
+impl InputCheck {
+    /// A check of no elements yet.
+    pub(crate) fn new() -> Self {
+        InputCheck { max_abs_err: 0.0, max_rel_err: 0.0, passed: true }
+    }
+
+    /// Adds one element: `analytic` against `numeric`, which it meets when
+    /// `|analytic - numeric| <= atol + rtol * |numeric|`. NaN is kept in
+    /// the maxima (`f64::max` would drop it) and fails the tolerance.
+    pub(crate) fn add(&mut self, analytic: f64, numeric: f64, atol: f64, rtol: f64) {
+        let abs = (analytic - numeric).abs();
+        let scale = analytic.abs().max(numeric.abs());
+        // An infinite error against a finite value is all of it: 1.
+        let rel = if abs.is_infinite() {
+            1.0
+        } else if abs.is_nan() || scale > 0.0 {
+            abs / scale
+        } else {
+            0.0
+        };
+        let max = |acc: f64, v: f64| if acc.is_nan() || v.is_nan() { f64::NAN } else { acc.max(v) };
+        self.max_abs_err = max(self.max_abs_err, abs);
+        self.max_rel_err = max(self.max_rel_err, rel);
+        // NaN fails: it is not less than or equal to the tolerance.
+        let within = abs <= atol + rtol * numeric.abs();
+        if !within {
+            self.passed = false;
+        }
+    }
 }
 
 /// The result of [`gradcheck`]: one [`InputCheck`] per input, in order.
@@ -160,7 +193,7 @@ where
             .get(*x)
             .map(|g| g.as_standard_layout().into_owned())
             .unwrap_or_else(|| ArrayD::zeros(inputs[i].raw_dim()));
-        let mut check = InputCheck { max_abs_err: 0.0, max_rel_err: 0.0, passed: true };
+        let mut check = InputCheck::new();
         for k in 0..inputs[i].len() {
             let x0 = inputs[i].as_slice().expect("standard layout")[k];
             let at = |args: &mut Vec<ArrayD<f64>>, v: f64| {
@@ -173,18 +206,77 @@ where
             at(&mut args, x0);
             let numeric = (fp - fm) / (2.0 * opts.eps);
             let a = analytic.as_slice().expect("standard layout")[k];
-            let abs = (a - numeric).abs();
-            let scale = a.abs().max(numeric.abs());
-            let rel = if scale > 0.0 { abs / scale } else { 0.0 };
-            check.max_abs_err = check.max_abs_err.max(abs);
-            check.max_rel_err = check.max_rel_err.max(rel);
-            // NaN fails: it is not less than or equal to the tolerance.
-            let within = abs <= opts.atol + opts.rtol * numeric.abs();
-            if !within {
-                check.passed = false;
-            }
+            check.add(a, numeric, opts.atol, opts.rtol);
         }
         report.push(check);
     }
     GradcheckReport { inputs: report }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::planted::{mean_square, scale, Plant};
+    use ndarray::arr2;
+
+    /// Two of the six elements exceed 1, where [`Plant::Nan`] gives NaN.
+    fn x() -> ArrayD<f64> {
+        arr2(&[[0.3, -1.2, 1.5], [2.0, 0.7, -0.4]]).into_dyn()
+    }
+
+    #[test]
+    fn gradcheck_passes_the_right_rules_of_the_planted_ops() {
+        for r in [
+            gradcheck(|x| scale(x[0], 0.5, Plant::Right), &[x()]),
+            gradcheck(|x| scale(x[0].sum(), 1.0 / 6.0, Plant::Right), &[x()]),
+            gradcheck(|x| mean_square(x[0], Plant::Right), &[x()]),
+        ] {
+            assert!(r.passed(), "{r}");
+            assert!(r.inputs[0].max_rel_err < 1e-8, "{r}");
+        }
+    }
+
+    #[test]
+    fn gradcheck_fails_a_gradient_twice_too_large_on_its_input_only() {
+        let r = gradcheck(|x| scale(x[0], 0.5, Plant::Twice) + x[1], &[x(), x()]);
+        assert!(!r.passed() && !r.inputs[0].passed && r.inputs[1].passed, "{r}");
+        // |2 d - d| / |2 d| = 1/2, up to the central difference's error
+        // (~1e-10 for a linear function): 1e-6 leaves room.
+        approx::assert_abs_diff_eq!(r.inputs[0].max_rel_err, 0.5, epsilon = 1e-6);
+        assert!(r.to_string().contains("input 0") && r.to_string().contains("FAIL"), "{r}");
+    }
+
+    #[test]
+    fn gradcheck_fails_a_mean_without_its_1_over_m() {
+        let r = gradcheck(|x| scale(x[0].sum(), 1.0 / 6.0, Plant::Unscaled), &[x()]);
+        assert!(!r.passed(), "{r}");
+        // The analytic gradient is m = 6 times the numeric one: relative
+        // error 1 - 1/6, to the finite difference's ~1e-10.
+        approx::assert_abs_diff_eq!(r.inputs[0].max_rel_err, 5.0 / 6.0, epsilon = 1e-6);
+    }
+
+    #[test]
+    fn gradcheck_fails_a_nan_gradient_and_reports_the_nan() {
+        // Two NaN elements among four finite and right ones: the maxima are
+        // NaN, not the largest finite error (f64::max drops NaN, which made
+        // the report read "0.000e0 0.000e0 FAIL").
+        let r = gradcheck(|x| scale(x[0], 0.5, Plant::Nan), &[x()]);
+        assert!(!r.passed(), "{r}");
+        assert!(r.inputs[0].max_abs_err.is_nan() && r.inputs[0].max_rel_err.is_nan(), "{r}");
+        let line = r.to_string().lines().nth(1).expect("a line for input 0").to_string();
+        assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["input", "0", "NaN", "NaN", "FAIL"], "{r}");
+    }
+
+    #[test]
+    fn input_check_keeps_nan_and_infinity_in_its_maxima() {
+        let mut c = InputCheck::new();
+        c.add(1.0, 1.0, 1e-7, 1e-6);
+        assert!(c.passed && c.max_abs_err == 0.0 && c.max_rel_err == 0.0);
+        c.add(f64::NAN, 0.0, 1e-7, 1e-6); // NaN against 0: no scale to divide by
+        c.add(2.0, 2.0, 1e-7, 1e-6); // a later right element does not hide it
+        assert!(!c.passed && c.max_abs_err.is_nan() && c.max_rel_err.is_nan(), "{c:?}");
+        let mut c = InputCheck::new();
+        c.add(f64::INFINITY, 1.0, 1e-7, 1e-6);
+        assert!(!c.passed && c.max_abs_err == f64::INFINITY && c.max_rel_err == 1.0, "{c:?}");
+    }
 }

@@ -171,6 +171,12 @@ where
 /// direction `v`, it compares the Hessian-vector product from grad of grad
 /// with `(grad s(x + eps v) - grad s(x - eps v)) / 2 eps`, per input.
 ///
+/// The differences are of the reverse-mode gradients, so this checks the
+/// derivatives of the backward rules (as [`Tape::grad_graph`] records
+/// them) against the rules themselves, not the rules against `f`: a wrong
+/// first derivative that is differentiated consistently passes here and
+/// fails [`gradcheck`](crate::gradcheck). Run both.
+///
 /// ```
 /// use tapegrad_tensor::{gradgradcheck, ndarray::arr1};
 /// let r = gradgradcheck(|x| x[0].tanh() * x[1], &[arr1(&[0.3, -0.7]).into_dyn(), arr1(&[1.5, 0.2]).into_dyn()]);
@@ -215,17 +221,9 @@ where
     let (gp, gm) = (grad_at(&shifted(1.0)), grad_at(&shifted(-1.0)));
     let checks = (0..inputs.len())
         .map(|i| {
-            let mut c = InputCheck { max_abs_err: 0.0, max_rel_err: 0.0, passed: true };
+            let mut c = InputCheck::new();
             Zip::from(&analytic[i]).and(&gp[i]).and(&gm[i]).for_each(|&a, &p, &m| {
-                let numeric = (p - m) / (2.0 * opts.eps);
-                let abs = (a - numeric).abs();
-                let scale = a.abs().max(numeric.abs());
-                c.max_abs_err = c.max_abs_err.max(abs);
-                c.max_rel_err = c.max_rel_err.max(if scale > 0.0 { abs / scale } else { 0.0 });
-                let within = abs <= opts.atol + opts.rtol * numeric.abs();
-                if !within {
-                    c.passed = false;
-                }
+                c.add(a, (p - m) / (2.0 * opts.eps), opts.atol, opts.rtol);
             });
             c
         })
@@ -247,4 +245,61 @@ where
     F: for<'t> Fn(&[Tensor<'t, f64>]) -> Tensor<'t, f64>,
 {
     hvp(f, x, v).into_iter().map(|a| a.to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck;
+    use crate::testutil::planted::{mean_square, Plant};
+    use ndarray::arr2;
+
+    /// Three of the six elements exceed 0.5, where [`Plant::Nan`]'s scale
+    /// (of `2 x`) gives NaN.
+    fn x() -> ArrayD<f64> {
+        arr2(&[[0.3, -1.2, 1.5], [2.0, 0.7, -0.4]]).into_dyn()
+    }
+
+    #[test]
+    fn gradgradcheck_passes_the_right_second_derivative() {
+        let r = gradgradcheck(|x| mean_square(x[0], Plant::Right), &[x()]);
+        assert!(r.passed(), "{r}");
+        assert!(r.inputs[0].max_rel_err < 1e-8, "{r}");
+    }
+
+    #[test]
+    fn gradgradcheck_fails_a_second_derivative_twice_too_large() {
+        let r = gradgradcheck(|x| mean_square(x[0], Plant::Twice), &[x()]);
+        assert!(!r.passed(), "{r}");
+        // |2 h - h| / |2 h| = 1/2; the difference of gradients of a
+        // quadratic is exact up to rounding (~1e-11 with eps 1e-5).
+        approx::assert_abs_diff_eq!(r.inputs[0].max_rel_err, 0.5, epsilon = 1e-6);
+    }
+
+    #[test]
+    fn gradgradcheck_fails_a_second_derivative_without_its_1_over_m() {
+        let r = gradgradcheck(|x| mean_square(x[0], Plant::Unscaled), &[x()]);
+        assert!(!r.passed(), "{r}");
+        // 2 instead of 2/m with m = 6: relative error 1 - 1/6.
+        approx::assert_abs_diff_eq!(r.inputs[0].max_rel_err, 5.0 / 6.0, epsilon = 1e-6);
+    }
+
+    #[test]
+    fn gradgradcheck_fails_a_nan_second_derivative_and_reports_the_nan() {
+        let r = gradgradcheck(|x| mean_square(x[0], Plant::Nan), &[x()]);
+        assert!(!r.passed(), "{r}");
+        assert!(r.inputs[0].max_abs_err.is_nan() && r.inputs[0].max_rel_err.is_nan(), "{r}");
+        assert!(r.to_string().contains("NaN          NaN  FAIL"), "{r}");
+    }
+
+    #[test]
+    fn a_wrong_second_derivative_passes_gradcheck_and_fails_gradgradcheck() {
+        for plant in [Plant::Twice, Plant::Unscaled, Plant::Nan] {
+            // The first derivative is right whatever the plant.
+            let first = gradcheck(|x| mean_square(x[0], plant), &[x()]);
+            assert!(first.passed(), "{plant:?}: {first}");
+            let second = gradgradcheck(|x| mean_square(x[0], plant), &[x()]);
+            assert!(!second.passed(), "{plant:?}: {second}");
+        }
+    }
 }

@@ -42,6 +42,8 @@ mod backward;
 mod gradcheck;
 mod higher;
 mod ops;
+#[cfg(test)]
+mod registry;
 mod repr;
 mod tape;
 #[cfg(test)]

@@ -168,73 +168,8 @@ impl<T: Element> Repr<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{gradcheck, Tape, Tensor};
-    use ndarray::{arr0, arr2, ArrayD};
-
-    type F = for<'t> fn(&[Tensor<'t, f64>]) -> Tensor<'t, f64>;
-
-    /// Every op with a scalar form, alone and chained, on 1 or 2 inputs.
-    fn scalar_ops() -> Vec<(&'static str, F)> {
-        vec![
-            ("add", |x| x[0] + x[1]),
-            ("sub", |x| x[0] - x[1]),
-            ("mul", |x| x[0] * x[1]),
-            ("div", |x| x[0] / x[1]),
-            ("neg", |x| -x[0]),
-            ("add_scalar", |x| x[0] + 0.3),
-            ("mul_scalar", |x| x[0] * -1.7),
-            ("pow", |x| x[0].abs().pow(x[1])),
-            ("exp", |x| x[0].exp()),
-            ("log", |x| x[0].abs().log()),
-            ("sqrt", |x| x[0].abs().sqrt()),
-            ("abs", |x| x[0].abs()),
-            ("tanh", |x| x[0].tanh()),
-            ("sigmoid", |x| x[0].sigmoid()),
-            ("relu", |x| x[0].relu()),
-            ("softplus", |x| x[0].softplus()),
-            ("powf", |x| x[0].powf(3.0) + x[0].powf(2.0)),
-            ("maximum", |x| x[0].maximum(x[1])),
-            ("minimum", |x| x[0].minimum(x[1])),
-            ("clamp", |x| x[0].clamp(-0.5, 0.5)),
-            ("bce_with_logits", |x| x[0].bce_with_logits(x[1].sigmoid())),
-            ("w4 chain", |x| ((x[0] * x[1] + x[1]).tanh() - x[0]) * x[0]),
-        ]
-    }
-
-    /// The value and the gradients of `f` at `inputs`, and whether every
-    /// op was recorded in the scalar lane. With `arrays`, non-finite
-    /// tracing is on, which keeps every op on arrays (forward and backward).
-    fn run(f: F, inputs: &[ArrayD<f64>], arrays: bool) -> (f64, Vec<f64>, bool) {
-        let tape = Tape::<f64>::new();
-        tape.trace_nonfinite(arrays);
-        let xs: Vec<_> = inputs.iter().map(|a| tape.var(a.clone())).collect();
-        let y = f(&xs);
-        let lane = tape.nodes.borrow().iter().all(|n| n.op.is_none() || n.scalar);
-        let g = tape.backward(y);
-        let grads = xs.iter().map(|&x| g.get(x).map_or(0.0, |v| v.iter().sum())).collect();
-        (y.item(), grads, lane)
-    }
-
-    #[test]
-    fn the_scalar_lane_computes_what_the_array_lane_does() {
-        // Inputs away from the kinks of abs, relu, clamp and max at 0 and
-        // from the tie of maximum/minimum; ranks 2 and 0 mixed, so the
-        // result has rank 2.
-        let inputs = [arr2(&[[0.4f64]]).into_dyn(), arr0(-1.3f64).into_dyn()];
-        for (name, f) in scalar_ops() {
-            let (y, g, lane) = run(f, &inputs, false);
-            let (ya, ga, lane_a) = run(f, &inputs, true);
-            assert!(lane && !lane_a, "{name}: lanes");
-            // The same formulas in the same order: equal to the last bit.
-            assert_eq!(y.to_bits(), ya.to_bits(), "{name}: value {y} vs {ya}");
-            for (a, b) in g.iter().zip(&ga) {
-                assert_eq!(a.to_bits(), b.to_bits(), "{name}: gradient {a} vs {b}");
-            }
-            // And against finite differences, in the scalar lane.
-            let report = gradcheck(f, &inputs);
-            assert!(report.passed(), "{name}: {report}");
-        }
-    }
+    use crate::Tape;
+    use ndarray::{arr0, arr2};
 
     #[test]
     fn numbers_mix_with_arrays_and_keep_their_shape() {

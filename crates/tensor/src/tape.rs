@@ -217,8 +217,7 @@ impl<T: Element> Tape<T> {
     }
 
     /// Drops every recorded node but keeps the storage, so the next
-    /// iteration of a training loop records into the same memory. Tensors
-    /// from before the clear are invalid afterwards: using one panics.
+    /// iteration of a training loop records into the same memory.
     ///
     /// ```
     /// use tapegrad_tensor::{ndarray::arr1, Tape};
@@ -228,6 +227,18 @@ impl<T: Element> Tape<T> {
     /// assert_eq!(tape.len(), 2);
     /// tape.clear();
     /// assert!(tape.is_empty());
+    /// ```
+    ///
+    /// A tensor from before the clear cannot be used after it: the tensor
+    /// borrows the tape and `clear` takes the tape mutably, so the use does
+    /// not compile (error E0502).
+    ///
+    /// ```compile_fail,E0502
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let mut tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[1.0]));
+    /// tape.clear();
+    /// let _ = x.exp(); // x still borrows the tape that clear took mutably
     /// ```
     pub fn clear(&mut self) {
         tapegrad_kernels::pool::recycle_boxes(

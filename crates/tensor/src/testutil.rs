@@ -1,13 +1,14 @@
-//! Helpers for op tests: random inputs and the standard op check.
+//! Helpers for op tests: random inputs drawn from a domain.
 
-use crate::{gradcheck, Element, Tape, Tensor};
-use ndarray::{ArrayD, IxDyn, Zip};
+use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-/// Where random test inputs are drawn from.
-#[derive(Clone, Copy)]
+/// Where random test inputs are drawn from: each op's inputs come from a
+/// domain where it is smooth, away from its kinks by much more than the
+/// finite-difference steps (1e-6 for gradcheck, 1e-5 for gradgradcheck).
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Domain {
     /// Standard normal.
     Normal,
@@ -15,6 +16,11 @@ pub(crate) enum Domain {
     Positive,
     /// |x| uniform on [0.2, 2] with a random sign: away from kinks at 0.
     AwayFromZero,
+    /// Standard normal, redrawn while within 0.05 of one of the points:
+    /// away from kinks elsewhere than at 0 (clamp's bounds).
+    AwayFrom(&'static [f64]),
+    /// 0 or 1 with equal odds: the targets of a cross-entropy.
+    Labels,
 }
 
 pub(crate) fn random(shape: &[usize], domain: Domain, seed: u64) -> ArrayD<f64> {
@@ -30,71 +36,114 @@ pub(crate) fn random(shape: &[usize], domain: Domain, seed: u64) -> ArrayD<f64> 
                 -m
             }
         }
+        Domain::AwayFrom(points) => loop {
+            let v: f64 = StandardNormal.sample(&mut rng);
+            if points.iter().all(|p| (v - p).abs() >= 0.05) {
+                break v;
+            }
+        },
+        Domain::Labels => {
+            if rng.random_bool(0.5) {
+                1.0
+            } else {
+                0.0
+            }
+        }
     })
 }
 
-/// Checks an op written as a generic function: its f64 gradient against
-/// finite differences (random upstream gradient), and its f32 forward
-/// against the f64 forward.
-pub(crate) fn check_op(
-    f64_fn: for<'t> fn(&[Tensor<'t, f64>]) -> Tensor<'t, f64>,
-    f32_fn: for<'t> fn(&[Tensor<'t, f32>]) -> Tensor<'t, f32>,
-    shapes: &[&[usize]],
-    domain: Domain,
-) {
-    let inputs: Vec<ArrayD<f64>> =
-        shapes.iter().enumerate().map(|(i, s)| random(s, domain, 17 + i as u64)).collect();
-    check_op_at(f64_fn, f32_fn, &inputs);
-}
+/// Ops with planted wrong backward rules, to show that the checkers fail
+/// on them (a checker that always passed would pass every op test).
+pub(crate) mod planted {
+    use crate::ops::backend::Backend;
+    use crate::ops::{Grads, Op};
+    use crate::{Element, Tensor, Value};
+    use ndarray::{ArcArray, IxDyn};
+    use smallvec::smallvec;
 
-/// [`check_op`] at given inputs.
-pub(crate) fn check_op_at(
-    f64_fn: for<'t> fn(&[Tensor<'t, f64>]) -> Tensor<'t, f64>,
-    f32_fn: for<'t> fn(&[Tensor<'t, f32>]) -> Tensor<'t, f32>,
-    inputs: &[ArrayD<f64>],
-) {
-    let report = gradcheck(f64_fn, inputs);
-    assert!(report.passed(), "gradient check failed:\n{report}");
-    // Every gradient has its input's shape.
-    let tape = Tape::<f64>::new();
-    let xs: Vec<_> = inputs.iter().map(|a| tape.var(a.clone())).collect();
-    let y = f64_fn(&xs);
-    let want = y.value();
-    let g = tape.backward(y.sum());
-    for (x, a) in xs.iter().zip(inputs) {
-        if let Some(gx) = g.get(*x) {
-            assert_eq!(gx.shape(), a.shape(), "gradient shape");
+    /// Which rule a planted op has.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) enum Plant {
+        /// The right rule.
+        Right,
+        /// Twice the right gradient.
+        Twice,
+        /// The scale `c` forgotten: a mean's missing `1/m`.
+        Unscaled,
+        /// NaN wherever the input exceeds 1, the right gradient elsewhere.
+        Nan,
+    }
+
+    /// `y = c x` elementwise, with the backward rule `plant` says (the
+    /// right one is `dx = c g`).
+    struct Scale<T> {
+        c: T,
+        plant: Plant,
+    }
+    impl<T: Element> Op<T> for Scale<T> {
+        fn name(&self) -> &'static str {
+            "planted_scale"
+        }
+        fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+            let c = self.c;
+            x[0].mapv(|a| a * c).into_shared()
+        }
+        fn jvp(&self, _: &[&Value<T>], _: &Value<T>, _: &[Option<&Value<T>>]) -> Value<T> {
+            unimplemented!("planted ops have no forward mode")
+        }
+        fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, _: &[bool]) -> Grads<B::V> {
+            let c = self.c;
+            let dx = match self.plant {
+                Plant::Right => b.scale(g, c),
+                Plant::Twice => b.scale(g, c + c),
+                Plant::Unscaled => g.clone(),
+                Plant::Nan => {
+                    let nan = b.map_const(x[0], |v| if v > T::one() { T::nan() } else { T::one() });
+                    b.mul(&b.scale(g, c), &nan)
+                }
+            };
+            smallvec![Some(dx)]
         }
     }
-    // f32 forward agrees with f64 to f32 precision: inputs of order 1 and a
-    // few ops give relative errors of a few f32 ulps (1.2e-7 each).
-    let tape32 = Tape::<f32>::new();
-    let xs32: Vec<_> = inputs.iter().map(|a| tape32.var(a.mapv(|v| v as f32))).collect();
-    let got = f32_fn(&xs32).value();
-    assert_eq!(got.shape(), want.shape());
-    Zip::from(&got).and(&want).for_each(|&a, &b| {
-        assert!(
-            approx::relative_eq!(a.as_f64(), b, epsilon = 1e-5, max_relative = 1e-5),
-            "f32 forward {a} vs f64 {b}"
-        );
-    });
-}
 
-/// Defines a test that checks an op expression with [`check_op`].
-macro_rules! op_test {
-    ($name:ident, |$x:ident| $body:expr, $shapes:expr) => {
-        op_test!($name, |$x| $body, $shapes, $crate::testutil::Domain::Normal);
-    };
-    ($name:ident, |$x:ident| $body:expr, $shapes:expr, $domain:expr) => {
-        #[test]
-        fn $name() {
-            #[allow(unused_imports)]
-            use $crate::Element;
-            fn f<'t, T: $crate::Element>($x: &[$crate::Tensor<'t, T>]) -> $crate::Tensor<'t, T> {
-                $body
-            }
-            $crate::testutil::check_op(f::<f64>, f::<f32>, $shapes, $domain);
+    /// `c x` with the rule `plant` says: with [`Plant::Right`] an ordinary
+    /// scaling, otherwise a wrong first derivative.
+    #[track_caller]
+    pub(crate) fn scale<'t, T: Element>(x: Tensor<'t, T>, c: T, plant: Plant) -> Tensor<'t, T> {
+        x.tape().record(Scale { c, plant }, &[&x])
+    }
+
+    /// `y = sum(x^2) / m` over the `m` elements of `x`, with the right
+    /// gradient `2 x / m` computed as `scale(2 x, 1 / m, plant)`: the value
+    /// is right whatever the plant, so the first derivative is right, and
+    /// the plant is in the derivative of the rule, the second derivative.
+    struct MeanSquare {
+        plant: Plant,
+    }
+    impl<T: Element> Op<T> for MeanSquare {
+        fn name(&self) -> &'static str {
+            "planted_mean_square"
         }
-    };
+        fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+            let m = T::cast(x[0].len() as f64);
+            ArcArray::from_elem(IxDyn(&[]), x[0].iter().fold(T::zero(), |s, &a| s + a * a) / m)
+        }
+        fn jvp(&self, _: &[&Value<T>], _: &Value<T>, _: &[Option<&Value<T>>]) -> Value<T> {
+            unimplemented!("planted ops have no forward mode")
+        }
+        fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, _: &[bool]) -> Grads<B::V> {
+            let shape = b.shape(x[0]);
+            let m = T::cast(shape.iter().product::<usize>() as f64);
+            let two_x = b.scale(x[0], T::cast(2.0));
+            let d = b.apply(Scale { c: T::one() / m, plant: self.plant }, &[&two_x]);
+            smallvec![Some(b.mul(&b.broadcast_to(g, &shape), &d))]
+        }
+    }
+
+    /// `sum(x^2) / m` with a right first derivative and the second
+    /// derivative `plant` says.
+    #[track_caller]
+    pub(crate) fn mean_square<'t, T: Element>(x: Tensor<'t, T>, plant: Plant) -> Tensor<'t, T> {
+        x.tape().record(MeanSquare { plant }, &[&x])
+    }
 }
-pub(crate) use op_test;

@@ -1,15 +1,13 @@
 //! Higher order: second and third derivatives against analytic forms,
-//! Hessians of a small network, JVP against the reverse-mode Jacobian, and
-//! NaN tracing.
+//! Hessians of a small network, and NaN tracing. (JVP against reverse mode
+//! and gradgradcheck of every op run over the op registry, in
+//! `src/registry.rs`.)
 
 use approx::assert_abs_diff_eq;
 use ndarray::{arr1, Array1, ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tapegrad_tensor::{derivatives, gradgradcheck, hessian, jvp, Phase, Tape, Tensor};
-
-/// A function of tensors, as the checkers take it.
-type TapeFn = for<'a, 't> fn(&'a [Tensor<'t, f64>]) -> Tensor<'t, f64>;
+use tapegrad_tensor::{derivatives, gradgradcheck, hessian, Phase, Tape, Tensor};
 
 fn grid() -> ArrayD<f64> {
     Array1::linspace(-4.0, 4.0, 81).into_dyn()
@@ -108,118 +106,6 @@ fn network_hessian_is_symmetric_and_hvp_matches_finite_differences() {
     assert!(r.passed(), "{r}");
     // Differences of gradients with eps 1e-5: agreement to ~1e-9.
     assert!(r.inputs[0].max_abs_err < 1e-6, "{r}");
-}
-
-#[test]
-fn second_derivatives_of_every_op_pass_gradgradcheck() {
-    let a = || arr1(&[0.7, -0.4, 1.3]).into_dyn();
-    let pos = || arr1(&[0.6, 1.4, 2.1]).into_dyn();
-    let m = || ndarray::arr2(&[[0.3, -0.8], [1.1, 0.5], [-0.2, 0.9]]).into_dyn();
-    let checks: Vec<(&str, TapeFn, Vec<ArrayD<f64>>)> = vec![
-        ("mul", |x| x[0] * x[1] * x[0], vec![a(), pos()]),
-        ("div", |x| x[0] / x[1], vec![a(), pos()]),
-        ("pow", |x| x[1].pow(x[0]), vec![a(), pos()]),
-        ("powf", |x| x[0].powf(2.5), vec![pos()]),
-        ("exp/log", |x| (x[0].exp() + x[1].log()) * x[0], vec![a(), pos()]),
-        ("sqrt", |x| x[0].sqrt() * x[0], vec![pos()]),
-        ("tanh/sigmoid", |x| x[0].tanh() * x[0].sigmoid(), vec![a()]),
-        ("softplus/log_sigmoid", |x| x[0].softplus() * x[0].log_sigmoid(), vec![a()]),
-        ("relu/abs", |x| x[0].relu() * x[0] + x[0].abs() * x[0], vec![a()]),
-        (
-            "max/min/clamp",
-            |x| x[0].maximum(x[1]) * x[0].minimum(x[1]) * x[0].clamp(-0.5, 1.0),
-            vec![a(), pos()],
-        ),
-        ("matmul/t", |x| x[0].t().matmul(x[0]).tanh(), vec![m()]),
-        ("affine_relu", |x| x[0].t().affine_relu(x[0], x[0].t().slice_axis(1, 0..1)).powf(2.0), vec![m()]),
-        (
-            "sum/mean/broadcast",
-            |x| x[0].sum_axes(&[1], true).broadcast_to(&[3, 2]) * x[0].mean_axes(&[0], true),
-            vec![m()],
-        ),
-        ("index/concat", |x| Tensor::concat(&[x[0].index_select(0, &[2, 0]), x[0]], 0).powf(3.0), vec![m()]),
-        ("bce_with_logits", |x| x[0].bce_with_logits(x[0].sigmoid()), vec![a()]),
-        ("where", |x| Tensor::where_(&arr1(&[true, false, true]), x[0] * x[0], x[0].exp()), vec![a()]),
-    ];
-    for (name, f, inputs) in checks {
-        let r = gradgradcheck(f, &inputs);
-        assert!(r.passed(), "{name}\n{r}");
-    }
-}
-
-/// The reverse-mode Jacobian of `f` at `x` (one backward pass per output
-/// element), times `v`.
-fn reverse_jv(f: TapeFn, x: &[ArrayD<f64>], v: &[ArrayD<f64>]) -> ArrayD<f64> {
-    let tape = Tape::<f64>::new();
-    let xs: Vec<_> = x.iter().map(|a| tape.var(a.clone())).collect();
-    let y = f(&xs);
-    let shape = y.shape();
-    let n: usize = shape.iter().product();
-    let mut out = ArrayD::zeros(IxDyn(&shape));
-    for k in 0..n {
-        let mut seed = ArrayD::zeros(IxDyn(&shape));
-        seed.as_slice_mut().unwrap()[k] = 1.0;
-        let g = tape.backward_with(y, seed);
-        let mut s = 0.0;
-        for (xi, vi) in xs.iter().zip(v) {
-            if let Some(gi) = g.get(*xi) {
-                s += gi.iter().zip(vi.iter()).map(|(a, b)| a * b).sum::<f64>();
-            }
-        }
-        out.as_slice_mut().unwrap()[k] = s;
-    }
-    out
-}
-
-#[test]
-fn jvp_equals_reverse_mode_jacobian_times_vector() {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let mut rand = |shape: &[usize], lo: f64| {
-        ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(lo..lo + 1.5))
-    };
-    let fs: Vec<(TapeFn, Vec<Vec<usize>>, f64)> = vec![
-        (|x| (x[0].matmul(x[1]) + x[2]).tanh() * x[0].sum(), vec![vec![3, 4], vec![4, 5], vec![3, 1]], -0.7),
-        (
-            |x| x[0].affine_relu(x[1], x[2]).sigmoid().mean_axes(&[1], true),
-            vec![vec![2, 3], vec![3, 70], vec![2, 1]],
-            -0.7,
-        ),
-        (
-            |x| (x[0].exp() * x[1].sigmoid() / x[0].sqrt()).pow(x[1]).softplus() + x[0].log(),
-            vec![vec![2, 3], vec![2, 3]],
-            0.3,
-        ),
-        (
-            |x| {
-                Tensor::concat(&[x[0].t(), x[1]], 0)
-                    .index_select(1, &[1, 0, 1])
-                    .reshape(&[18])
-                    .reshape(&[6, 3])
-                    .maximum(x[1].t().reshape(&[6, 1]) * 0.5)
-            },
-            vec![vec![2, 3], vec![3, 2]],
-            -0.7,
-        ),
-        (
-            |x| {
-                x[0].bce_with_logits(x[1].sigmoid()).sum()
-                    * x[0].broadcast_to(&[2, 2, 2]).sum_axes(&[0, 2], false).mean()
-            },
-            vec![vec![2, 2], vec![2, 2]],
-            -0.7,
-        ),
-    ];
-    for (f, shapes, lo) in fs {
-        let x: Vec<ArrayD<f64>> = shapes.iter().map(|s| rand(s, lo)).collect();
-        let v: Vec<ArrayD<f64>> = shapes.iter().map(|s| rand(s, -0.75)).collect();
-        let (_, dy) = jvp(f, &x, &v);
-        let want = reverse_jv(f, &x, &v);
-        assert_eq!(dy.shape(), want.shape());
-        for (a, b) in dy.iter().zip(want.iter()) {
-            // Same derivatives, summed in different orders.
-            assert_abs_diff_eq!(*a, *b, epsilon = 1e-12 * (1.0 + b.abs()));
-        }
-    }
 }
 
 #[test]

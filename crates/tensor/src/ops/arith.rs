@@ -330,23 +330,6 @@ scalar_lhs!(f64);
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{op_test, Domain};
-
-    op_test!(add_grad_matches_finite_difference, |x| x[0] + x[1], &[&[3, 4], &[3, 4]]);
-    op_test!(add_broadcast_column_row, |x| x[0] + x[1], &[&[3, 1], &[1, 4]]);
-    op_test!(add_broadcast_guide_bias, |x| x[0] + x[1], &[&[5, 7], &[5, 1]]);
-    op_test!(add_broadcast_rank, |x| x[0] + x[1], &[&[2, 3, 4], &[4]]);
-    op_test!(sub_grad_matches_finite_difference, |x| x[0] - x[1], &[&[3, 1], &[1, 4]]);
-    op_test!(mul_grad_matches_finite_difference, |x| x[0] * x[1], &[&[3, 1], &[1, 4]]);
-    op_test!(mul_broadcast_guide_bias, |x| x[0] * x[1], &[&[5, 7], &[5, 1]]);
-    op_test!(div_grad_matches_finite_difference, |x| x[0] / x[1], &[&[3, 1], &[1, 4]], Domain::Positive);
-    op_test!(neg_grad_matches_finite_difference, |x| -x[0], &[&[2, 3]]);
-    op_test!(add_scalar_grad_matches_finite_difference, |x| x[0] + T::cast(1.5), &[&[2, 3]]);
-    op_test!(sub_scalar_grad_matches_finite_difference, |x| x[0] - T::cast(1.5), &[&[2, 3]]);
-    op_test!(mul_scalar_grad_matches_finite_difference, |x| x[0] * T::cast(-2.5), &[&[2, 3]]);
-    op_test!(div_scalar_grad_matches_finite_difference, |x| x[0] / T::cast(4.0), &[&[2, 3]]);
-    op_test!(pow_grad_matches_finite_difference, |x| x[0].pow(x[1]), &[&[3, 1], &[1, 4]], Domain::Positive);
-
     #[test]
     fn scalar_on_the_left() {
         let tape = crate::Tape::<f64>::new();

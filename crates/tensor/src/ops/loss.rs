@@ -88,33 +88,12 @@ impl<'t, T: Element> Tensor<'t, T> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{check_op_at, random, Domain};
-    use crate::{Element, Tape, Tensor};
+    use crate::testutil::{random, Domain};
+    use crate::Tape;
     use ndarray::{arr2, ArrayD};
 
-    fn bce_logits<'t, T: Element>(x: &[Tensor<'t, T>]) -> Tensor<'t, T> {
-        x[0].bce_with_logits(x[1])
-    }
-    fn bce_prob<'t, T: Element>(x: &[Tensor<'t, T>]) -> Tensor<'t, T> {
-        x[0].sigmoid().bce(x[1])
-    }
     fn labels() -> ArrayD<f64> {
         arr2(&[[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]]).into_dyn()
-    }
-
-    #[test]
-    fn bce_with_logits_grad_matches_finite_difference() {
-        check_op_at(bce_logits::<f64>, bce_logits::<f32>, &[random(&[3, 4], Domain::Normal, 3), labels()]);
-    }
-
-    #[test]
-    fn bce_with_logits_broadcast_grad() {
-        check_op_at(bce_logits::<f64>, bce_logits::<f32>, &[random(&[3, 1], Domain::Normal, 3), labels()]);
-    }
-
-    #[test]
-    fn bce_on_probabilities_grad_matches_finite_difference() {
-        check_op_at(bce_prob::<f64>, bce_prob::<f32>, &[random(&[3, 4], Domain::Normal, 4), labels()]);
     }
 
     #[test]

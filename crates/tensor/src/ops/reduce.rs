@@ -247,17 +247,6 @@ impl<'t, T: Element> Tensor<'t, T> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::op_test;
-
-    op_test!(sum_grad_matches_finite_difference, |x| x[0].sum(), &[&[3, 4]]);
-    op_test!(sum_axes_keepdims_grad, |x| x[0].sum_axes(&[1], true) * x[1], &[&[3, 4], &[3, 1]]);
-    op_test!(sum_axes_drop_grad, |x| x[0].sum_axes(&[0, 2], false), &[&[2, 3, 4]]);
-    op_test!(mean_grad_matches_finite_difference, |x| x[0].mean(), &[&[3, 4]]);
-    op_test!(mean_axes_grad_matches_finite_difference, |x| x[0].mean_axes(&[0], true), &[&[3, 4]]);
-    op_test!(reshape_grad_matches_finite_difference, |x| x[0].reshape(&[2, 6]) * x[1], &[&[3, 4], &[2, 6]]);
-    op_test!(reshape_of_transpose_grad, |x| x[0].t().reshape(&[12]), &[&[3, 4]]);
-    op_test!(broadcast_to_grad_matches_finite_difference, |x| x[0].broadcast_to(&[2, 3, 4]), &[&[3, 1]]);
-
     #[test]
     #[should_panic(expected = "broadcast_to: shape [3, 2] cannot be broadcast to [3, 4]")]
     fn broadcast_to_refuses_what_numpy_refuses() {

@@ -282,28 +282,8 @@ impl<'t, T: Element> Tensor<'t, T> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{op_test, Domain};
     use crate::Tape;
     use ndarray::arr1;
-
-    op_test!(exp_grad_matches_finite_difference, |x| x[0].exp(), &[&[3, 4]]);
-    op_test!(log_grad_matches_finite_difference, |x| x[0].log(), &[&[3, 4]], Domain::Positive);
-    op_test!(sqrt_grad_matches_finite_difference, |x| x[0].sqrt(), &[&[3, 4]], Domain::Positive);
-    op_test!(abs_grad_matches_finite_difference, |x| x[0].abs(), &[&[3, 4]], Domain::AwayFromZero);
-    op_test!(powf_grad_matches_finite_difference, |x| x[0].powf(T::cast(2.5)), &[&[3, 4]], Domain::Positive);
-    op_test!(powf_square_grad_matches_finite_difference, |x| x[0].powf(T::cast(2.0)), &[&[3, 4]]);
-    op_test!(powf_cube_of_negatives, |x| x[0].powf(T::cast(3.0)), &[&[3, 4]], Domain::AwayFromZero);
-    op_test!(tanh_grad_matches_finite_difference, |x| x[0].tanh(), &[&[3, 4]]);
-    op_test!(sigmoid_grad_matches_finite_difference, |x| x[0].sigmoid(), &[&[3, 4]]);
-    op_test!(relu_grad_matches_finite_difference, |x| x[0].relu(), &[&[3, 4]], Domain::AwayFromZero);
-    op_test!(softplus_grad_matches_finite_difference, |x| x[0].softplus(), &[&[3, 4]]);
-    op_test!(log_sigmoid_grad_matches_finite_difference, |x| x[0].log_sigmoid(), &[&[3, 4]]);
-    op_test!(
-        scalar_div_lhs_grad_matches_finite_difference,
-        |x| x[0].powf(T::cast(-1.0)) * T::cast(2.0),
-        &[&[3]],
-        Domain::Positive
-    );
 
     #[test]
     fn relu_derivative_at_zero_is_zero() {
