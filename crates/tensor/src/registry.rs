@@ -231,19 +231,22 @@ fn all(_: &Entry) -> bool {
     true
 }
 
-/// The largest of `|a - b| / (atol + rtol |b|)` over two arrays of the same
-/// shape: at most 1 when every element is within tolerance. NaN counts as
-/// out of tolerance.
-fn worst(a: &ArrayD<f64>, b: &ArrayD<f64>, atol: f64, rtol: f64) -> Result<f64, String> {
-    if a.shape() != b.shape() {
-        return Err(format!("shapes {:?} and {:?}", a.shape(), b.shape()));
+/// Whether `got` is within `atol + rtol |want|` of `want` everywhere (NaN
+/// is not); the error names `what` and the worst element's error in units
+/// of its tolerance.
+fn close(what: &str, got: &ArrayD<f64>, want: &ArrayD<f64>, atol: f64, rtol: f64) -> Result<(), String> {
+    if got.shape() != want.shape() {
+        return Err(format!("{what}: shapes {:?} and {:?}", got.shape(), want.shape()));
     }
-    let mut w = 0.0f64;
-    Zip::from(a).and(b).for_each(|&x, &y| {
-        let r = (x - y).abs() / (atol + rtol * y.abs());
-        w = if r.is_nan() || w.is_nan() { f64::NAN } else { w.max(r) };
+    let mut worst = 0.0f64;
+    Zip::from(got).and(want).for_each(|&a, &b| {
+        let r = (a - b).abs() / (atol + rtol * b.abs());
+        worst = if r.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(r) };
     });
-    Ok(w)
+    if worst.is_nan() || worst > 1.0 {
+        return Err(format!("{what} off by {worst:.3e} times the tolerance"));
+    }
+    Ok(())
 }
 
 #[test]
@@ -292,18 +295,12 @@ fn every_entry_in_f32_matches_f64() {
         // summed, so 1e-5 relative plus 1e-5 absolute (for results near 0
         // made of terms of order 1) leaves room without hiding a wrong
         // f32 kernel, whose errors are of the order of the values.
-        let w = worst(&to64(&y32.value()), &y.value().to_owned(), 1e-5, 1e-5)?;
-        if !(w <= 1.0) {
-            return Err(format!("f32 forward off by {w} times the tolerance"));
-        }
-        // Gradients go through one more product with the upstream gradient
-        // and, for broadcast inputs, sums of up to 24 of them: the same
-        // bound, ten times looser.
+        close("f32 forward", &to64(&y32.value()), &y.value().to_owned(), 1e-5, 1e-5)?;
+        // The gradients are a few more roundings of the same size (a
+        // product with the upstream gradient, sums of the same lengths):
+        // the same bound.
         for (i, (x, x32)) in xs.iter().zip(&xs32).enumerate() {
-            let w = worst(&to64(&g32[*x32]), &g[*x].to_owned(), 1e-4, 1e-4)?;
-            if !(w <= 1.0) {
-                return Err(format!("f32 gradient {i} off by {w} times the tolerance"));
-            }
+            close(&format!("f32 gradient {i}"), &to64(&g32[*x32]), &g[*x].to_owned(), 1e-5, 1e-5)?;
         }
         Ok(())
     });
@@ -415,10 +412,7 @@ fn every_entry_jvp_matches_reverse_mode() {
         let want = reverse_jv(e.f64, &x, &v);
         // The same derivatives, summed in different orders: a few roundings
         // of values of order 1.
-        let w = worst(&dy.to_owned(), &want, 1e-12, 1e-12)?;
-        if !(w <= 1.0) {
-            return Err(format!("jvp off by {w} times the tolerance"));
-        }
+        close("jvp", &dy.to_owned(), &want, 1e-12, 1e-12)?;
         Ok(())
     });
 }
@@ -466,16 +460,16 @@ fn linear_entries_are_linear_and_their_jvp_is_the_function_of_the_tangent() {
             // for elementwise ones, the same sums and exact 0/1 masks):
             // equal up to the rounding of a mean's 1/n.
             let fv = value(&v);
-            let w = worst(&dy.to_owned(), &fv, 1e-15, 1e-15)?;
-            if !(w <= 1.0) {
-                return Err(format!("jvp is not f(v): off by {w} times the tolerance"));
-            }
+            close("the jvp against f(v)", &dy.to_owned(), &fv, 1e-15, 1e-15)?;
             // f(x - 1.5 v) = f(x) - 1.5 f(v), up to a few roundings.
             let shifted: Vec<_> = x.iter().zip(&v).map(|(a, d)| a - &(d * 1.5)).collect();
-            let w = worst(&value(&shifted), &(value(&x) - &(fv * 1.5)), 1e-13, 1e-13)?;
-            if !(w <= 1.0) {
-                return Err(format!("not linear: off by {w} times the tolerance"));
-            }
+            close(
+                "f(x - 1.5 v) against f(x) - 1.5 f(v)",
+                &value(&shifted),
+                &(value(&x) - &(fv * 1.5)),
+                1e-13,
+                1e-13,
+            )?;
             Ok(())
         },
     );
@@ -787,7 +781,7 @@ fn a_forgotten_or_wrong_registry_line_is_reported() {
     let ops = ops_in_source();
     let problems = |keep: &dyn Fn(&Entry) -> bool, change: &dyn Fn(&mut Entry)| {
         let mut reg: Vec<Entry> = registry().into_iter().filter(|e| keep(e)).collect();
-        reg.iter_mut().for_each(|e| change(e));
+        reg.iter_mut().for_each(change);
         registry_problems(&ops, &reg).join("\n")
     };
     let same = |e: &mut Entry| {
