@@ -12,54 +12,255 @@
 //! atom   := number | 'x' | 'pi' | 'e' | name '(' expr ')' | '(' expr ')'
 //! name   := exp | log | sqrt | abs | tanh | sigmoid | relu | softplus | log_sigmoid
 //! ```
+//!
+//! The `name` line is the function table of this module (one entry per
+//! function: its name and the tensor op it records), and a test checks the
+//! two agree; [`Formula::functions`] lists the same names.
+//!
+//! Text: whitespace is any Unicode white space (so a no-break space pasted
+//! from a web page is a space); any other character outside ASCII is an
+//! error that names it and points at its column.
+//!
+//! Limits, each a [`FormulaError`] rather than a stack overflow or a
+//! runaway tape: a formula has at most [`Formula::MAX_LEN`] characters, and
+//! nests at most [`Formula::MAX_DEPTH`] levels deep, where each enclosing
+//! parenthesis, function call, unary minus and `^` is one level.
+//!
+//! Constants fold when the formula is parsed: a sub-expression without `x`
+//! (`2 * pi`, `log(2)`) is computed once, in f64, by the same tensor ops on
+//! a one-element tensor (tapegrad's scalar lane), so the functions exist in
+//! exactly one place.
 
 use std::fmt;
-use tapegrad_tensor::{Element, Tensor};
+use tapegrad_tensor::{ndarray, Element, Tape, Tensor};
 
-/// Why a formula did not parse: a message and the byte offset where it
-/// failed. `Display` shows the formula with a caret under that place.
+/// Why a formula did not parse: a message and the place where it failed.
+/// `Display` shows the formula (an excerpt of a long one) with a caret
+/// under that place.
 ///
 /// ```
 /// let err = tapegrad_nn::Formula::parse("x * (1 +").unwrap_err();
 /// assert_eq!(err.position, 8);
+/// assert_eq!(err.column(), 9);
 /// assert!(err.to_string().contains("^"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FormulaError {
     /// The formula as given.
     pub formula: String,
-    /// Byte offset of the failure.
+    /// Byte offset of the failure (on a character boundary).
     pub position: usize,
     /// What was wrong there.
     pub message: String,
 }
 
+impl FormulaError {
+    /// The 1-based column of the failure, counted in characters (not bytes),
+    /// as an editor shows it.
+    ///
+    /// ```
+    /// // A no-break space (U+00A0) is two bytes: '$' is at byte 6, column 5.
+    /// let err = tapegrad_nn::Formula::parse("x\u{a0}*\u{a0}$").unwrap_err();
+    /// assert_eq!((err.position, err.column()), (6, 5));
+    /// ```
+    pub fn column(&self) -> usize {
+        self.formula.char_indices().take_while(|&(i, _)| i < self.position).count() + 1
+    }
+}
+
+/// Characters of the formula shown on each side of the failure when the
+/// formula is too long to show whole.
+const EXCERPT: usize = 30;
+
 impl fmt::Display for FormulaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let col = self.column() - 1;
+        let chars: Vec<char> = self.formula.chars().collect();
+        let (from, to) = if chars.len() <= 2 * EXCERPT + 10 {
+            (0, chars.len())
+        } else {
+            let from = col.saturating_sub(EXCERPT);
+            (from, (col + EXCERPT).min(chars.len()))
+        };
+        let lead = if from > 0 { "..." } else { "" };
+        let tail = if to < chars.len() { "..." } else { "" };
+        let shown: String = chars[from..to].iter().collect();
         write!(
             f,
-            "cannot parse activation formula at column {}: {}\n  {}\n  {}^",
-            self.position + 1,
+            "cannot parse activation formula at column {}: {}\n  {lead}{shown}{tail}\n  {}^",
+            col + 1,
             self.message,
-            self.formula,
-            " ".repeat(self.formula[..self.position.min(self.formula.len())].chars().count())
+            " ".repeat(lead.len() + col - from)
         )
     }
 }
 
 impl std::error::Error for FormulaError {}
 
-/// The unary functions a formula may call; each maps to a tensor op.
-const FUNCTIONS: [&str; 9] =
-    ["exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus", "log_sigmoid"];
+/// The function table: each line is one function a formula may call, its
+/// name in formulas and the tensor op it records. Nothing else lists them:
+/// the enum, the name list, the look-up and the recording are generated
+/// here, so a function cannot be named without an op.
+macro_rules! functions {
+    ($($variant:ident $name:literal => |$t:ident| $op:expr,)*) => {
+        /// A function a formula may call.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Function {
+            $($variant,)*
+        }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Expr {
+        impl Function {
+            /// Every function, in the table's order.
+            const ALL: &'static [Function] = &[$(Function::$variant),*];
+            /// Their names in formulas, in the same order.
+            const NAMES: &'static [&'static str] = &[$($name),*];
+
+            fn name(self) -> &'static str {
+                match self {
+                    $(Function::$variant => $name,)*
+                }
+            }
+
+            fn record<'t, T: Element>(self, arg: Tensor<'t, T>) -> Tensor<'t, T> {
+                match self {
+                    $(Function::$variant => {
+                        let $t = arg;
+                        $op
+                    })*
+                }
+            }
+        }
+    };
+}
+
+functions! {
+    Exp "exp" => |t| t.exp(),
+    Log "log" => |t| t.log(),
+    Sqrt "sqrt" => |t| t.sqrt(),
+    Abs "abs" => |t| t.abs(),
+    Tanh "tanh" => |t| t.tanh(),
+    Sigmoid "sigmoid" => |t| t.sigmoid(),
+    Relu "relu" => |t| t.relu(),
+    Softplus "softplus" => |t| t.softplus(),
+    LogSigmoid "log_sigmoid" => |t| t.log_sigmoid(),
+}
+
+impl Function {
+    fn from_name(name: &str) -> Option<Function> {
+        Function::ALL.iter().copied().find(|f| f.name() == name)
+    }
+}
+
+/// A binary operator of the grammar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+}
+
+/// An operand while a formula is recorded: a number (a constant) or a
+/// tensor. Numbers meet tensors through the scalar ops (`x * 2` records
+/// one `mul_scalar`), not through broadcast tensors.
+enum Val<'t, T: Element> {
+    Num(f64),
+    T(Tensor<'t, T>),
+}
+
+impl<'t, T: Element> Val<'t, T> {
+    fn into_tensor(self, tape: &'t Tape<T>) -> Tensor<'t, T> {
+        match self {
+            Val::Num(c) => tape.scalar(T::cast(c)),
+            Val::T(t) => t,
+        }
+    }
+}
+
+impl BinOp {
+    fn record<'t, T: Element>(self, a: Val<'t, T>, b: Val<'t, T>, tape: &'t Tape<T>) -> Tensor<'t, T> {
+        use BinOp::*;
+        let c = |v: f64| T::cast(v);
+        match (a, b) {
+            (Val::T(a), Val::T(b)) => match self {
+                Add => a + b,
+                Sub => a - b,
+                Mul => a * b,
+                Div => a / b,
+                Pow => a.pow(b),
+            },
+            (Val::T(a), Val::Num(k)) => match self {
+                Add => a + c(k),
+                Sub => a - c(k),
+                Mul => a * c(k),
+                // 1/k in f64, then rounded to T once.
+                Div => a * c(1.0 / k),
+                Pow => a.powf(c(k)),
+            },
+            (Val::Num(k), Val::T(b)) => match self {
+                Add => b + c(k),
+                Sub => -b + c(k),
+                Mul => b * c(k),
+                Div => b.powf(c(-1.0)) * c(k),
+                // k^x = e^(x ln k)
+                Pow => (b * c(k.ln())).exp(),
+            },
+            // Only while constants fold: both become one-element tensors.
+            (a @ Val::Num(_), b @ Val::Num(_)) => {
+                self.record(Val::T(a.into_tensor(tape)), Val::T(b.into_tensor(tape)), tape)
+            }
+        }
+    }
+}
+
+/// One step of a formula in postfix order: operands first, then the
+/// operation that takes them from the stack. A flat program (rather than a
+/// tree) keeps recording, cloning, comparing and dropping free of
+/// recursion, however long the formula.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Instr {
     X,
     Num(f64),
-    Neg(Box<Expr>),
-    Call(&'static str, Box<Expr>),
-    Bin(char, Box<Expr>, Box<Expr>),
+    Neg,
+    Call(Function),
+    Bin(BinOp),
+}
+
+impl Instr {
+    /// How many operands it takes from the stack.
+    fn arity(self) -> usize {
+        match self {
+            Instr::X | Instr::Num(_) => 0,
+            Instr::Neg | Instr::Call(_) => 1,
+            Instr::Bin(_) => 2,
+        }
+    }
+}
+
+/// Runs a postfix program on `x`'s tape. Programs come from the parser,
+/// which emits every operand before its operation.
+fn run<'t, T: Element>(program: &[Instr], x: Tensor<'t, T>) -> Val<'t, T> {
+    let tape = x.tape();
+    fn pop<'t, T: Element>(stack: &mut Vec<Val<'t, T>>) -> Val<'t, T> {
+        stack.pop().expect("the parser emits operands before their operation")
+    }
+    let mut stack: Vec<Val<'t, T>> = Vec::new();
+    for &ins in program {
+        let v = match ins {
+            Instr::X => Val::T(x),
+            Instr::Num(c) => Val::Num(c),
+            Instr::Neg => Val::T(-pop(&mut stack).into_tensor(tape)),
+            Instr::Call(f) => Val::T(f.record(pop(&mut stack).into_tensor(tape))),
+            Instr::Bin(op) => {
+                let b = pop(&mut stack);
+                let a = pop(&mut stack);
+                Val::T(op.record(a, b, tape))
+            }
+        };
+        stack.push(v);
+    }
+    pop(&mut stack)
 }
 
 /// A parsed activation formula in `x`, e.g. `x * sigmoid(1.702 * x)`.
@@ -77,34 +278,69 @@ enum Expr {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Formula {
     source: String,
-    expr: Expr,
-}
-
-/// A value during evaluation: a plain number (constants fold) or a tensor.
-enum Val<'t, T: Element> {
-    Num(f64),
-    T(Tensor<'t, T>),
+    program: Vec<Instr>,
 }
 
 impl Formula {
+    /// The longest formula accepted, in characters.
+    ///
+    /// ```
+    /// use tapegrad_nn::Formula;
+    /// let long = "x+".repeat(Formula::MAX_LEN / 2) + "x";
+    /// assert!(Formula::parse(&long).unwrap_err().message.contains("longer than"));
+    /// ```
+    pub const MAX_LEN: usize = 10_000;
+
+    /// The deepest nesting accepted: each enclosing parenthesis, function
+    /// call, unary minus and `^` is one level.
+    ///
+    /// ```
+    /// use tapegrad_nn::Formula;
+    /// let at = |n: usize| "(".repeat(n) + "x" + &")".repeat(n);
+    /// assert!(Formula::parse(&at(Formula::MAX_DEPTH)).is_ok());
+    /// assert!(Formula::parse(&at(Formula::MAX_DEPTH + 1)).unwrap_err().message.contains("deep"));
+    /// ```
+    pub const MAX_DEPTH: usize = 100;
+
     /// Parses a formula.
     ///
     /// # Errors
-    /// A [`FormulaError`] naming the position and the problem.
+    /// A [`FormulaError`] naming the position and the problem: a syntax
+    /// error, an unknown name (the message lists the functions), a
+    /// character outside ASCII that is not whitespace, or a formula over
+    /// [`Formula::MAX_LEN`] characters or [`Formula::MAX_DEPTH`] levels.
     ///
     /// ```
     /// use tapegrad_nn::Formula;
     /// assert!(Formula::parse("x^3 - 2*x").is_ok());
-    /// assert!(Formula::parse("cosh(x)").unwrap_err().message.contains("unknown function"));
+    /// assert!(Formula::parse("x\u{a0}* 2").is_ok()); // a no-break space is a space
+    /// let err = Formula::parse("cosh(x)").unwrap_err();
+    /// assert!(err.message.contains("unknown function") && err.message.contains("tanh, sigmoid"));
     /// ```
     pub fn parse(source: &str) -> Result<Formula, FormulaError> {
-        let mut p = Parser { src: source, pos: 0 };
-        let expr = p.expr()?;
-        p.skip_ws();
-        if p.pos < source.len() {
-            return Err(p.error("unexpected text after the end of the formula"));
+        let mut p = Parser {
+            src: source,
+            chars: source.char_indices().collect(),
+            pos: 0,
+            depth: 0,
+            program: Vec::new(),
+        };
+        if p.chars.len() > Formula::MAX_LEN {
+            p.pos = Formula::MAX_LEN;
+            return Err(p.error(&format!(
+                "the formula is longer than {} characters ({} characters)",
+                Formula::MAX_LEN,
+                p.chars.len()
+            )));
         }
-        Ok(Formula { source: source.to_string(), expr })
+        p.expr()?;
+        p.skip_ws();
+        match p.peek() {
+            None => {}
+            Some(c) if c.is_ascii() => return Err(p.error("unexpected text after the end of the formula")),
+            Some(c) => return Err(p.error(&non_ascii(c))),
+        }
+        Ok(Formula { source: source.to_string(), program: p.program })
     }
 
     /// The formula as written.
@@ -116,178 +352,202 @@ impl Formula {
         &self.source
     }
 
+    /// The names of the functions a formula may call, in the grammar's
+    /// order.
+    ///
+    /// ```
+    /// let names = tapegrad_nn::Formula::functions();
+    /// assert!(names.contains(&"log_sigmoid"));
+    /// assert!(names.iter().all(|f| tapegrad_nn::Formula::parse(&format!("{f}(x)")).is_ok()));
+    /// ```
+    pub fn functions() -> &'static [&'static str] {
+        Function::NAMES
+    }
+
     /// Records the formula on `x`'s tape, elementwise.
+    ///
+    /// A constant formula (`2`) gives its value at every element of `x`,
+    /// with `x`'s shape, and gradient 0 for `x`, at infinities and NaN too:
+    /// the constant is picked by `where` with a false mask rather than
+    /// computed as `x * 0 + c` (NaN at infinity).
     ///
     /// ```
     /// use tapegrad_nn::Formula;
     /// use tapegrad_tensor::{ndarray::arr1, Tape};
     /// let tape = Tape::<f32>::new();
-    /// let y = Formula::parse("2").unwrap().apply(tape.var(arr1(&[1.0f32, 5.0])));
+    /// let x = tape.var(arr1(&[1.0f32, f32::INFINITY]));
+    /// let y = Formula::parse("2").unwrap().apply(x);
     /// assert_eq!(y.value().as_slice().unwrap(), &[2.0, 2.0]); // a constant keeps x's shape
+    /// assert_eq!(tape.backward(y.sum())[x].as_slice().unwrap(), &[0.0, 0.0]);
     /// ```
     pub fn apply<'t, T: Element>(&self, x: Tensor<'t, T>) -> Tensor<'t, T> {
-        match eval(&self.expr, x) {
+        match run(&self.program, x) {
             Val::T(t) => t,
-            Val::Num(c) => x * T::zero() + T::cast(c),
+            Val::Num(c) => Tensor::where_(&ndarray::arr0(false), x, x.tape().scalar(T::cast(c))),
         }
     }
 }
 
-fn eval<'t, T: Element>(e: &Expr, x: Tensor<'t, T>) -> Val<'t, T> {
-    use Val::{Num, T as Tn};
-    match e {
-        Expr::X => Tn(x),
-        Expr::Num(v) => Num(*v),
-        Expr::Neg(a) => match eval(a, x) {
-            Num(v) => Num(-v),
-            Tn(t) => Tn(-t),
-        },
-        Expr::Call(name, a) => match eval(a, x) {
-            Num(v) => Num(call_scalar(name, v)),
-            Tn(t) => Tn(call(name, t)),
-        },
-        Expr::Bin(op, a, b) => {
-            let (a, b) = (eval(a, x), eval(b, x));
-            let c = |v: f64| T::cast(v);
-            match (op, a, b) {
-                (_, Num(a), Num(b)) => Num(match op {
-                    '+' => a + b,
-                    '-' => a - b,
-                    '*' => a * b,
-                    '/' => a / b,
-                    _ => a.powf(b),
-                }),
-                ('+', Tn(a), Num(b)) | ('+', Num(b), Tn(a)) => Tn(a + c(b)),
-                ('*', Tn(a), Num(b)) | ('*', Num(b), Tn(a)) => Tn(a * c(b)),
-                ('-', Tn(a), Num(b)) => Tn(a - c(b)),
-                ('-', Num(a), Tn(b)) => Tn(-b + c(a)),
-                ('/', Tn(a), Num(b)) => Tn(a * c(1.0 / b)),
-                ('/', Num(a), Tn(b)) => Tn(b.powf(c(-1.0)) * c(a)),
-                ('^', Tn(a), Num(b)) => Tn(a.powf(c(b))),
-                // a^x = e^(x ln a)
-                ('^', Num(a), Tn(b)) => Tn((b * c(a.ln())).exp()),
-                (_, Num(a), Tn(b)) => unreachable!("operator {op} on {a} and {b:?}"),
-                (_, Tn(a), Num(b)) => unreachable!("operator {op} on {a:?} and {b}"),
-                ('+', Tn(a), Tn(b)) => Tn(a + b),
-                ('-', Tn(a), Tn(b)) => Tn(a - b),
-                ('*', Tn(a), Tn(b)) => Tn(a * b),
-                ('/', Tn(a), Tn(b)) => Tn(a / b),
-                (_, Tn(a), Tn(b)) => Tn(a.pow(b)),
-            }
-        }
-    }
-}
-
-fn call<'t, T: Element>(name: &str, t: Tensor<'t, T>) -> Tensor<'t, T> {
-    match name {
-        "exp" => t.exp(),
-        "log" => t.log(),
-        "sqrt" => t.sqrt(),
-        "abs" => t.abs(),
-        "tanh" => t.tanh(),
-        "sigmoid" => t.sigmoid(),
-        "relu" => t.relu(),
-        "softplus" => t.softplus(),
-        _ => t.log_sigmoid(),
-    }
-}
-
-fn call_scalar(name: &str, v: f64) -> f64 {
-    match name {
-        "exp" => v.exp(),
-        "log" => v.ln(),
-        "sqrt" => v.sqrt(),
-        "abs" => v.abs(),
-        "tanh" => v.tanh(),
-        "sigmoid" => 1.0 / (1.0 + (-v).exp()),
-        "relu" => v.max(0.0),
-        "softplus" => v.max(0.0) + (-v.abs()).exp().ln_1p(),
-        _ => -((-v).max(0.0) + (-v.abs()).exp().ln_1p()),
-    }
+/// The message for a character outside ASCII that is not whitespace.
+fn non_ascii(c: char) -> String {
+    format!(
+        "unexpected '{c}' (U+{:04X}): apart from whitespace, formulas are ASCII (operators + - * / ^)",
+        c as u32
+    )
 }
 
 struct Parser<'a> {
     src: &'a str,
+    /// The formula's characters with their byte offsets: the lexer steps
+    /// by character, never into the middle of one.
+    chars: Vec<(usize, char)>,
+    /// Index into `chars`.
     pos: usize,
+    /// Levels of nesting around `pos` (see [`Formula::MAX_DEPTH`]).
+    depth: usize,
+    program: Vec<Instr>,
 }
 
 impl Parser<'_> {
-    fn error(&self, message: &str) -> FormulaError {
-        FormulaError { formula: self.src.to_string(), position: self.pos, message: message.to_string() }
+    /// Byte offset of character `i` (the end of the text past the last).
+    fn byte(&self, i: usize) -> usize {
+        self.chars.get(i).map_or(self.src.len(), |&(b, _)| b)
     }
-    fn skip_ws(&mut self) {
-        while self.peek().is_some_and(|c| c.is_whitespace()) {
-            self.pos += 1;
+    fn error(&self, message: &str) -> FormulaError {
+        FormulaError {
+            formula: self.src.to_string(),
+            position: self.byte(self.pos),
+            message: message.to_string(),
         }
     }
     fn peek(&self) -> Option<char> {
-        self.src[self.pos..].chars().next()
+        self.chars.get(self.pos).map(|&(_, c)| c)
+    }
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.pos += 1;
+        }
     }
     fn eat(&mut self, c: char) -> bool {
         self.skip_ws();
         if self.peek() == Some(c) {
-            self.pos += c.len_utf8();
+            self.pos += 1;
             true
         } else {
             false
         }
     }
-    fn expr(&mut self) -> Result<Expr, FormulaError> {
-        let mut lhs = self.term()?;
+
+    /// Appends one step; when all its operands are constants, computes it
+    /// at once on a one-element f64 tensor and appends the number instead.
+    /// The last `arity` steps being numbers means they are its operands:
+    /// each number is a whole operand.
+    fn emit(&mut self, ins: Instr) {
+        let n = self.program.len();
+        let k = ins.arity();
+        let constant = k > 0 && n >= k && self.program[n - k..].iter().all(|i| matches!(i, Instr::Num(_)));
+        self.program.push(ins);
+        if constant {
+            let snippet = self.program.split_off(n - k);
+            let tape = Tape::<f64>::new();
+            // The snippet has no `x`: this leaf is never read.
+            let unused_x = tape.scalar(f64::NAN);
+            let value = run(&snippet, unused_x).into_tensor(&tape).item();
+            self.program.push(Instr::Num(value));
+        }
+    }
+
+    /// Parses `inner` one nesting level deeper, refusing to go past
+    /// [`Formula::MAX_DEPTH`]. Every cycle of the recursive descent passes
+    /// through here, so the parser's stack stays bounded.
+    fn nested(
+        &mut self,
+        inner: impl FnOnce(&mut Self) -> Result<(), FormulaError>,
+    ) -> Result<(), FormulaError> {
+        if self.depth == Formula::MAX_DEPTH {
+            return Err(self.error(&format!(
+                "the formula nests more than {} levels deep (each parenthesis, function call, unary minus and '^' is a level)",
+                Formula::MAX_DEPTH
+            )));
+        }
+        self.depth += 1;
+        inner(self)?;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn expr(&mut self) -> Result<(), FormulaError> {
+        self.term()?;
         loop {
             let op = if self.eat('+') {
-                '+'
+                BinOp::Add
             } else if self.eat('-') {
-                '-'
+                BinOp::Sub
             } else {
-                return Ok(lhs);
+                return Ok(());
             };
-            lhs = Expr::Bin(op, Box::new(lhs), Box::new(self.term()?));
+            self.term()?;
+            self.emit(Instr::Bin(op));
         }
     }
-    fn term(&mut self) -> Result<Expr, FormulaError> {
-        let mut lhs = self.unary()?;
+    fn term(&mut self) -> Result<(), FormulaError> {
+        self.unary()?;
         loop {
             let op = if self.eat('*') {
-                '*'
+                BinOp::Mul
             } else if self.eat('/') {
-                '/'
+                BinOp::Div
             } else {
-                return Ok(lhs);
+                return Ok(());
             };
-            lhs = Expr::Bin(op, Box::new(lhs), Box::new(self.unary()?));
+            self.unary()?;
+            self.emit(Instr::Bin(op));
         }
     }
-    fn unary(&mut self) -> Result<Expr, FormulaError> {
-        if self.eat('-') {
-            return Ok(Expr::Neg(Box::new(self.unary()?)));
+    fn unary(&mut self) -> Result<(), FormulaError> {
+        self.skip_ws();
+        if self.peek() == Some('-') {
+            self.nested(|p| {
+                p.pos += 1;
+                p.unary()
+            })?;
+            self.emit(Instr::Neg);
+            return Ok(());
         }
         self.power()
     }
-    fn power(&mut self) -> Result<Expr, FormulaError> {
-        let base = self.atom()?;
-        if self.eat('^') {
-            return Ok(Expr::Bin('^', Box::new(base), Box::new(self.unary()?)));
+    fn power(&mut self) -> Result<(), FormulaError> {
+        self.atom()?;
+        self.skip_ws();
+        if self.peek() == Some('^') {
+            self.nested(|p| {
+                p.pos += 1;
+                p.unary()
+            })?;
+            self.emit(Instr::Bin(BinOp::Pow));
         }
-        Ok(base)
+        Ok(())
     }
-    fn atom(&mut self) -> Result<Expr, FormulaError> {
+    fn atom(&mut self) -> Result<(), FormulaError> {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
             None => Err(self.error("expected a number, x, a function or '(' but the formula ended")),
-            Some('(') => {
-                self.pos += 1;
-                let e = self.expr()?;
-                if !self.eat(')') {
-                    return Err(self.error("expected ')'"));
+            Some('(') => self.nested(|p| {
+                p.pos += 1;
+                p.expr()?;
+                if !p.eat(')') {
+                    return Err(p.error("expected ')'"));
                 }
-                Ok(e)
-            }
+                Ok(())
+            }),
             Some(c) if c.is_ascii_digit() || c == '.' => {
-                while self.peek().is_some_and(|c| c.is_ascii_digit() || c == '.') {
-                    self.pos += 1;
-                }
+                let digits = |p: &mut Self, dot: bool| {
+                    while p.peek().is_some_and(|c| c.is_ascii_digit() || (dot && c == '.')) {
+                        p.pos += 1;
+                    }
+                };
+                digits(self, true);
                 // An exponent: 1e-3, 2.5E+2.
                 if self.peek().is_some_and(|c| c == 'e' || c == 'E') {
                     let save = self.pos;
@@ -296,47 +556,65 @@ impl Parser<'_> {
                         self.pos += 1;
                     }
                     if self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                            self.pos += 1;
-                        }
+                        digits(self, false);
                     } else {
                         self.pos = save;
                     }
                 }
-                let text = &self.src[start..self.pos];
-                text.parse::<f64>().map(Expr::Num).map_err(|_| {
-                    self.pos = start;
-                    self.error(&format!("'{text}' is not a number"))
-                })
+                let text = &self.src[self.byte(start)..self.byte(self.pos)];
+                match text.parse::<f64>() {
+                    Ok(v) => {
+                        self.emit(Instr::Num(v));
+                        Ok(())
+                    }
+                    Err(_) => {
+                        self.pos = start;
+                        Err(self.error(&format!("'{text}' is not a number")))
+                    }
+                }
             }
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
                 while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
                     self.pos += 1;
                 }
-                let name = &self.src[start..self.pos];
+                let name = &self.src[self.byte(start)..self.byte(self.pos)];
                 match name {
-                    "x" => return Ok(Expr::X),
-                    "pi" => return Ok(Expr::Num(std::f64::consts::PI)),
-                    "e" => return Ok(Expr::Num(std::f64::consts::E)),
+                    "x" => {
+                        self.emit(Instr::X);
+                        return Ok(());
+                    }
+                    "pi" => {
+                        self.emit(Instr::Num(std::f64::consts::PI));
+                        return Ok(());
+                    }
+                    "e" => {
+                        self.emit(Instr::Num(std::f64::consts::E));
+                        return Ok(());
+                    }
                     _ => {}
                 }
-                let Some(&f) = FUNCTIONS.iter().find(|&&f| f == name) else {
+                let Some(f) = Function::from_name(name) else {
                     self.pos = start;
                     return Err(self.error(&format!(
                         "unknown function or variable '{name}' (the variable is x; functions: {})",
-                        FUNCTIONS.join(", ")
+                        Function::NAMES.join(", ")
                     )));
                 };
                 if !self.eat('(') {
-                    return Err(self.error(&format!("expected '(' after {f}")));
+                    return Err(self.error(&format!("expected '(' after {}", f.name())));
                 }
-                let arg = self.expr()?;
-                if !self.eat(')') {
-                    return Err(self.error("expected ')'"));
-                }
-                Ok(Expr::Call(f, Box::new(arg)))
+                self.nested(|p| {
+                    p.expr()?;
+                    if !p.eat(')') {
+                        return Err(p.error("expected ')'"));
+                    }
+                    Ok(())
+                })?;
+                self.emit(Instr::Call(f));
+                Ok(())
             }
-            Some(c) => Err(self.error(&format!("unexpected '{c}'"))),
+            Some(c) if c.is_ascii() => Err(self.error(&format!("unexpected '{c}'"))),
+            Some(c) => Err(self.error(&non_ascii(c))),
         }
     }
 }
@@ -344,7 +622,7 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapegrad_tensor::{ndarray::arr1, Tape};
+    use tapegrad_tensor::{gradcheck, ndarray::arr1, ndarray::ArrayD, ndarray::IxDyn};
 
     fn at(src: &str, v: f64) -> f64 {
         let tape = Tape::<f64>::new();
@@ -359,6 +637,10 @@ mod tests {
         assert_eq!(at("x / 2 / 2", 8.0), 2.0);
         assert_eq!(at("(1 + x) * 2", 1.0), 4.0);
         assert_eq!(at("1e-1 * x", 10.0), 1.0);
+        assert_eq!(at("x - 1 - 1", 3.0), 1.0);
+        assert_eq!(at("1 - x", 3.0), -2.0);
+        assert_eq!(at("6 / x", 3.0), 2.0);
+        assert_eq!(at("x^x", 2.0), 4.0);
         // 2^x is recorded as exp(x ln 2): a rounding or two from 8.
         approx::assert_relative_eq!(at("2^x", 3.0), 8.0, max_relative = 1e-15);
     }
@@ -375,5 +657,118 @@ mod tests {
         assert!(e.to_string().ends_with("\n  foo(x)\n  ^"), "{e}");
         assert!(Formula::parse("").is_err());
         assert!(Formula::parse("1..2").unwrap_err().message.contains("not a number"));
+    }
+
+    /// The `name := ...` line of the module doc, as a list.
+    fn grammar_names() -> Vec<String> {
+        let line = include_str!("formula.rs")
+            .lines()
+            .find_map(|l| l.strip_prefix("//! name   :="))
+            .expect("the module doc has a `name :=` line");
+        line.split('|').map(|n| n.trim().to_string()).collect()
+    }
+
+    #[test]
+    fn grammar_doc_lists_the_function_table() {
+        assert_eq!(grammar_names(), Function::NAMES);
+        assert_eq!(Formula::functions(), Function::NAMES);
+    }
+
+    #[test]
+    fn readme_lists_the_function_table() {
+        let readme = include_str!("../../../README.md");
+        let mut lines = readme.lines();
+        lines.find(|l| l.ends_with("these functions:")).expect("the README's formula paragraph");
+        let list = lines.next().unwrap().trim_end_matches('.').trim_matches('`');
+        assert_eq!(list.split_whitespace().collect::<Vec<_>>(), Function::NAMES);
+    }
+
+    #[test]
+    fn table_is_consistent_and_every_name_parses() {
+        assert_eq!(Function::ALL.len(), Function::NAMES.len());
+        for (&f, &name) in Function::ALL.iter().zip(Function::NAMES) {
+            assert_eq!(f.name(), name);
+            assert_eq!(Function::from_name(name), Some(f));
+            let parsed = Formula::parse(&format!("{name}(x)")).unwrap();
+            assert_eq!(parsed.program, [Instr::X, Instr::Call(f)], "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_function_error_lists_every_function() {
+        let e = Formula::parse("cosh(x)").unwrap_err();
+        for name in Function::NAMES {
+            assert!(e.message.contains(name), "{name} missing from: {}", e.message);
+        }
+    }
+
+    /// An independent reference for each function (std's f64 maths), by an
+    /// exhaustive match: a function added to the table needs one here.
+    fn reference(f: Function) -> fn(f64) -> f64 {
+        match f {
+            Function::Exp => f64::exp,
+            Function::Log => f64::ln,
+            Function::Sqrt => f64::sqrt,
+            Function::Abs => f64::abs,
+            Function::Tanh => f64::tanh,
+            Function::Sigmoid => |v| 1.0 / (1.0 + (-v).exp()),
+            Function::Relu => |v| v.max(0.0),
+            Function::Softplus => |v| (1.0 + v.exp()).ln(),
+            Function::LogSigmoid => |v| -(1.0 + (-v).exp()).ln(),
+        }
+    }
+
+    #[test]
+    fn every_function_records_its_op() {
+        // Positive points (log and sqrt), away from relu's and abs's kink.
+        let points = [0.3, 1.7, 4.0];
+        for &f in Function::ALL {
+            let formula = Formula::parse(&format!("{}(x)", f.name())).unwrap();
+            for &v in &points {
+                // Independent formulas for the same value: a few roundings apart.
+                approx::assert_relative_eq!(at(formula.source(), v), reference(f)(v), max_relative = 1e-14);
+            }
+            let grid = ArrayD::from_shape_fn(IxDyn(&[2, 3]), |i| 0.2 + 0.7 * (i[0] * 3 + i[1]) as f64);
+            let report = gradcheck(|x| formula.apply(x[0]), &[grid]);
+            assert!(report.passed(), "{}\n{report}", f.name());
+        }
+    }
+
+    #[test]
+    fn constants_fold_through_the_tensor_ops() {
+        let program = |s: &str| Formula::parse(s).unwrap().program;
+        assert_eq!(program("2 * pi"), [Instr::Num(2.0 * std::f64::consts::PI)]);
+        assert_eq!(program("x * (1 + 1)"), [Instr::X, Instr::Num(2.0), Instr::Bin(BinOp::Mul)]);
+        assert_eq!(program("-(2^3) + x"), [Instr::Num(-8.0), Instr::X, Instr::Bin(BinOp::Add)]);
+        // Left-associative: (x + 1) + 1 has no constant sub-expression.
+        assert_eq!(program("x + 1 + 1").len(), 5);
+        for &f in Function::ALL {
+            let folded = program(&format!("{}(0.5)", f.name()));
+            let tape = Tape::<f64>::new();
+            let direct = f.record(tape.var(arr1(&[0.5]))).value()[0];
+            // The folded number is the tensor op's value, bit for bit.
+            assert_eq!(folded, [Instr::Num(direct)], "{}", f.name());
+        }
+    }
+
+    #[test]
+    fn constants_fold_in_f64_for_f32_models() {
+        // 1/3 computed in f64, rounded to f32 once when recorded.
+        let tape = Tape::<f32>::new();
+        let y = Formula::parse("x * (1 / 3)").unwrap().apply(tape.var(arr1(&[3.0f32])));
+        assert_eq!(y.item(), 3.0f32 * (1.0f64 / 3.0) as f32);
+    }
+
+    #[test]
+    fn long_errors_show_an_excerpt_with_the_caret_under_the_failure() {
+        let src = "x+".repeat(100) + "$" + &"+x".repeat(100);
+        let e = Formula::parse(&src).unwrap_err();
+        assert_eq!(e.column(), 201);
+        let text = e.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[1].len() < 80 && lines[1].starts_with("  ...") && lines[1].ends_with("..."), "{text}");
+        let caret = lines[2].find('^').unwrap();
+        assert_eq!(lines[1].as_bytes()[caret], b'$', "{text}");
     }
 }
