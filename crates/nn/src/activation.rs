@@ -1,5 +1,35 @@
 //! Activation functions: the built-ins, formulas parsed from strings, and
 //! closures. None has a derivative written: the tape differentiates them.
+//!
+//! # Derivatives at a kink
+//!
+//! This is the one statement of the convention; the variants, the
+//! gradient checker ([`crate::check::guide_backward`]) and the tests
+//! refer to it. As PyTorch does, the gradient of a piecewise activation at
+//! its kink is the slope of the **left** side:
+//!
+//! | activation | at `x = 0` |
+//! |---|---|
+//! | `relu` | `relu'(0) = 0` (the guide's `relu_backward`, `dZ[Z <= 0] = 0`) |
+//! | `leaky_relu:alpha` | `alpha` |
+//! | `elu:alpha` | `alpha` (so 1 for `elu`, whose two sides meet with slope 1) |
+//!
+//! The same holds in formulas, whose `relu(x)` is the tensor op `relu`.
+//! A formula's `abs(x)` has derivative `sign(0) = 0` at 0, as PyTorch's
+//! `abs`: the mean of the two slopes, not a one-sided one. The built-ins
+//! `sigmoid`, `tanh`, `softplus`, `swish`, `gelu`, `mish` and `identity`
+//! are smooth and have no kink.
+//!
+//! ```
+//! use tapegrad_nn::Activation;
+//! use tapegrad_tensor::{ndarray::arr1, Tape};
+//! for (name, slope_at_0) in [("relu", 0.0), ("leaky_relu:0.2", 0.2), ("elu", 1.0), ("elu:0.5", 0.5)] {
+//!     let tape = Tape::<f64>::new();
+//!     let z = tape.var(arr1(&[0.0]));
+//!     let act = Activation::<f64>::parse(name).unwrap();
+//!     assert_eq!(tape.backward(act.apply(z).sum())[z][0], slope_at_0, "{name}");
+//! }
+//! ```
 
 use crate::formula::{Formula, FormulaError};
 use std::fmt;
@@ -28,13 +58,16 @@ type Closure<T> = Arc<dyn for<'t> Fn(Tensor<'t, T>) -> Tensor<'t, T> + Send + Sy
 pub enum Activation<T: Element> {
     /// `1 / (1 + e^-x)`, the guide's output activation.
     Sigmoid,
-    /// `max(x, 0)`, the guide's hidden activation; relu'(0) = 0.
+    /// `max(x, 0)`, the guide's hidden activation; `relu'(0) = 0` (see
+    /// [the kink convention](crate::activation#derivatives-at-a-kink)).
     Relu,
     /// `tanh x`.
     Tanh,
-    /// `x` for `x > 0`, `alpha x` otherwise.
+    /// `x` for `x > 0`, `alpha x` otherwise; the derivative at 0 is
+    /// `alpha` (see [the kink convention](crate::activation#derivatives-at-a-kink)).
     LeakyRelu(f64),
-    /// `x` for `x > 0`, `alpha (e^x - 1)` otherwise.
+    /// `x` for `x > 0`, `alpha (e^x - 1)` otherwise; the derivative at 0 is
+    /// `alpha` (see [the kink convention](crate::activation#derivatives-at-a-kink)).
     Elu(f64),
     /// `ln(1 + e^x)`.
     Softplus,
@@ -160,11 +193,22 @@ impl<T: Element> Activation<T> {
             Activation::Sigmoid => z.sigmoid(),
             Activation::Relu => z.relu(),
             Activation::Tanh => z.tanh(),
-            // max(x, 0) + alpha min(x, 0); for alpha in [0, 1] also max(x, alpha x).
-            Activation::LeakyRelu(a) => z.relu() - (-z).relu() * c(*a),
+            // Each side picked by a mask that puts 0 on the left side, whose
+            // slope is then the derivative at 0 (the module's kink
+            // convention). Not max(x, 0) + alpha min(x, 0): both relus have
+            // slope 0 at 0, which would give 0 there.
+            Activation::LeakyRelu(a) => {
+                let pos = z.value().mapv(|v| v > T::zero());
+                Tensor::where_(&pos, z, z * c(*a))
+            }
             Activation::Elu(a) => {
                 let neg = z.value().mapv(|v| v <= T::zero());
-                let e = (z.minimum(z * T::zero()).exp() - T::one()) * c(*a);
+                // exp of min(z, 0), with the minimum taken by the mask: the
+                // tie rule of `minimum` would halve the slope at 0, and an
+                // exp of the unused positive side could overflow, giving
+                // 0 * inf = NaN in the backward pass.
+                let z_neg = Tensor::where_(&neg, z, z.tape().scalar(T::zero()));
+                let e = (z_neg.exp() - T::one()) * c(*a);
                 Tensor::where_(&neg, e, z)
             }
             Activation::Softplus => z.softplus(),
@@ -249,6 +293,56 @@ mod tests {
             0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
         });
         check("softplus", &|x| (1.0 + x.exp()).ln());
+    }
+
+    /// `f'(0)` by autodiff, with an upstream gradient of 3 (not 1), so that
+    /// a rule that dropped the upstream factor would show.
+    fn slope_at_zero(name: &str) -> f64 {
+        let act = Activation::<f64>::parse(name).unwrap();
+        let tape = Tape::<f64>::new();
+        let z = tape.var(ArrayD::zeros(IxDyn(&[1])));
+        tape.backward((act.apply(z) * 3.0).sum())[z][0] / 3.0
+    }
+
+    #[test]
+    fn kinks_take_the_left_sides_slope_as_pytorch() {
+        // The module doc's table. Every product here is of exact binary
+        // values (3, alpha, e^0 = 1), so the results are exact; the margin
+        // is one ulp of 1, for the division by 3.
+        for (name, want) in [
+            ("relu", 0.0),
+            ("relu(x)", 0.0),
+            ("leaky_relu", 0.01),
+            ("leaky_relu:0.2", 0.2),
+            ("elu", 1.0),
+            ("elu:0.5", 0.5),
+            ("abs(x)", 0.0),
+        ] {
+            approx::assert_abs_diff_eq!(slope_at_zero(name), want, epsilon = f64::EPSILON);
+        }
+    }
+
+    #[test]
+    fn elu_with_alpha_one_has_slope_one_at_zero() {
+        // Defect 2 of issue 17: the tie rule of minimum(z, 0) gave 0.5.
+        // Exact: alpha * e^0 = 1; the margin allows the division by 3.
+        approx::assert_abs_diff_eq!(slope_at_zero("elu"), 1.0, epsilon = f64::EPSILON);
+    }
+
+    #[test]
+    fn leaky_relu_has_slope_alpha_at_zero() {
+        // Defect 3 of issue 17: relu(z) - alpha relu(-z) gave 0, the guide
+        // and PyTorch alpha. Exact up to the division by 3.
+        approx::assert_abs_diff_eq!(slope_at_zero("leaky_relu:0.3"), 0.3, epsilon = f64::EPSILON);
+    }
+
+    #[test]
+    fn elu_gradient_is_finite_for_huge_inputs() {
+        // The unused exp side must not overflow into the backward pass.
+        let tape = Tape::<f64>::new();
+        let z = tape.var(ArrayD::from_shape_vec(IxDyn(&[3]), vec![1e300, f64::MAX, -1e300]).unwrap());
+        let g = tape.backward(Activation::<f64>::Elu(1.0).apply(z).sum())[z].clone();
+        assert_eq!(g.iter().copied().collect::<Vec<_>>(), [1.0, 1.0, 0.0]);
     }
 
     #[test]

@@ -1,20 +1,24 @@
 //! Checking hand-written backprop: the guide's backward formulas as a
-//! reference implementation, finite differences, and a checker that
-//! compares any user-supplied gradients with tapegrad's.
+//! reference implementation, finite differences, a checker that compares
+//! any user-supplied gradients with tapegrad's, and [`GradCheck`], which
+//! runs all three on a model.
+//!
+//! Every comparison fails on a NaN or an infinity in either gradient, and
+//! reports NaN for it: a broken derivation must never read as correct.
 
 use crate::activation::Activation;
 use crate::error::NnError;
 use crate::loss::Loss;
-use crate::model::{Model, Params};
+use crate::model::{Layer, Model, Params};
 use std::fmt;
 use tapegrad_tensor::ndarray::{Array2, ArrayView2, Axis, Ix2};
 use tapegrad_tensor::{Element, Tape};
 
 /// `g'(z)` for the activations the guide's formulas cover, from `z` and
-/// `a = g(z)`.
+/// `a = g(z)`. At a kink, the left side's slope, as autodiff (see
+/// [the kink convention](crate::activation#derivatives-at-a-kink)).
 fn derivative(act: &Activation<f64>, z: f64, a: f64) -> Option<f64> {
     Some(match act {
-        // relu'(0) = 0, as the guide's relu_backward (dZ[Z <= 0] = 0).
         Activation::Relu => {
             if z > 0.0 {
                 1.0
@@ -43,7 +47,9 @@ fn derivative(act: &Activation<f64>, z: f64, a: f64) -> Option<f64> {
 /// - `dW[l] = dZ[l] A[l-1]^T / m + lambda / m W[l]`
 /// - `db[l] = row sums of dZ[l] / m`
 /// - `dA[l-1] = W[l]^T dZ[l]`
-/// - `dZ[l] = dA[l] * g'(Z[l])`, with `relu'(z) = 0` for `z <= 0`.
+/// - `dZ[l] = dA[l] * g'(Z[l])`, with `relu'(z) = 0` for `z <= 0` (at a
+///   kink, the left side's slope: see
+///   [the kink convention](crate::activation#derivatives-at-a-kink)).
 ///
 /// Every layer `1..=L` is updated, not one more (the guide's update loop
 /// runs past the last layer).
@@ -83,15 +89,13 @@ pub fn guide_backward<T: Element>(
             reason: "the guide's formula dZ[L] = A[L] - Y needs a sigmoid output".into(),
         });
     }
-    let p = model.params();
+    let layers: Vec<Layer<&Array2<f64>>> = model.layers().collect();
     let m = x.ncols() as f64;
     // Forward, keeping the caches (Z[l], A[l]).
     let mut a_cache = vec![x];
     let mut z_cache = Vec::new();
-    for (l, act) in acts.iter().enumerate() {
-        let w = &p[format!("W{}", l + 1).as_str()];
-        let b = &p[format!("b{}", l + 1).as_str()];
-        let z = w.dot(&a_cache[l]) + b;
+    for (l, (act, Layer { w, b })) in acts.iter().zip(&layers).enumerate() {
+        let z = w.dot(&a_cache[l]) + *b;
         let a = if act.is_sigmoid() {
             z.mapv(|v| 1.0 / (1.0 + (-v).exp()))
         } else {
@@ -105,11 +109,12 @@ pub fn guide_backward<T: Element>(
     let mut grads = Params::new();
     let mut dz = &a_cache[l_count] - &y;
     for l in (1..=l_count).rev() {
-        let w = &p[format!("W{l}").as_str()];
+        let w = layers[l - 1].w;
         let dw = dz.dot(&a_cache[l - 1].t()) / m + w * (l2 / m);
         let db = dz.sum_axis(Axis(1)).insert_axis(Axis(1)) / m;
-        grads.insert(format!("b{l}"), db);
-        grads.insert(format!("W{l}"), dw);
+        let names = Layer::names(l);
+        grads.insert(names.b, db);
+        grads.insert(names.w, dw);
         if l > 1 {
             let da = w.t().dot(&dz);
             let act = &acts[l - 2];
@@ -126,7 +131,7 @@ pub fn guide_backward<T: Element>(
         }
     }
     // Insertion order W1, b1, ... as the model's.
-    Ok(p.keys().map(|k| (k.clone(), grads.swap_remove(k).expect("every parameter"))).collect())
+    Ok(model.params().keys().map(|k| (k.clone(), grads.swap_remove(k).expect("every parameter"))).collect())
 }
 
 /// tapegrad's gradients of `loss` at the model's parameters, as f64.
@@ -221,14 +226,17 @@ pub struct ParamCheck {
     pub name: String,
     /// Its shape.
     pub shape: (usize, usize),
-    /// `max |user - reference|` over its elements.
+    /// `max |user - reference|` over its elements; NaN when a difference
+    /// is NaN.
     pub max_abs_diff: f64,
     /// `max |user - reference| / max(max |user|, max |reference|)`: the
     /// difference relative to the parameter gradient's scale, so that an
-    /// element that is tiny by cancellation does not dominate. Infinite
-    /// when a gradient is missing or of the wrong shape.
+    /// element that is tiny by cancellation does not dominate. NaN when
+    /// either side holds a NaN or an infinity; infinite when a gradient is
+    /// missing or of the wrong shape.
     pub max_rel_diff: f64,
-    /// Whether `max_rel_diff <= tolerance`.
+    /// Whether every element on both sides is finite and
+    /// `max_rel_diff <= tolerance`.
     pub passed: bool,
 }
 
@@ -293,9 +301,18 @@ impl fmt::Display for GradientReport {
     }
 }
 
+/// The largest of `values` (0 for none), and NaN if any is NaN.
+/// `f64::max` returns the other operand when one is NaN, so a fold with it
+/// would report a NaN gradient as a difference of 0.
+fn max_or_nan(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(0.0, |m, v| if m.is_nan() || v.is_nan() { f64::NAN } else { m.max(v) })
+}
+
 /// Compares gradients given by parameter name (from a hand-written backward
 /// pass, or anywhere) with `reference`, and reports per parameter.
-/// Parameters missing from `given` fail.
+/// Parameters missing from `given` fail, and so does any parameter with a
+/// NaN or an infinity on either side (reported as a relative difference of
+/// NaN).
 ///
 /// ```
 /// use tapegrad_nn::{check::compare_gradients, Params};
@@ -315,11 +332,17 @@ pub fn compare_gradients(given: &Params<f64>, reference: &Params<f64>, tolerance
             let shape = r.dim();
             match given.get(name) {
                 Some(g) if g.dim() == shape => {
-                    let max_abs_diff = g.iter().zip(r.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                    let scale = g.iter().chain(r.iter()).map(|v| v.abs()).fold(0.0, f64::max);
-                    let max_rel_diff = if max_abs_diff == 0.0 { 0.0 } else { max_abs_diff / scale };
-                    // NaN fails.
-                    let passed = max_rel_diff <= tolerance;
+                    let finite = g.iter().chain(r.iter()).all(|v| v.is_finite());
+                    let max_abs_diff = max_or_nan(g.iter().zip(r.iter()).map(|(a, b)| (a - b).abs()));
+                    let scale = max_or_nan(g.iter().chain(r.iter()).map(|v| v.abs()));
+                    let max_rel_diff = if !finite {
+                        f64::NAN
+                    } else if max_abs_diff == 0.0 {
+                        0.0
+                    } else {
+                        max_abs_diff / scale
+                    };
+                    let passed = finite && max_rel_diff <= tolerance;
                     ParamCheck { name: name.clone(), shape, max_abs_diff, max_rel_diff, passed }
                 }
                 _ => ParamCheck {
@@ -358,4 +381,257 @@ pub fn check_gradients<T: Element>(
 ) -> Result<GradientReport, NnError> {
     let reference = autodiff_gradients(model, x, y, loss)?;
     Ok(compare_gradients(given, &reference, tolerance))
+}
+
+/// One layer's line of a [`GradCheck`]: the largest relative difference
+/// over `W[l]` and `b[l]` (NaN if either has a non-finite value).
+///
+/// ```
+/// let l = tapegrad_nn::check::LayerCheck { vs_guide: None, vs_finite_differences: 1e-9 };
+/// assert!(l.vs_guide.is_none());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerCheck {
+    /// Autodiff against the guide's formulas; `None` when the guide gives
+    /// no formula for the model (see [`guide_backward`]).
+    pub vs_guide: Option<f64>,
+    /// Autodiff against central finite differences.
+    pub vs_finite_differences: f64,
+}
+
+/// A model's gradients checked three ways, in f64: tapegrad's autodiff
+/// against the guide's hand-derived formulas ([`guide_backward`], when the
+/// model's activations are the guide's) and against central finite
+/// differences ([`finite_difference_gradients`]), per parameter and per
+/// layer. Displayed, it is both tables.
+///
+/// The check runs at the model's parameters with every bias moved by a
+/// small seeded amount (`|jitter| <= 1e-3`; the model itself is not
+/// changed). With zero biases (as initialised), a unit whose inputs are all
+/// switched off has `Z` exactly 0, on relu's kink, where a central
+/// difference measures the mean of the two one-sided slopes and cannot
+/// check anything; the jitter moves every `Z` off the kink without
+/// changing what is being verified.
+///
+/// # Errors
+/// When the data does not fit the model or the model cannot be cast to
+/// f64 (a closure activation).
+///
+/// ```
+/// use tapegrad_nn::{check::GradCheck, Architecture, Init, Loss, Model};
+/// use tapegrad_tensor::ndarray::array;
+/// let model = Model::<f32>::new(&Architecture::guide(2, &[3]), Init::HeNormal, 0).unwrap();
+/// let (x, y) = (array![[0.5, -1.0, 0.0], [1.0, 2.0, 0.0]], array![[1.0, 0.0, 1.0]]);
+/// let check = GradCheck::run(&model, x.view(), y.view(), &Loss::new(0.1, 1.0).unwrap()).unwrap();
+/// assert!(check.passed(), "{check}");
+/// assert_eq!(check.layers().len(), 2);
+/// assert!(check.to_string().contains("autodiff vs finite differences"));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradCheck {
+    layers: Vec<LayerCheck>,
+    vs_guide: Option<GradientReport>,
+    vs_finite_differences: GradientReport,
+}
+
+impl GradCheck {
+    /// The tolerance against the guide's formulas: they and the tape do
+    /// the same arithmetic in different orders, so they differ by a few
+    /// ulps of each gradient's scale.
+    pub const GUIDE_TOLERANCE: f64 = 1e-10;
+    /// The tolerance against finite differences: with a step of `1e-6`, a
+    /// central difference carries about `1e-10` of rounding and `1e-12` of
+    /// truncation error, relative.
+    pub const FINITE_DIFFERENCE_TOLERANCE: f64 = 1e-6;
+    /// The finite-difference step.
+    const STEP: f64 = 1e-6;
+    /// The largest bias jitter: far larger than the step (so that no `Z`
+    /// is within a step of a kink), far smaller than the biases' effect.
+    const JITTER: f64 = 1e-3;
+
+    /// Checks `model`'s gradients of `loss` on inputs `x` `(n[0], m)` and
+    /// labels `y` `(1, m)` (see the type's doc).
+    ///
+    /// # Errors
+    /// When the data does not fit or the model cannot be cast to f64.
+    ///
+    /// ```
+    /// use tapegrad_nn::{check::GradCheck, Architecture, Init, Loss, Model};
+    /// use tapegrad_tensor::ndarray::array;
+    /// let model = Model::<f64>::new(&Architecture::guide(1, &[2]), Init::HeNormal, 0).unwrap();
+    /// let check = GradCheck::run(&model, array![[1.0, -1.0]].view(), array![[1.0, 0.0]].view(), &Loss::default()).unwrap();
+    /// assert!(check.vs_guide().is_some());
+    /// ```
+    pub fn run<T: Element>(
+        model: &Model<T>,
+        x: ArrayView2<'_, f64>,
+        y: ArrayView2<'_, f64>,
+        loss: &Loss,
+    ) -> Result<Self, NnError> {
+        let mut m64 = model.cast::<f64>()?;
+        let mut k = 0u64;
+        for layer in m64.layers_mut() {
+            layer.b.mapv_inplace(|v| {
+                // A deterministic spread in [-JITTER, JITTER].
+                k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                v + Self::JITTER * (((k >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0)
+            });
+        }
+        let auto = autodiff_gradients(&m64, x, y, loss)?;
+        // No guide formula for this model (another activation): n/a. The
+        // data was checked by autodiff_gradients above.
+        let guide = guide_backward(&m64, x, y, loss.l2()).ok();
+        let fd = finite_difference_gradients(&m64, x, y, loss, Self::STEP)?;
+        let vs_finite_differences = compare_gradients(&fd, &auto, Self::FINITE_DIFFERENCE_TOLERANCE);
+        let vs_guide = guide.as_ref().map(|g| compare_gradients(g, &auto, Self::GUIDE_TOLERANCE));
+        let per_layer = |report: &GradientReport, l: usize| {
+            let names = Layer::names(l);
+            max_or_nan(
+                report.rows.iter().filter(|r| r.name == names.w || r.name == names.b).map(|r| r.max_rel_diff),
+            )
+        };
+        let layers = (1..=m64.num_layers())
+            .map(|l| LayerCheck {
+                vs_guide: vs_guide.as_ref().map(|g| per_layer(g, l)),
+                vs_finite_differences: per_layer(&vs_finite_differences, l),
+            })
+            .collect();
+        Ok(GradCheck { layers, vs_guide, vs_finite_differences })
+    }
+
+    /// Per layer `1..=L` (index `l - 1`), the largest relative differences.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{check::GradCheck, Architecture, Init, Loss, Model};
+    /// # use tapegrad_tensor::ndarray::array;
+    /// let model = Model::<f64>::new(&Architecture::guide(1, &[2, 2]), Init::HeNormal, 0).unwrap();
+    /// let check = GradCheck::run(&model, array![[1.0, -1.0]].view(), array![[1.0, 0.0]].view(), &Loss::default()).unwrap();
+    /// assert!(check.layers().iter().all(|l| l.vs_finite_differences <= GradCheck::FINITE_DIFFERENCE_TOLERANCE));
+    /// ```
+    pub fn layers(&self) -> &[LayerCheck] {
+        &self.layers
+    }
+
+    /// Autodiff against the guide's formulas, per parameter; `None` when
+    /// the guide gives no formula for the model.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{check::GradCheck, Architecture, Init, Loss, Model};
+    /// # use tapegrad_tensor::ndarray::array;
+    /// let arch = Architecture::guide(1, &[2]).with_hidden_activation("gelu");
+    /// let model = Model::<f64>::new(&arch, Init::HeNormal, 0).unwrap();
+    /// let check = GradCheck::run(&model, array![[1.0, -1.0]].view(), array![[1.0, 0.0]].view(), &Loss::default()).unwrap();
+    /// assert!(check.vs_guide().is_none());
+    /// assert!(check.passed());
+    /// ```
+    pub fn vs_guide(&self) -> Option<&GradientReport> {
+        self.vs_guide.as_ref()
+    }
+
+    /// Autodiff against finite differences, per parameter.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{check::GradCheck, Architecture, Init, Loss, Model};
+    /// # use tapegrad_tensor::ndarray::array;
+    /// let model = Model::<f64>::new(&Architecture::guide(1, &[]), Init::Zeros, 0).unwrap();
+    /// let check = GradCheck::run(&model, array![[2.0]].view(), array![[1.0]].view(), &Loss::default()).unwrap();
+    /// assert_eq!(check.vs_finite_differences().rows.len(), 2);
+    /// ```
+    pub fn vs_finite_differences(&self) -> &GradientReport {
+        &self.vs_finite_differences
+    }
+
+    /// Whether every parameter is within both tolerances (a NaN anywhere
+    /// fails).
+    ///
+    /// ```
+    /// # use tapegrad_nn::{check::GradCheck, Architecture, Init, Loss, Model};
+    /// # use tapegrad_tensor::ndarray::array;
+    /// let mut model = Model::<f64>::new(&Architecture::guide(1, &[]), Init::Zeros, 0).unwrap();
+    /// model.params_mut()["W1"][[0, 0]] = f64::NAN;
+    /// let check = GradCheck::run(&model, array![[2.0]].view(), array![[1.0]].view(), &Loss::default()).unwrap();
+    /// assert!(!check.passed());
+    /// assert!(check.layers()[0].vs_finite_differences.is_nan());
+    /// ```
+    pub fn passed(&self) -> bool {
+        self.vs_finite_differences.passed() && self.vs_guide.as_ref().is_none_or(GradientReport::passed)
+    }
+}
+
+impl fmt::Display for GradCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.vs_guide {
+            Some(g) => write!(f, "autodiff vs the guide's formulas:\n{g}")?,
+            None => writeln!(
+                f,
+                "autodiff vs the guide's formulas: n/a (the guide gives no derivative for this activation)"
+            )?,
+        }
+        write!(f, "autodiff vs finite differences:\n{}", self.vs_finite_differences)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapegrad_tensor::ndarray::arr2;
+
+    fn params(w1: Array2<f64>) -> Params<f64> {
+        let mut p = Params::new();
+        p.insert("W1".to_string(), w1);
+        p
+    }
+
+    #[test]
+    fn a_nan_gradient_fails_and_is_reported_as_nan() {
+        // Defect 1 of issue 17: folding with f64::max dropped the NaN, and
+        // this reported "0.000e0 ok".
+        let reference = params(arr2(&[[1.0, 2.0]]));
+        let report = compare_gradients(&params(arr2(&[[f64::NAN, 2.0]])), &reference, 1e-6);
+        assert!(!report.passed(), "{report}");
+        assert!(report.rows[0].max_abs_diff.is_nan() && report.rows[0].max_rel_diff.is_nan());
+        assert!(report.to_string().contains("NaN") && report.to_string().contains("FAIL"), "{report}");
+    }
+
+    #[test]
+    fn an_all_nan_gradient_fails() {
+        let reference = params(arr2(&[[1.0, 2.0]]));
+        let report = compare_gradients(&params(arr2(&[[f64::NAN, f64::NAN]])), &reference, 1e-6);
+        assert!(!report.passed() && report.rows[0].max_rel_diff.is_nan(), "{report}");
+    }
+
+    #[test]
+    fn a_non_finite_value_on_either_side_fails() {
+        let finite = params(arr2(&[[1.0, 2.0]]));
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let broken = params(arr2(&[[1.0, bad]]));
+            for (given, reference) in [(&broken, &finite), (&finite, &broken), (&broken, &broken)] {
+                let report = compare_gradients(given, reference, 1e-6);
+                assert!(!report.passed(), "{bad}\n{report}");
+                assert!(report.rows[0].max_rel_diff.is_nan(), "{bad}\n{report}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_finite_difference_passes_and_a_larger_one_fails() {
+        // The tolerance is relative to the largest magnitude, 2.
+        let reference = params(arr2(&[[1.0, 2.0]]));
+        let close = compare_gradients(&params(arr2(&[[1.0, 2.0 + 1e-9]])), &reference, 1e-6);
+        assert!(close.passed(), "{close}");
+        // |diff| / scale = 1e-9 / (2 + 1e-9): the ratio of two exact-ish
+        // values, off by rounding of the 1e-9 step only.
+        approx::assert_relative_eq!(close.rows[0].max_rel_diff, 5e-10, max_relative = 1e-6);
+        let far = compare_gradients(&params(arr2(&[[1.0, 2.0 + 1e-3]])), &reference, 1e-6);
+        assert!(!far.passed(), "{far}");
+    }
+
+    #[test]
+    fn max_or_nan_keeps_a_nan_wherever_it_is() {
+        for values in [[f64::NAN, 1.0, 2.0], [1.0, f64::NAN, 2.0], [1.0, 2.0, f64::NAN]] {
+            assert!(max_or_nan(values).is_nan(), "{values:?}");
+        }
+        approx::assert_abs_diff_eq!(max_or_nan([1.0, 3.0, 2.0]), 3.0); // a pick, no arithmetic
+        approx::assert_abs_diff_eq!(max_or_nan([]), 0.0);
+    }
 }

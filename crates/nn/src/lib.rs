@@ -23,7 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
-mod activation;
+pub mod activation;
 pub mod check;
 mod error;
 mod formula;
@@ -41,6 +41,6 @@ pub use formula::{Formula, FormulaError};
 pub use init::Init;
 pub use io::{SavedModel, Standardization};
 pub use loss::Loss;
-pub use model::{Architecture, Dropout, Forward, LayerSpec, Model, Params};
+pub use model::{Architecture, Dropout, Forward, Layer, LayerSpec, Model, Params};
 pub use optim::{Adam, AdamW, GradientDescent, Momentum, Nesterov, Optimizer, RmsProp, Schedule};
 pub use train::{cost_of, fit, EarlyStopping, History, Progress, TrainConfig};

@@ -2,7 +2,7 @@
 //! class, and L2 regularisation.
 
 use crate::error::NnError;
-use crate::model::{Forward, Model};
+use crate::model::{Forward, Layer, Model};
 use tapegrad_tensor::{Element, Tensor};
 
 /// The training cost
@@ -110,15 +110,14 @@ impl Loss {
         };
         let mut cost = weighted.mean();
         if self.l2 > 0.0 {
+            // Weights only: the guide does not regularise biases.
             let mut sq = None;
-            for (name, w) in &fwd.params {
-                if name.starts_with('W') {
-                    let s = (*w * *w).sum();
-                    sq = Some(match sq {
-                        None => s,
-                        Some(acc) => acc + s,
-                    });
-                }
+            for &Layer { w, .. } in &fwd.layers {
+                let s = (w * w).sum();
+                sq = Some(match sq {
+                    None => s,
+                    Some(acc) => acc + s,
+                });
             }
             if let Some(sq) = sq {
                 cost = cost + sq * T::cast(self.l2 / (2.0 * m as f64));

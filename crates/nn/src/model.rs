@@ -14,6 +14,67 @@ use tapegrad_tensor::{Element, Tape, Tensor};
 /// Parameters by name (`W1`, `b1`, ..., `WL`, `bL`), in insertion order.
 pub type Params<T> = IndexMap<String, Array2<T>>;
 
+/// The two parameters of layer `l` in `Z[l] = W[l] A[l-1] + b[l]`: the
+/// weights `W[l]`, of shape `(n[l], n[l-1])`, and the bias `b[l]`, of shape
+/// `(n[l], 1)`.
+///
+/// `P` is what holds a parameter: an array in [`Model::layers`], a mutable
+/// one in [`Model::layers_mut`], a tensor on the tape in
+/// [`Forward::layers`], a name in [`Layer::names`]. Whatever applies to
+/// weights only (L2 regularisation) or to biases only (the gradient
+/// check's jitter) picks the field; no decision is made on a name. The
+/// names `W{l}` and `b{l}` exist for [`Params`] and model files.
+///
+/// ```
+/// use tapegrad_nn::{Architecture, Init, Layer, Model};
+/// let model = Model::<f64>::new(&Architecture::guide(3, &[4]), Init::HeNormal, 0).unwrap();
+/// let first = model.layers().next().unwrap();
+/// assert_eq!((first.w.dim(), first.b.dim()), ((4, 3), (4, 1)));
+/// assert_eq!(Layer::names(1), Layer { w: "W1".to_string(), b: "b1".to_string() });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layer<P> {
+    /// The weights `W[l]`.
+    pub w: P,
+    /// The bias `b[l]`.
+    pub b: P,
+}
+
+impl Layer<String> {
+    /// The names of layer `l`'s parameters (1-based) in [`Params`] and in
+    /// model files: `W{l}` and `b{l}`. The one place these names are made.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_nn::Layer::names(2).b, "b2");
+    /// ```
+    pub fn names(l: usize) -> Self {
+        Layer { w: format!("W{l}"), b: format!("b{l}") }
+    }
+}
+
+/// How [`Model::record`] records a hidden or output ReLU layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReluLayers {
+    /// As one fused op (`affine_relu`): fewer passes over memory, the same
+    /// numbers, but `Z[l]` is not on the tape (the layer's entry in
+    /// [`Forward::z`] is then `A[l]`). For training and evaluation.
+    Fused,
+    /// As `affine` then `relu`, so that `Z[l]` and `dZ[l]` can be read.
+    Separate,
+}
+
+/// What [`Model::record`] records for a sigmoid output layer (other
+/// output activations are always applied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SigmoidOutput {
+    /// `A[L] = sigmoid(Z[L])`, the probabilities.
+    Probabilities,
+    /// Only the logits: the last entry of [`Forward::a`] is then `Z[L]`.
+    /// For the loss, which reads the logits of a sigmoid output (see
+    /// [`crate::Loss::cost`]).
+    Logits,
+}
+
 /// One layer of an [`Architecture`]: its number of units and the name (or
 /// formula) of its activation.
 ///
@@ -138,11 +199,14 @@ pub struct Model<T: Element> {
 /// let tape = Tape::new();
 /// let fwd = model.forward(&tape, tape.constant(Array2::<f64>::zeros((2, 5))), None);
 /// assert_eq!(fwd.z.len(), 2);
+/// assert_eq!(fwd.layers[1].w.shape(), vec![1, 3]);
 /// assert_eq!(fwd.output().shape(), vec![1, 5]);
 /// ```
 pub struct Forward<'t, T: Element> {
     /// The parameters as leaves on the tape, by name.
     pub params: IndexMap<String, Tensor<'t, T>>,
+    /// The same leaves by layer (index `l - 1`).
+    pub layers: Vec<Layer<Tensor<'t, T>>>,
     /// `Z[1]..Z[L]` (index `l - 1`).
     pub z: Vec<Tensor<'t, T>>,
     /// `A[0] = X, A[1], ..., A[L]` (index `l`).
@@ -204,6 +268,13 @@ impl Dropout {
     /// assert!(tapegrad_nn::Dropout::new(0.5, 0).is_ok());
     /// ```
     pub fn new(rate: f64, seed: u64) -> Result<Self, NnError> {
+        Self::check_rate(rate)?;
+        Ok(Self::seeded(rate, seed))
+    }
+
+    /// The one check of a dropout rate (also used by
+    /// [`crate::TrainConfig::validate`]).
+    pub(crate) fn check_rate(rate: f64) -> Result<(), NnError> {
         if !(0.0..1.0).contains(&rate) {
             return Err(NnError::InvalidHyperParameter {
                 name: "dropout rate",
@@ -211,7 +282,12 @@ impl Dropout {
                 reason: "must be in [0, 1)".into(),
             });
         }
-        Ok(Dropout { rate, rng: ChaCha8Rng::seed_from_u64(seed) })
+        Ok(())
+    }
+
+    /// Dropout at a rate already checked by [`Dropout::check_rate`].
+    pub(crate) fn seeded(rate: f64, seed: u64) -> Self {
+        Dropout { rate, rng: ChaCha8Rng::seed_from_u64(seed) }
     }
 
     /// The drop probability.
@@ -261,8 +337,9 @@ impl<T: Element> Model<T> {
         let sizes = arch.sizes();
         let mut params = Params::new();
         for l in 1..sizes.len() {
-            params.insert(format!("W{l}"), init.sample(sizes[l], sizes[l - 1], &mut rng).mapv(T::cast));
-            params.insert(format!("b{l}"), Array2::zeros((sizes[l], 1)));
+            let names = Layer::names(l);
+            params.insert(names.w, init.sample(sizes[l], sizes[l - 1], &mut rng).mapv(T::cast));
+            params.insert(names.b, Array2::zeros((sizes[l], 1)));
         }
         Ok(Model { arch: arch.clone(), activations, params })
     }
@@ -287,9 +364,8 @@ impl<T: Element> Model<T> {
         let sizes = arch.sizes();
         let mut ordered = Params::new();
         for l in 1..sizes.len() {
-            for (name, shape) in
-                [(format!("W{l}"), (sizes[l], sizes[l - 1])), (format!("b{l}"), (sizes[l], 1))]
-            {
+            let names = Layer::names(l);
+            for (name, shape) in [(names.w, (sizes[l], sizes[l - 1])), (names.b, (sizes[l], 1))] {
                 let p = params
                     .get(&name)
                     .ok_or_else(|| NnError::DataShape(format!("parameter {name} is missing")))?;
@@ -360,7 +436,8 @@ impl<T: Element> Model<T> {
         &self.params
     }
 
-    /// The parameters by name, to update in place (shapes must be kept).
+    /// The parameters by name, to update in place (names, order and shapes
+    /// must be kept: [`Model::layers`] reads them in order).
     ///
     /// ```
     /// # use tapegrad_nn::{Architecture, Init, Model};
@@ -370,6 +447,35 @@ impl<T: Element> Model<T> {
     /// ```
     pub fn params_mut(&mut self) -> &mut Params<T> {
         &mut self.params
+    }
+
+    /// The parameters by layer, `1..=L`.
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// let m = Model::<f64>::new(&Architecture::guide(3, &[2]), Init::HeNormal, 0).unwrap();
+    /// let dims: Vec<_> = m.layers().map(|l| l.w.dim()).collect();
+    /// assert_eq!(dims, [(2, 3), (1, 2)]);
+    /// ```
+    pub fn layers(&self) -> impl Iterator<Item = Layer<&Array2<T>>> + '_ {
+        // The parameters are stored W1, b1, ..., WL, bL (see `from_params`).
+        let mut it = self.params.values();
+        std::iter::from_fn(move || Some(Layer { w: it.next()?, b: it.next()? }))
+    }
+
+    /// The parameters by layer, to update in place (shapes must be kept).
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// let mut m = Model::<f64>::new(&Architecture::guide(3, &[2]), Init::HeNormal, 0).unwrap();
+    /// for layer in m.layers_mut() {
+    ///     layer.b.fill(0.5);
+    /// }
+    /// assert_eq!(m.params()["b2"][[0, 0]], 0.5);
+    /// ```
+    pub fn layers_mut(&mut self) -> impl Iterator<Item = Layer<&mut Array2<T>>> + '_ {
+        let mut it = self.params.values_mut();
+        std::iter::from_fn(move || Some(Layer { w: it.next()?, b: it.next()? }))
     }
 
     /// The number of layers `L`.
@@ -406,36 +512,34 @@ impl<T: Element> Model<T> {
         x: Tensor<'t, T>,
         dropout: Option<&mut Dropout>,
     ) -> Forward<'t, T> {
-        self.record(tape, x, dropout, false, true)
+        self.record(tape, x, dropout, ReluLayers::Separate, SigmoidOutput::Probabilities)
     }
 
-    /// The forward pass; with `fuse`, ReLU layers run as one fused op
-    /// (`affine_relu`) and their `Z[l]` is not recorded (the entry in
-    /// `Forward::z` is then `A[l]`). Training uses the fused form: fewer
-    /// passes over memory, the same numbers. Without `output`, a sigmoid
-    /// output layer is not applied (the last entry of `Forward::a` is then
-    /// the logits `Z[L]`): for the loss, which reads the logits of a
-    /// sigmoid output (see [`crate::Loss::cost`]).
+    /// The forward pass, with ReLU layers recorded as `relu` says and a
+    /// sigmoid output as `output` says (see [`ReluLayers`] and
+    /// [`SigmoidOutput`]). With `dropout`, hidden activations are dropped.
     pub(crate) fn record<'t>(
         &self,
         tape: &'t Tape<T>,
         x: Tensor<'t, T>,
         mut dropout: Option<&mut Dropout>,
-        fuse: bool,
-        output: bool,
+        relu: ReluLayers,
+        output: SigmoidOutput,
     ) -> Forward<'t, T> {
         let params: IndexMap<String, Tensor<'t, T>> =
             self.params.iter().map(|(k, v)| (k.clone(), tape.var(v))).collect();
+        let mut it = params.values().copied();
+        let layers: Vec<Layer<Tensor<'t, T>>> =
+            std::iter::from_fn(|| Some(Layer { w: it.next()?, b: it.next()? })).collect();
         let mut z = Vec::with_capacity(self.num_layers());
         let mut a = vec![x];
         let last = self.num_layers();
-        for (i, act) in self.activations.iter().enumerate() {
+        for (i, (act, &Layer { w, b })) in self.activations.iter().zip(&layers).enumerate() {
             let l = i + 1;
-            let (w, b) = (params[2 * i], params[2 * i + 1]);
-            let (zl, mut al) = if fuse && matches!(act, Activation::Relu) {
+            let (zl, mut al) = if relu == ReluLayers::Fused && matches!(act, Activation::Relu) {
                 let al = w.affine_relu(a[i], b);
                 (al, al)
-            } else if !output && l == last && act.is_sigmoid() {
+            } else if output == SigmoidOutput::Logits && l == last && act.is_sigmoid() {
                 let zl = w.affine(a[i], b);
                 (zl, zl)
             } else {
@@ -450,7 +554,7 @@ impl<T: Element> Model<T> {
             z.push(zl);
             a.push(al);
         }
-        Forward { params, z, a }
+        Forward { params, layers, z, a }
     }
 
     /// Probabilities `A[L]` for inputs of shape `(n[0], m)`, computed
@@ -469,8 +573,10 @@ impl<T: Element> Model<T> {
     pub fn predict_proba(&self, x: ArrayView2<'_, T>) -> Result<Array1<T>, NnError> {
         self.check_input(x.nrows())?;
         let tape = Tape::new();
-        let out = tape
-            .no_grad(|| self.record(&tape, tape.constant(x.to_owned()), None, true, true).output().value());
+        let out = tape.no_grad(|| {
+            let x = tape.constant(x.to_owned());
+            self.record(&tape, x, None, ReluLayers::Fused, SigmoidOutput::Probabilities).output().value()
+        });
         let out = out.into_dimensionality::<tapegrad_tensor::ndarray::Ix2>().expect("2-D output");
         Ok(out.index_axis(Axis(0), 0).to_owned())
     }

@@ -3,7 +3,7 @@
 
 use crate::error::NnError;
 use crate::loss::Loss;
-use crate::model::{Dropout, Model, Params};
+use crate::model::{Dropout, Model, Params, ReluLayers, SigmoidOutput};
 use crate::optim::{clip_grad_norm, Optimizer, Schedule};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -59,6 +59,57 @@ impl Default for TrainConfig {
             max_iterations: None,
             trace_nonfinite: false,
         }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every hyper-parameter that does not depend on the data:
+    /// `epochs >= 1`, `max_iterations` and `batch_size` not 0, `dropout`
+    /// in `[0, 1)`, `clip_norm` positive and finite, and for early stopping
+    /// a validation fraction in `(0, 1)` and a patience of at least 1.
+    /// [`fit`] calls it first; call it yourself to fail before loading
+    /// data. Whether the validation split leaves examples on both sides
+    /// depends on the data, and is checked by [`fit`].
+    ///
+    /// # Errors
+    /// [`NnError::InvalidHyperParameter`] naming the first bad value.
+    ///
+    /// ```
+    /// use tapegrad_nn::TrainConfig;
+    /// assert!(TrainConfig::default().validate().is_ok());
+    /// let e = TrainConfig { dropout: 1.5, ..Default::default() }.validate().unwrap_err();
+    /// assert_eq!(e.to_string(), "invalid dropout rate 1.5: must be in [0, 1)");
+    /// ```
+    pub fn validate(&self) -> Result<(), NnError> {
+        if self.epochs == 0 {
+            return Err(invalid("number of epochs", "0".into(), "must be at least 1"));
+        }
+        if self.max_iterations == Some(0) {
+            return Err(invalid("number of iterations", "0".into(), "must be at least 1"));
+        }
+        if self.batch_size == Some(0) {
+            return Err(invalid("batch size", "0".into(), "must be at least 1"));
+        }
+        Dropout::check_rate(self.dropout)?;
+        if let Some(c) = self.clip_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(invalid(
+                    "gradient clipping norm",
+                    c.to_string(),
+                    "must be a positive finite number",
+                ));
+            }
+        }
+        if let Some(es) = self.early_stopping {
+            let f = es.validation_fraction;
+            if !(f > 0.0 && f < 1.0) {
+                return Err(invalid("validation fraction", f.to_string(), "must be in (0, 1)"));
+            }
+            if es.patience == 0 {
+                return Err(invalid("early-stopping patience", "0".into(), "must be at least 1 epoch"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -127,7 +178,8 @@ fn invalid(name: &'static str, value: String, reason: &str) -> NnError {
 /// and 1s, calling `on_progress` after every update.
 ///
 /// # Errors
-/// Invalid hyper-parameters or data shapes, and [`NnError::NonFinite`]
+/// Invalid hyper-parameters (see [`TrainConfig::validate`]) or data
+/// shapes, and [`NnError::NonFinite`]
 /// when the cost turns NaN or infinite (the model keeps the parameters of
 /// the update before).
 ///
@@ -161,38 +213,14 @@ pub fn fit<T: Element>(
     if m_all == 0 {
         return Err(NnError::DataShape("no training examples".into()));
     }
-    if cfg.epochs == 0 {
-        return Err(invalid("number of epochs", "0".into(), "must be at least 1"));
-    }
-    if cfg.max_iterations == Some(0) {
-        return Err(invalid("number of iterations", "0".into(), "must be at least 1"));
-    }
-    if cfg.batch_size == Some(0) {
-        return Err(invalid("batch size", "0".into(), "must be at least 1"));
-    }
-    if let Some(c) = cfg.clip_norm {
-        if !(c > 0.0 && c.is_finite()) {
-            return Err(invalid("gradient clipping norm", c.to_string(), "must be a positive finite number"));
-        }
-    }
-    let mut dropout =
-        if cfg.dropout > 0.0 { Some(Dropout::new(cfg.dropout, cfg.seed ^ 0xd0)?) } else { None };
-    if cfg.dropout < 0.0 || cfg.dropout.is_nan() {
-        Dropout::new(cfg.dropout, 0)?;
-    }
+    cfg.validate()?;
+    let mut dropout = (cfg.dropout > 0.0).then(|| Dropout::seeded(cfg.dropout, cfg.seed ^ 0xd0));
     let base_lr = optimizer.learning_rate();
 
     // The validation split, drawn once.
     let mut cols: Vec<usize> = (0..m_all).collect();
     let mut val_cols = Vec::new();
     if let Some(es) = cfg.early_stopping {
-        if !(es.validation_fraction > 0.0 && es.validation_fraction < 1.0) {
-            return Err(invalid(
-                "validation fraction",
-                es.validation_fraction.to_string(),
-                "must be in (0, 1)",
-            ));
-        }
         cols.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed));
         let n_val = ((m_all as f64) * es.validation_fraction).round() as usize;
         if n_val == 0 || n_val == m_all {
@@ -252,7 +280,8 @@ pub fn fit<T: Element>(
             };
             tape.clear();
             // The loss reads only the logits of a sigmoid output: skip the sigmoid.
-            let fwd = model.record(&tape, tape.constant(xb), dropout.as_mut(), true, false);
+            let x = tape.constant(xb);
+            let fwd = model.record(&tape, x, dropout.as_mut(), ReluLayers::Fused, SigmoidOutput::Logits);
             let cost = cfg.loss.cost(model, &fwd, tape.constant(yb));
             let c = cost.item().as_f64();
             iteration += 1;
@@ -339,7 +368,8 @@ pub fn fit<T: Element>(
 pub fn cost_of<T: Element>(model: &Model<T>, loss: &Loss, x: ArrayView2<'_, T>, y: ArrayView2<'_, T>) -> f64 {
     let tape = Tape::new();
     tape.no_grad(|| {
-        let fwd = model.record(&tape, tape.constant(x.to_owned()), None, true, false);
+        let x = tape.constant(x.to_owned());
+        let fwd = model.record(&tape, x, None, ReluLayers::Fused, SigmoidOutput::Logits);
         loss.cost(model, &fwd, tape.constant(y.to_owned())).item().as_f64()
     })
 }

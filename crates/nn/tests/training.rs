@@ -152,10 +152,24 @@ fn bad_hyper_parameters_are_typed_errors() {
         TrainConfig { epochs: 0, ..Default::default() },
         TrainConfig { batch_size: Some(0), ..Default::default() },
         TrainConfig { dropout: 1.0, ..Default::default() },
+        TrainConfig { dropout: f64::NAN, ..Default::default() },
+        TrainConfig { dropout: -0.1, ..Default::default() },
         TrainConfig { clip_norm: Some(-1.0), ..Default::default() },
+        TrainConfig { max_iterations: Some(0), ..Default::default() },
+        TrainConfig {
+            early_stopping: Some(EarlyStopping { validation_fraction: 1.0, patience: 3 }),
+            ..Default::default()
+        },
+        TrainConfig {
+            early_stopping: Some(EarlyStopping { validation_fraction: 0.2, patience: 0 }),
+            ..Default::default()
+        },
     ] {
+        // One check, the same error from validate and from fit.
+        let before = cfg.validate().unwrap_err().to_string();
         let e = fit(&mut model, &mut opt, x.view(), y.view(), &cfg, |_| {}).unwrap_err();
         assert!(matches!(e, NnError::InvalidHyperParameter { .. }), "{e}");
+        assert_eq!(e.to_string(), before);
     }
     let bad_x = Array2::<f64>::zeros((3, 10));
     let e = fit(&mut model, &mut opt, bad_x.view(), y.view(), &TrainConfig::default(), |_| {}).unwrap_err();

@@ -270,6 +270,9 @@ fn bad_input_is_one_line_and_exit_2() {
     run(with(&["--batch-size", "0"]), "batch size 0");
     run(with(&["--optimizer", "lbfgs"]), "invalid optimizer lbfgs");
     run(with(&["--dropout", "1.5"]), "invalid dropout rate");
+    run(with(&["--epochs", "0"]), "invalid number of epochs 0");
+    run(with(&["--early-stopping", "0"]), "invalid early-stopping patience 0");
+    run(with(&["--threshold", "1.5"]), "invalid --threshold '1.5': must be in [0, 1]");
 
     // A model whose features the data lacks.
     let out = d.join("model-out");

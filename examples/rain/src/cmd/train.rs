@@ -1,120 +1,100 @@
-//! `rain train`: the main job.
+//! `rain train`: load, clean and standardise the data, check gradients,
+//! train, and report test metrics beside two baselines.
 
+use super::common::{
+    create_dir, grad_lines, grad_verdict, parse_batch, threshold, write_file, Batch, DataArgs, Dtype,
+    ModelArgs,
+};
 use crate::plots::{self, Series};
-use crate::{create_dir, write_file, Batch, Dtype, TrainArgs};
+use clap::Args as ClapArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 use rain::data::{self, Report, Spec};
 use rain::error::RainError;
+use std::path::PathBuf;
 use std::time::Instant;
-use tapegrad::nn::check::{
-    autodiff_gradients, compare_gradients, finite_difference_gradients, guide_backward,
-};
+use tapegrad::nn::check::GradCheck;
 use tapegrad::nn::metrics::{self, Metrics};
 use tapegrad::nn::{
     fit, io, optim, Architecture, EarlyStopping, History, Loss, Model, Schedule, Standardization, TrainConfig,
 };
-use tapegrad::tensor::ndarray::{s, Array2};
+use tapegrad::tensor::ndarray::s;
 use tapegrad::tensor::Element;
 
-/// Autodiff vs the guide's formulas vs finite differences, in f64.
-pub struct GradCheck {
-    /// Per layer: (autodiff vs guide, autodiff vs finite differences), the
-    /// max relative difference over W[l] and b[l]. Guide is None when the
-    /// activation is not one of the guide's.
-    pub layers: Vec<(Option<f64>, f64)>,
-    pub table: String,
+/// The arguments of `rain train` (and of bare `rain`).
+#[derive(ClapArgs, Debug, Clone)]
+pub struct Args {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Optimizer: gd, momentum, nesterov, rmsprop, adam, adamw.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.003, allow_hyphen_values = true)]
+    pub lr: f64,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 30, conflicts_with = "iterations")]
+    pub epochs: usize,
+    /// Instead of --epochs: the number of updates.
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Learning-rate schedule over the epochs: constant, cosine (to 0),
+    /// step (x0.5 every 10 epochs) or exp (x0.95 per epoch).
+    #[arg(long, default_value = "cosine")]
+    pub schedule: String,
+    /// Stop when the cost on a held-out 10% of the training rows has not
+    /// improved for this many epochs, and keep the best epoch's weights.
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Examples per update, or "full" for the guide's full batch.
+    #[arg(long, default_value = "64", value_parser = parse_batch)]
+    pub batch_size: Batch,
+    /// L2 strength lambda (cost + lambda/2m sum ||W||^2, m = batch size).
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+    pub l2: f64,
+    /// Dropout rate on hidden layers, in [0, 1).
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+    pub dropout: f64,
+    /// Weight of positive examples in the cost (imbalanced classes).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    pub pos_weight: f64,
+    /// Threshold on the probability for the rain label. Default: for each
+    /// model, the threshold with the best F1 on the training rows (with 3%
+    /// rain, 0.5 would almost never say rain).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Output folder for the model, metrics and plots.
+    #[arg(long, default_value = "rain-out")]
+    pub out: PathBuf,
+    /// When the cost turns NaN or infinite, name the first op (and source
+    /// line) that produced a non-finite value.
+    #[arg(long)]
+    pub trace_nonfinite: bool,
+    /// Print the full gradient table, not one line per layer.
+    #[arg(long)]
+    pub check_grads: bool,
+    /// Print only errors.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a machine-readable summary on stdout (and nothing else).
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// Tolerances: the guide's formulas and the tape do the same arithmetic in
-/// different orders (a few ulps); finite differences with eps 1e-6 carry
-/// ~1e-10 of rounding and ~1e-12 of truncation, relative.
-const GUIDE_TOL: f64 = 1e-10;
-const FD_TOL: f64 = 1e-6;
-
-impl GradCheck {
-    /// Checks at the model's parameters with every bias moved by a small
-    /// seeded amount (|jitter| <= 1e-3). With zero biases (as initialised)
-    /// a unit whose inputs are all switched off has Z exactly 0, on relu's
-    /// kink, where a central difference measures the mean of the two
-    /// one-sided slopes and cannot check anything; the jitter moves every Z
-    /// off the kink without changing what is being verified.
-    pub fn run<T: Element>(
-        model: &Model<T>,
-        x: &Array2<f64>,
-        y: &Array2<f64>,
-        loss: &Loss,
-    ) -> Result<Self, RainError> {
-        let mut m64 = model.cast::<f64>()?;
-        let mut k = 0u64;
-        for (name, p) in m64.params_mut().iter_mut() {
-            if name.starts_with('b') {
-                p.mapv_inplace(|v| {
-                    // A deterministic spread in [-1e-3, 1e-3].
-                    k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    v + 1e-3 * (((k >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0)
-                });
-            }
-        }
-        let auto = autodiff_gradients(&m64, x.view(), y.view(), loss)?;
-        let guide = guide_backward(&m64, x.view(), y.view(), loss.l2()).ok();
-        let fd = finite_difference_gradients(&m64, x.view(), y.view(), loss, 1e-6)?;
-        let vs_fd = compare_gradients(&fd, &auto, FD_TOL);
-        let vs_guide = guide.as_ref().map(|g| compare_gradients(g, &auto, GUIDE_TOL));
-        let per_layer = |rep: &tapegrad::nn::check::GradientReport| -> Vec<f64> {
-            rep.rows.chunks(2).map(|c| c.iter().map(|r| r.max_rel_diff).fold(0.0, f64::max)).collect()
-        };
-        let fd_l = per_layer(&vs_fd);
-        let guide_l = vs_guide.as_ref().map(per_layer);
-        let layers = (0..fd_l.len()).map(|l| (guide_l.as_ref().map(|g| g[l]), fd_l[l])).collect();
-        let mut table = String::new();
-        if let Some(g) = &vs_guide {
-            table += &format!("autodiff vs the guide's formulas:\n{g}");
-        } else {
-            table +=
-                "autodiff vs the guide's formulas: n/a (the guide gives no derivative for this activation)\n";
-        }
-        table += &format!("autodiff vs finite differences:\n{vs_fd}");
-        Ok(GradCheck { layers, table })
-    }
-
-    pub fn lines(&self) -> String {
-        let mut s = String::new();
-        for (l, (g, f)) in self.layers.iter().enumerate() {
-            let g = g.map_or("n/a".to_string(), |v| format!("{v:.1e}"));
-            s += &format!(
-                "    layer {}: max rel diff autodiff vs guide {g}, vs finite differences {f:.1e}\n",
-                l + 1
-            );
-        }
-        s
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    pub fn passed(&self) -> bool {
-        self.layers.iter().all(|(g, f)| g.is_none_or(|g| g <= GUIDE_TOL) && *f <= FD_TOL)
-    }
-
-    pub fn verdict(&self) -> String {
-        if self.passed() {
-            format!("gradients agree (guide <= {GUIDE_TOL:.0e}, finite differences <= {FD_TOL:.0e})")
-        } else {
-            format!("GRADIENTS DISAGREE beyond the tolerances (guide {GUIDE_TOL:.0e}, finite differences {FD_TOL:.0e})")
-        }
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!(self
-            .layers
-            .iter()
-            .map(|(g, f)| serde_json::json!({"vs_guide": g, "vs_finite_differences": f}))
-            .collect::<Vec<_>>())
-    }
+/// The gradient check's figures per layer, for metrics.json.
+fn grad_json(check: &GradCheck) -> serde_json::Value {
+    serde_json::json!(check
+        .layers()
+        .iter()
+        .map(
+            |l| serde_json::json!({"vs_guide": l.vs_guide, "vs_finite_differences": l.vs_finite_differences})
+        )
+        .collect::<Vec<_>>())
 }
 
-pub fn run(args: &TrainArgs) -> Result<(), RainError> {
+/// Runs `rain train`.
+pub fn run(args: &Args) -> Result<(), RainError> {
     match args.model.dtype {
         Dtype::F32 => run_typed::<f32>(args),
         Dtype::F64 => run_typed::<f64>(args),
@@ -135,7 +115,7 @@ fn evaluate(labels: &[bool], scores: &[f64], threshold: f64) -> Outcome {
     }
 }
 
-fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
+fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     let human = !args.quiet && !args.json;
     let say = |s: &str| {
         if human {
@@ -148,11 +128,7 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
     let init = args.model.init()?;
     let loss = Loss::new(args.l2, args.pos_weight)?;
     let mut opt = optim::by_name::<T>(&args.optimizer, args.lr)?;
-    if let Some(t) = args.threshold
-        && !(0.0..=1.0).contains(&t)
-    {
-        return Err(RainError::bad("--threshold", t, "must be in [0, 1]"));
-    }
+    let given_threshold = args.threshold.map(threshold).transpose()?;
     let cfg = TrainConfig {
         epochs: if args.iterations.is_some() { usize::MAX } else { args.epochs },
         batch_size: match args.batch_size {
@@ -171,19 +147,14 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
             "exp" => Schedule::Exponential { gamma: 0.95 },
             other => return Err(RainError::bad("--schedule", other, "use constant, cosine, step or exp")),
         },
-        early_stopping: match args.early_stopping {
-            Some(0) => {
-                return Err(RainError::bad("--early-stopping", 0, "patience must be at least 1 epoch"))
-            }
-            Some(patience) => Some(EarlyStopping { validation_fraction: 0.1, patience }),
-            None => None,
-        },
+        early_stopping: args
+            .early_stopping
+            .map(|patience| EarlyStopping { validation_fraction: 0.1, patience }),
         ..Default::default()
     };
-    tapegrad::nn::Dropout::new(args.dropout, 0)?;
-    if args.epochs == 0 {
-        return Err(RainError::bad("--epochs", 0, "must be at least 1"));
-    }
+    // Epochs, dropout, patience and the rest, checked once by the library
+    // (and again by fit): here so that a bad value fails before any work.
+    cfg.validate()?;
 
     let ds = data::load(&spec)?;
     say(&ds.report.describe(&spec));
@@ -199,7 +170,7 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
     let mut model = Model::<T>::new(&arch, init, args.data.seed)?;
     let n_check = 64.min(xtr.ncols());
     let (xc, yc) = (xtr.slice(s![.., ..n_check]).to_owned(), ds.train_y.slice(s![.., ..n_check]).to_owned());
-    let before = GradCheck::run(&model, &xc, &yc, &loss)?;
+    let before = GradCheck::run(&model, xc.view(), yc.view(), &loss)?;
     say(&format!(
         "\nmodel: layers {:?}, {} hidden, {} output; {} init; {} (lr {}), batch {}, {}, {}",
         arch.sizes(),
@@ -219,7 +190,7 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
         T::NAME
     ));
     say(&format!("gradient check before training ({n_check} training examples, f64):"));
-    say(&if args.check_grads { before.table().to_string() } else { before.lines() });
+    say(&if args.check_grads { before.to_string() } else { grad_lines(&before) });
 
     let xt = xtr.mapv(T::cast);
     let yt = ds.train_y.mapv(T::cast);
@@ -251,10 +222,10 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
         history.iteration_costs.len(),
         history.epoch_costs.last().copied().unwrap_or(f64::NAN)
     ));
-    let after = GradCheck::run(&model, &xc, &yc, &loss)?;
+    let after = GradCheck::run(&model, xc.view(), yc.view(), &loss)?;
     say("gradient check after training:");
-    say(&if args.check_grads { after.table().to_string() } else { after.lines() });
-    say(&format!("  {}", after.verdict()));
+    say(&if args.check_grads { after.to_string() } else { grad_lines(&after) });
+    say(&format!("  {}", grad_verdict(&after)));
 
     // Baseline: logistic regression, the same code with no hidden layer.
     let lr_arch = Architecture::guide(spec.features.len(), &[]);
@@ -265,12 +236,12 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
 
     let labels: Vec<bool> = ds.test_y.iter().map(|&v| v == 1.0).collect();
     let train_labels: Vec<bool> = ds.train_y.iter().map(|&v| v == 1.0).collect();
-    let scores = |m: &Model<T>, x: &Array2<f64>| -> Result<Vec<f64>, RainError> {
+    let scores = |m: &Model<T>, x: &tapegrad::tensor::ndarray::Array2<f64>| -> Result<Vec<f64>, RainError> {
         Ok(m.predict_proba(x.mapv(T::cast).view())?.iter().map(|v| v.as_f64()).collect())
     };
     // The threshold is chosen on the training rows, never on the test split.
     let threshold_for = |m: &Model<T>| -> Result<f64, RainError> {
-        Ok(match args.threshold {
+        Ok(match given_threshold {
             Some(t) => t,
             None => metrics::best_f1_threshold(&train_labels, &scores(m, &xtr)?).map_or(0.5, |(t, _)| t),
         })
@@ -308,7 +279,7 @@ fn run_typed<T: Element>(args: &TrainArgs) -> Result<(), RainError> {
         "train_seconds": train_secs,
         "final_epoch_cost": history.epoch_costs.last(),
         "logistic_regression_final_epoch_cost": lr_hist.epoch_costs.last(),
-        "gradient_check": {"before": before.json(), "after": after.json(), "passed": before.passed() && after.passed()},
+        "gradient_check": {"before": grad_json(&before), "after": grad_json(&after), "passed": before.passed() && after.passed()},
         "test": {"model": ours.metrics, "logistic_regression": logreg.metrics, "always_no_rain": no_rain.metrics},
     });
     let files = render_outputs(&history, &ours, &logreg, &ds.report)?;

@@ -1,0 +1,8 @@
+//! The subcommands, one file each, and what they share. Each file holds
+//! its arguments and its `run`; `main.rs` only dispatches to them.
+
+pub mod activation;
+pub mod check;
+pub mod common;
+pub mod predict;
+pub mod train;
