@@ -438,10 +438,19 @@ impl GradCheck {
     /// The tolerance against the guide's formulas: they and the tape do
     /// the same arithmetic in different orders, so they differ by a few
     /// ulps of each gradient's scale.
+    ///
+    /// ```
+    /// assert!(tapegrad_nn::check::GradCheck::GUIDE_TOLERANCE < 1e-9);
+    /// ```
     pub const GUIDE_TOLERANCE: f64 = 1e-10;
     /// The tolerance against finite differences: with a step of `1e-6`, a
     /// central difference carries about `1e-10` of rounding and `1e-12` of
     /// truncation error, relative.
+    ///
+    /// ```
+    /// use tapegrad_nn::check::GradCheck;
+    /// assert!(GradCheck::FINITE_DIFFERENCE_TOLERANCE > GradCheck::GUIDE_TOLERANCE);
+    /// ```
     pub const FINITE_DIFFERENCE_TOLERANCE: f64 = 1e-6;
     /// The finite-difference step.
     const STEP: f64 = 1e-6;

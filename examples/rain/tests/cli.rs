@@ -270,7 +270,8 @@ fn bad_input_is_one_line_and_exit_2() {
     run(with(&["--batch-size", "0"]), "batch size 0");
     run(with(&["--optimizer", "lbfgs"]), "invalid optimizer lbfgs");
     run(with(&["--dropout", "1.5"]), "invalid dropout rate");
-    run(with(&["--epochs", "0"]), "invalid number of epochs 0");
+    let zero_epochs = ["--data", data.to_str().unwrap(), "--epochs", "0", "--quiet"];
+    run(zero_epochs.iter().map(|s| s.to_string()).collect(), "invalid number of epochs 0");
     run(with(&["--early-stopping", "0"]), "invalid early-stopping patience 0");
     run(with(&["--threshold", "1.5"]), "invalid --threshold '1.5': must be in [0, 1]");
 

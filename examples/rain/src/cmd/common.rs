@@ -13,9 +13,8 @@ use tapegrad::nn::{Activation, Architecture, Init, NnError};
 /// The element type of the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Dtype {
-    /// `f32`.
+    // No doc comments on the values: clap would list them in --help.
     F32,
-    /// `f64`.
     F64,
 }
 
