@@ -12,9 +12,8 @@
 //! Both are compiled twice, for AVX2+FMA (chosen at run time when the CPU
 //! has them) and for the baseline target.
 
-// Index loops over fixed-size register tiles are the clearest form here,
-// and kernels take the strides of every operand.
-#![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+// Index loops over fixed-size register tiles are the clearest form here.
+#![allow(clippy::needless_range_loop)]
 
 use crate::operand::{Epilogue, Out, Strided};
 use crate::reduce::fold8;
@@ -36,21 +35,15 @@ fn fmadd<T: Element, const FMA: bool>(a: T, b: T, c: T) -> T {
 /// `bias`, when not null, points to m values (stride `sbias`) added to the
 /// rows of C; with `RELU`, C is `max(AB + bias, 0)` (NaN kept).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const T,
-    rsa: isize,
-    csa: isize,
-    b: *const T,
-    rsb: isize,
-    bias: *const T,
-    sbias: isize,
-    c: *mut T,
-    ldc: usize,
+    [m, k, n]: [usize; 3],
+    a: Strided<T>,
+    b: Strided<T>,
+    epi: &Epilogue<T>,
+    c: Out<T>,
 ) {
+    let (a, rsa, csa, b, rsb) = (a.ptr, a.rs, a.cs, b.ptr, b.rs);
+    let (bias, sbias, c, ldc) = (epi.bias, epi.bias_stride, c.ptr, c.ld);
     // Register tiles of 4 rows x 8 columns of C, accumulated over all of
     // k and stored once; B's rows are read in place (no packing).
     // SAFETY (whole body): offsets stay inside the arrays described above.
@@ -124,15 +117,12 @@ const K_CHUNK: usize = 512;
 /// elements, row-major.
 #[inline(always)]
 unsafe fn dots_body<T: Element, const FMA: bool>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const T,
-    rsa: isize,
-    b: *const T,
-    csb: isize,
+    [m, k, n]: [usize; 3],
+    a: Strided<T>,
+    b: Strided<T>,
     c: *mut T,
 ) {
+    let (a, rsa, b, csb) = (a.ptr, a.rs, b.ptr, b.cs);
     // SAFETY (whole body): offsets stay inside the arrays described above.
     unsafe {
         for idx in 0..m * n {
@@ -191,40 +181,22 @@ unsafe fn dots_body<T: Element, const FMA: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn small_k_avx2<T: Element, const RELU: bool>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const T,
-    rsa: isize,
-    csa: isize,
-    b: *const T,
-    rsb: isize,
-    bias: *const T,
-    sbias: isize,
-    c: *mut T,
-    ldc: usize,
+    dims: [usize; 3],
+    a: Strided<T>,
+    b: Strided<T>,
+    epi: &Epilogue<T>,
+    c: Out<T>,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { small_k_body::<T, true, RELU>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, c, ldc) }
+    unsafe { small_k_body::<T, true, RELU>(dims, a, b, epi, c) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn dots_avx2<T: Element>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const T,
-    rsa: isize,
-    b: *const T,
-    csb: isize,
-    c: *mut T,
-) {
+unsafe fn dots_avx2<T: Element>(dims: [usize; 3], a: Strided<T>, b: Strided<T>, c: *mut T) {
     // SAFETY: forwarded from the caller.
-    unsafe { dots_body::<T, true>(m, k, n, a, rsa, b, csb, c) }
+    unsafe { dots_body::<T, true>(dims, a, b, c) }
 }
 
 /// Whether the AVX2+FMA versions run: the CPU has both, and the
@@ -248,23 +220,22 @@ pub(crate) unsafe fn small_k<T: Element>(
     c: Out<T>,
 ) {
     debug_assert_eq!(b.cs, 1, "small_k reads B's rows as slices");
-    let (rsa, csa, rsb, bias, sbias, cp, ldc) = (a.rs, a.cs, b.rs, epi.bias, epi.bias_stride, c.ptr, c.ld);
-    let (a, b) = (a.ptr, b.ptr);
+    let dims = [m, k, n];
     // SAFETY (both branches): the caller's contract; the AVX2 versions run
     // only on a CPU that has AVX2 and FMA.
     unsafe {
         #[cfg(target_arch = "x86_64")]
         if has_fma() {
             return if epi.relu {
-                small_k_avx2::<T, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, cp, ldc)
+                small_k_avx2::<T, true>(dims, a, b, epi, c)
             } else {
-                small_k_avx2::<T, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, cp, ldc)
+                small_k_avx2::<T, false>(dims, a, b, epi, c)
             };
         }
         if epi.relu {
-            small_k_body::<T, false, true>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, cp, ldc)
+            small_k_body::<T, false, true>(dims, a, b, epi, c)
         } else {
-            small_k_body::<T, false, false>(m, k, n, a, rsa, csa, b, rsb, bias, sbias, cp, ldc)
+            small_k_body::<T, false, false>(dims, a, b, epi, c)
         }
     }
 }
@@ -281,10 +252,10 @@ pub(crate) unsafe fn dots<T: Element>([m, k, n]: [usize; 3], a: Strided<T>, b: S
     #[cfg(target_arch = "x86_64")]
     if has_fma() {
         // SAFETY: the CPU has AVX2 and FMA; the rest is the caller's.
-        return unsafe { dots_avx2(m, k, n, a.ptr, a.rs, b.ptr, b.cs, c) };
+        return unsafe { dots_avx2([m, k, n], a, b, c) };
     }
     // SAFETY: the caller's.
-    unsafe { dots_body::<T, false>(m, k, n, a.ptr, a.rs, b.ptr, b.cs, c) }
+    unsafe { dots_body::<T, false>([m, k, n], a, b, c) }
 }
 
 /// Four dot products of `x` with `ys[t]` over `len` elements (a multiple
