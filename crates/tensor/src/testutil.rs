@@ -88,8 +88,9 @@ pub(crate) mod planted {
             let c = self.c;
             x[0].mapv(|a| a * c).into_shared()
         }
-        fn jvp(&self, _: &[&Value<T>], _: &Value<T>, _: &[Option<&Value<T>>]) -> Value<T> {
-            unimplemented!("planted ops have no forward mode")
+        fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+            // Elementwise: the (planted) rule applied to the tangent.
+            crate::ops::jvp_elementwise(self, xs, y, dx)
         }
         fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, _: &[bool]) -> Grads<B::V> {
             let c = self.c;
@@ -128,8 +129,13 @@ pub(crate) mod planted {
             let m = T::cast(x[0].len() as f64);
             ArcArray::from_elem(IxDyn(&[]), x[0].iter().fold(T::zero(), |s, &a| s + a * a) / m)
         }
-        fn jvp(&self, _: &[&Value<T>], _: &Value<T>, _: &[Option<&Value<T>>]) -> Value<T> {
-            unimplemented!("planted ops have no forward mode")
+        fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
+            // d(sum x^2 / m) = 2/m sum x dx (the true derivative; only the
+            // backward rule is planted).
+            let m = T::cast(xs[0].len() as f64);
+            let d = dx[0].expect("called with a tangent");
+            let s = xs[0].iter().zip(d.iter()).fold(T::zero(), |s, (&a, &t)| s + a * t);
+            ArcArray::from_elem(IxDyn(&[]), T::cast(2.0) * s / m)
         }
         fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, _: &[bool]) -> Grads<B::V> {
             let shape = b.shape(x[0]);
