@@ -55,6 +55,8 @@ pub use ndarray;
 pub use backward::{GradGraph, Gradients};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport, InputCheck};
 pub use higher::{derivatives, gradgradcheck, hessian, hvp, jvp};
+pub use ops::custom::{CustomOp, FirstOrderOp};
+pub use ops::select::Comparand;
 pub use tape::{IntoValue, Tape, Tensor};
 pub use tapegrad_kernels::{threads, Element, Value};
 pub use trace::{NonFiniteReport, Phase};

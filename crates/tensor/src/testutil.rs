@@ -153,3 +153,82 @@ pub(crate) mod planted {
         x.tape().record(MeanSquare { plant }, &[&x])
     }
 }
+
+/// Users' ops, written through the public traits only, as a user would.
+pub(crate) mod user {
+    use crate::registry::USER;
+    use crate::{CustomOp, Element, FirstOrderOp, Tensor};
+    use ndarray::{ArrayD, ArrayViewD, Zip};
+
+    /// `y = 1 / (1 + e^-x)`, `dy/dx = y (1 - y)`, the rule in tensor ops.
+    struct Sigmoid;
+    impl<T: Element> CustomOp<T> for Sigmoid {
+        fn name(&self) -> &'static str {
+            USER
+        }
+        fn forward(&self, xs: &[ArrayViewD<'_, T>]) -> ArrayD<T> {
+            xs[0].mapv(|x| T::one() / (T::one() + (-x).exp()))
+        }
+        fn backward<'t>(
+            &self,
+            _: &[Tensor<'t, T>],
+            y: Tensor<'t, T>,
+            g: Tensor<'t, T>,
+        ) -> Vec<Option<Tensor<'t, T>>> {
+            vec![Some(g * y * (-y + T::one()))]
+        }
+    }
+
+    /// `y = a b`, broadcast; the rule returns gradients of the output's
+    /// shape, which the engine sums to each input's.
+    struct Times;
+    impl<T: Element> CustomOp<T> for Times {
+        fn name(&self) -> &'static str {
+            USER
+        }
+        fn forward(&self, xs: &[ArrayViewD<'_, T>]) -> ArrayD<T> {
+            &xs[0] * &xs[1]
+        }
+        fn backward<'t>(
+            &self,
+            xs: &[Tensor<'t, T>],
+            _: Tensor<'t, T>,
+            g: Tensor<'t, T>,
+        ) -> Vec<Option<Tensor<'t, T>>> {
+            vec![Some(g * xs[1]), Some(g * xs[0])]
+        }
+    }
+
+    /// `y = x^3`, `dy/dx = 3 x^2`, on arrays, with a forward rule.
+    struct Cube;
+    impl<T: Element> FirstOrderOp<T> for Cube {
+        fn name(&self) -> &'static str {
+            USER
+        }
+        fn forward(&self, xs: &[ArrayViewD<'_, T>]) -> ArrayD<T> {
+            xs[0].mapv(|x| x * x * x)
+        }
+        fn backward(
+            &self,
+            xs: &[ArrayViewD<'_, T>],
+            _: ArrayViewD<'_, T>,
+            g: ArrayViewD<'_, T>,
+        ) -> Vec<Option<ArrayD<T>>> {
+            vec![Some(Zip::from(&g).and(&xs[0]).map_collect(|&g, &x| g * T::cast(3.0) * x * x))]
+        }
+        fn jvp(&self, xs: &[ArrayViewD<'_, T>], dx: &[Option<ArrayViewD<'_, T>>]) -> Option<ArrayD<T>> {
+            let d = dx[0].as_ref()?;
+            Some(Zip::from(d).and(&xs[0]).map_collect(|&d, &x| d * T::cast(3.0) * x * x))
+        }
+    }
+
+    pub(crate) fn sigmoid<'t, T: Element>(x: Tensor<'t, T>) -> Tensor<'t, T> {
+        x.tape().custom(Sigmoid, &[x])
+    }
+    pub(crate) fn times<'t, T: Element>(a: Tensor<'t, T>, b: Tensor<'t, T>) -> Tensor<'t, T> {
+        a.tape().custom(Times, &[a, b])
+    }
+    pub(crate) fn cube<'t, T: Element>(x: Tensor<'t, T>) -> Tensor<'t, T> {
+        x.tape().custom_first_order(Cube, &[x])
+    }
+}

@@ -3,10 +3,11 @@
 //! that can be differentiated again).
 
 use super::arith::{Add, AddScalar, Div, Mul, MulScalar, Neg, Sub};
+use super::custom::{checked, UserRule};
 use super::linalg::{MatMul, Transpose};
 use super::reduce::{BroadcastTo, Reshape, SumTo};
 use super::unary::{PowScalar, Sigmoid};
-use super::{map, zip, Op};
+use super::{map, zip, Grads, Op};
 use crate::repr::{One, Repr};
 use crate::{Element, Tape, Tensor, Value};
 use smallvec::SmallVec;
@@ -106,6 +107,16 @@ pub(crate) trait Backend<T: Element> {
     fn release(&self, v: Self::V) {
         drop(v);
     }
+    /// Runs a user's rule (see [`super::custom`]) on this backend, checking
+    /// the shapes it returns.
+    fn user_rule(
+        &self,
+        rule: &dyn UserRule<T>,
+        xs: &[&Self::V],
+        y: &Self::V,
+        g: &Self::V,
+        need: &[bool],
+    ) -> Grads<Self::V>;
     /// A constant computed elementwise from the value of `x`.
     fn map_const(&self, x: &Self::V, f: impl Fn(T) -> T + Sync) -> Self::V {
         self.constant(map(&self.value(x), f))
@@ -185,6 +196,18 @@ impl<T: Element> Backend<T> for ArrayBackend {
     fn matmul_gated(&self, a: &Value<T>, b: &Value<T>, gate: &Value<T>) -> Value<T> {
         super::linalg::matmul_gated(a, b, gate)
     }
+    fn user_rule(
+        &self,
+        rule: &dyn UserRule<T>,
+        xs: &[&Value<T>],
+        y: &Value<T>,
+        g: &Value<T>,
+        need: &[bool],
+    ) -> Grads<Value<T>> {
+        let shapes: SmallVec<[Shape; 4]> = xs.iter().map(|x| Shape::from_slice(x.shape())).collect();
+        let out = rule.on_arrays(xs, y, g);
+        checked(rule.name(), out, |d| Shape::from_slice(d.shape()), &shapes, y.shape(), need)
+    }
 }
 
 /// Runs backward rules on numbers: the scalar lane, for an elementwise op
@@ -236,6 +259,21 @@ impl<T: Element> Backend<T> for ScalarBackend {
     fn zip_const(&self, a: &One<T>, b: &One<T>, f: impl Fn(T, T) -> T + Sync) -> One<T> {
         One { v: f(a.v, b.v), ndim: a.ndim.max(b.ndim) }
     }
+    fn user_rule(
+        &self,
+        rule: &dyn UserRule<T>,
+        xs: &[&One<T>],
+        y: &One<T>,
+        g: &One<T>,
+        need: &[bool],
+    ) -> Grads<One<T>> {
+        // User ops have no scalar form; should a rule get here, it runs on
+        // one-element arrays.
+        let arrays: SmallVec<[Value<T>; 4]> = xs.iter().map(|x| x.to_value()).collect();
+        let refs: SmallVec<[&Value<T>; 4]> = arrays.iter().collect();
+        let grads = ArrayBackend.user_rule(rule, &refs, &y.to_value(), &g.to_value(), need);
+        grads.into_iter().map(|d| d.map(|d| self.constant(d))).collect()
+    }
 }
 
 /// Runs backward rules as tensor ops recorded on the tape, so the gradient
@@ -268,5 +306,17 @@ impl<'t, T: Element> Backend<T> for TensorBackend<'t, T> {
         composed: impl FnOnce(&Self) -> Tensor<'t, T>,
     ) -> Tensor<'t, T> {
         composed(self)
+    }
+    fn user_rule(
+        &self,
+        rule: &dyn UserRule<T>,
+        xs: &[&Tensor<'t, T>],
+        y: &Tensor<'t, T>,
+        g: &Tensor<'t, T>,
+        need: &[bool],
+    ) -> Grads<Tensor<'t, T>> {
+        let shapes: SmallVec<[Shape; 4]> = xs.iter().map(|x| x.shape_small()).collect();
+        let out = rule.on_tensors(xs, y, g);
+        checked(rule.name(), out, Tensor::shape_small, &shapes, &y.shape_small(), need)
     }
 }

@@ -11,6 +11,7 @@
 
 pub(crate) mod arith;
 pub(crate) mod backend;
+pub(crate) mod custom;
 pub(crate) mod index;
 pub(crate) mod linalg;
 pub(crate) mod loss;

@@ -5,7 +5,7 @@
 use super::{map, zip, Grads, Op};
 use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
-use ndarray::{ArcArray, ArrayBase, Data, Dimension, IxDyn, Zip};
+use ndarray::{ArcArray, ArrayBase, ArrayD, Data, Dimension, IxDyn, Zip};
 use smallvec::smallvec;
 use tapegrad_kernels::shape::broadcast_shapes;
 
@@ -22,7 +22,7 @@ fn max_share<T: Element>(a: T, b: T) -> T {
 }
 
 /// `max(a, b)` elementwise with NaN propagated.
-fn max_nan<T: Element>(a: T, b: T) -> T {
+pub(crate) fn max_nan<T: Element>(a: T, b: T) -> T {
     if a.is_nan() || b.is_nan() {
         a + b
     } else if a >= b {
@@ -32,7 +32,7 @@ fn max_nan<T: Element>(a: T, b: T) -> T {
     }
 }
 
-fn min_nan<T: Element>(a: T, b: T) -> T {
+pub(crate) fn min_nan<T: Element>(a: T, b: T) -> T {
     if a.is_nan() || b.is_nan() {
         a + b
     } else if a <= b {
@@ -158,7 +158,124 @@ impl<T: Element> Op<T> for Where {
     }
 }
 
+/// What a tensor is compared with in [`Tensor::gt`] and its kin: another
+/// tensor (the two broadcast together) or a number.
+///
+/// ```
+/// use tapegrad_tensor::{ndarray::arr1, Tape};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(arr1(&[-1.0, 2.0]));
+/// assert_eq!(x.gt(0.0), x.gt(tape.constant(arr1(&[0.0, 0.0]))));
+/// ```
+pub trait Comparand<T: Element>: comparand::Sealed {
+    /// The value compared with.
+    #[doc(hidden)]
+    fn comparand(&self) -> Value<T>;
+}
+mod comparand {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl<T: crate::Element> Sealed for crate::Tensor<'_, T> {}
+}
+impl Comparand<f32> for f32 {
+    fn comparand(&self) -> Value<f32> {
+        ArcArray::from_elem(IxDyn(&[]), *self)
+    }
+}
+impl Comparand<f64> for f64 {
+    fn comparand(&self) -> Value<f64> {
+        ArcArray::from_elem(IxDyn(&[]), *self)
+    }
+}
+impl<T: Element> Comparand<T> for Tensor<'_, T> {
+    fn comparand(&self) -> Value<T> {
+        self.value()
+    }
+}
+
 impl<'t, T: Element> Tensor<'t, T> {
+    /// `self > other` elementwise, broadcast, as a mask for
+    /// [`Tensor::where_`]: a boolean array computed from the values, through
+    /// which no gradient flows. NaN compares false, as in IEEE arithmetic
+    /// (so `x.gt(0.0)` and `x.le(0.0)` are both false at NaN).
+    ///
+    /// # Panics
+    /// When the shapes do not broadcast.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[-2.0, 3.0]));
+    /// let y = Tensor::where_(&x.gt(0.0), x, x * 0.1); // leaky ReLU
+    /// assert_eq!(y.value().as_slice().unwrap(), &[-0.2, 3.0]);
+    /// assert_eq!(tape.backward(y.sum())[x].as_slice().unwrap(), &[0.1, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn gt(&self, other: impl Comparand<T>) -> ArrayD<bool> {
+        self.compare("gt", &other, |a, b| a > b)
+    }
+
+    /// `self >= other` elementwise, as [`Tensor::gt`].
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// assert_eq!(tape.var(arr1(&[0.0, 1.0])).ge(1.0).as_slice().unwrap(), &[false, true]);
+    /// ```
+    #[track_caller]
+    pub fn ge(&self, other: impl Comparand<T>) -> ArrayD<bool> {
+        self.compare("ge", &other, |a, b| a >= b)
+    }
+
+    /// `self < other` elementwise, as [`Tensor::gt`].
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// assert_eq!(tape.var(arr1(&[0.0, 1.0])).lt(1.0).as_slice().unwrap(), &[true, false]);
+    /// ```
+    #[track_caller]
+    pub fn lt(&self, other: impl Comparand<T>) -> ArrayD<bool> {
+        self.compare("lt", &other, |a, b| a < b)
+    }
+
+    /// `self <= other` elementwise, as [`Tensor::gt`].
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// assert_eq!(tape.var(arr1(&[0.0, 2.0])).le(1.0).as_slice().unwrap(), &[true, false]);
+    /// ```
+    #[track_caller]
+    pub fn le(&self, other: impl Comparand<T>) -> ArrayD<bool> {
+        self.compare("le", &other, |a, b| a <= b)
+    }
+
+    /// `self == other` elementwise, as [`Tensor::gt`] (NaN equals nothing).
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::array, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0], [2.0, f64::NAN]]);
+    /// let row = tape.constant(array![[2.0, 2.0]]);
+    /// assert_eq!(x.eq(row), array![[false, true], [true, false]].into_dyn());
+    /// ```
+    #[track_caller]
+    #[allow(clippy::should_implement_trait, reason = "a mask, not PartialEq: numpy's and PyTorch's name")]
+    pub fn eq(&self, other: impl Comparand<T>) -> ArrayD<bool> {
+        self.compare("eq", &other, |a, b| a == b)
+    }
+
+    #[track_caller]
+    fn compare(&self, op: &str, other: &impl Comparand<T>, f: impl Fn(T, T) -> bool) -> ArrayD<bool> {
+        let (a, b) = (self.value(), other.comparand());
+        let shape = broadcast_shapes(op, a.shape(), b.shape());
+        let a = a.broadcast(IxDyn(&shape)).expect("checked");
+        let b = b.broadcast(IxDyn(&shape)).expect("checked");
+        Zip::from(&a).and(&b).map_collect(|&a, &b| f(a, b))
+    }
+
     /// Elementwise `max(a, b)`, broadcast. The gradient goes to the larger
     /// input; at a tie (`a == b`) it is split evenly, half to each (as
     /// PyTorch's `maximum`), so the sum of the two is always `g`. NaN in

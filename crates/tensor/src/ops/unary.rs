@@ -4,6 +4,7 @@
 use super::{map, unary_grad, Grads, Op};
 use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
+use std::f64::consts::FRAC_2_SQRT_PI;
 
 macro_rules! unary_op {
     ($ty:ident, $name:literal, |$a:ident| $fwd:expr, |$b:ident, $x:ident, $y:ident, $g:ident| $bwd:expr) => {
@@ -63,6 +64,48 @@ unary_op!(Relu, "relu", |a| if a <= T::zero() { T::zero() } else { a }, |b, x, y
 unary_op!(Softplus, "softplus", |a| softplus(a), |b, x, y, g| {
     b.fuse2(g, x, |g, x| g * sigmoid(x), |b| b.mul(g, &b.sigmoid(x)))
 });
+
+unary_op!(Sin, "sin", |a| a.sin(), |b, x, y, g| {
+    b.fuse2(g, x, |g, x| g * x.cos(), |b| b.mul(g, &b.apply(Cos, &[x])))
+});
+unary_op!(Cos, "cos", |a| a.cos(), |b, x, y, g| {
+    // -g sin x
+    b.fuse2(g, x, |g, x| -(g * x.sin()), |b| b.neg(&b.mul(g, &b.apply(Sin, &[x]))))
+});
+unary_op!(Erf, "erf", |a| erf(a), |b, x, y, g| {
+    // g (2 / sqrt(pi)) e^(-x^2)
+    b.fuse2(
+        g,
+        x,
+        |g, x| g * ((-(x * x)).exp() * T::cast(FRAC_2_SQRT_PI)),
+        |b| b.mul(g, &b.scale(&b.apply(Exp, &[&b.neg(&b.mul(x, x))]), T::cast(FRAC_2_SQRT_PI))),
+    )
+});
+unary_op!(Log1p, "log1p", |a| a.ln_1p(), |b, x, y, g| {
+    b.fuse2(g, x, |g, x| g / (x + T::one()), |b| b.div(g, &b.add_scalar(x, T::one())))
+});
+unary_op!(Expm1, "expm1", |a| a.exp_m1(), |b, x, y, g| {
+    // g e^x = g (y + 1)
+    b.fuse2(g, y, |g, y| g * (y + T::one()), |b| b.mul(g, &b.add_scalar(y, T::one())))
+});
+unary_op!(Square, "square", |a| a * a, |b, x, y, g| {
+    // g 2 x
+    b.fuse2(g, x, |g, x| g * (x * T::cast(2.0)), |b| b.mul(g, &b.scale(x, T::cast(2.0))))
+});
+unary_op!(Recip, "recip", |a| T::one() / a, |b, x, y, g| {
+    // -g y^2
+    b.fuse2(g, y, |g, y| -(g * (y * y)), |b| b.neg(&b.mul(g, &b.mul(y, y))))
+});
+
+/// The error function, from `libm` (to the last bit or so of each type).
+#[inline]
+pub(crate) fn erf<T: Element>(a: T) -> T {
+    if T::NAME == "f32" {
+        T::cast(f64::from(libm::erff(a.as_f64() as f32)))
+    } else {
+        T::cast(libm::erf(a.as_f64()))
+    }
+}
 
 /// The step function `x > 0`, as 1 or 0.
 fn step<T: Element>(v: T) -> T {
@@ -260,6 +303,109 @@ impl<'t, T: Element> Tensor<'t, T> {
     #[track_caller]
     pub fn softplus(self) -> Self {
         self.tape.record(Softplus, &[&self])
+    }
+
+    /// `y = sin x`; `dy/dx = cos x`.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[0.0]));
+    /// assert_eq!(x.sin().item(), 0.0);
+    /// assert_eq!(tape.backward(x.sin().sum())[x][0], 1.0);
+    /// ```
+    #[track_caller]
+    pub fn sin(self) -> Self {
+        self.tape.record(Sin, &[&self])
+    }
+
+    /// `y = cos x`; `dy/dx = -sin x`.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[std::f64::consts::FRAC_PI_2]));
+    /// assert_eq!(tape.backward(x.cos().sum())[x][0], -1.0);
+    /// ```
+    #[track_caller]
+    pub fn cos(self) -> Self {
+        self.tape.record(Cos, &[&self])
+    }
+
+    /// The error function `y = erf x = (2 / sqrt(pi)) int_0^x e^(-t^2) dt`
+    /// (from the `libm` crate, accurate to about one unit in the last place
+    /// of each type); `dy/dx = (2 / sqrt(pi)) e^(-x^2)`. Exact GELU is
+    /// `0.5 x (1 + erf(x / sqrt 2))`.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[0.0, 10.0]));
+    /// assert_eq!(x.erf().value().as_slice().unwrap(), &[0.0, 1.0]);
+    /// let g = tape.backward(x.erf().sum());
+    /// assert_eq!(g[x][0], std::f64::consts::FRAC_2_SQRT_PI);
+    /// ```
+    #[track_caller]
+    pub fn erf(self) -> Self {
+        self.tape.record(Erf, &[&self])
+    }
+
+    /// `y = ln(1 + x)`, accurate for small `x` (where `(1 + x).log()`
+    /// loses the digits of `x`); `dy/dx = 1 / (1 + x)`.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[1e-20, 1.0]));
+    /// assert_eq!(x.log1p().value()[0], 1e-20);
+    /// assert_eq!(tape.backward(x.log1p().sum())[x][1], 0.5);
+    /// ```
+    #[track_caller]
+    pub fn log1p(self) -> Self {
+        self.tape.record(Log1p, &[&self])
+    }
+
+    /// `y = e^x - 1`, accurate for small `x`; `dy/dx = e^x = y + 1`.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[1e-20, 0.0]));
+    /// assert_eq!(x.expm1().value()[0], 1e-20);
+    /// assert_eq!(tape.backward(x.expm1().sum())[x][1], 1.0);
+    /// ```
+    #[track_caller]
+    pub fn expm1(self) -> Self {
+        self.tape.record(Expm1, &[&self])
+    }
+
+    /// `y = x^2`; `dy/dx = 2 x`.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[-3.0]));
+    /// assert_eq!(x.square().item(), 9.0);
+    /// assert_eq!(tape.backward(x.square().sum())[x][0], -6.0);
+    /// ```
+    #[track_caller]
+    pub fn square(self) -> Self {
+        self.tape.record(Square, &[&self])
+    }
+
+    /// The reciprocal `y = 1 / x` (`inf` at 0, as in IEEE arithmetic);
+    /// `dy/dx = -1 / x^2 = -y^2`.
+    ///
+    /// ```
+    /// use tapegrad_tensor::{ndarray::arr1, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(arr1(&[2.0]));
+    /// assert_eq!(x.recip().item(), 0.5);
+    /// assert_eq!(tape.backward(x.recip().sum())[x][0], -0.25);
+    /// ```
+    #[track_caller]
+    pub fn recip(self) -> Self {
+        self.tape.record(Recip, &[&self])
     }
 
     /// `y = ln sigmoid(x) = -softplus(-x)`, finite for any finite `x`;
