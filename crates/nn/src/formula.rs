@@ -5,17 +5,28 @@
 //! right-associative, so `-x^2` is `-(x^2)`):
 //!
 //! ```text
-//! expr   := term (('+' | '-') term)*
+//! expr   := sum (cmp sum)?
+//! cmp    := '<' | '<=' | '>' | '>=' | '==' | '!='
+//! sum    := term (('+' | '-') term)*
 //! term   := unary (('*' | '/') unary)*
 //! unary  := '-' unary | power
 //! power  := atom ('^' unary)?
-//! atom   := number | 'x' | 'pi' | 'e' | name '(' expr ')' | '(' expr ')'
-//! name   := exp | log | sqrt | abs | tanh | sigmoid | relu | softplus | log_sigmoid
+//! atom   := number | 'x' | 'pi' | 'e' | name '(' expr (',' expr)* ')' | '(' expr ')'
+//! name   := exp | log | sqrt | abs | tanh | sigmoid | relu | softplus | log_sigmoid | sin | cos | erf | log1p | expm1 | square | recip | max | min | pow | where
 //! ```
 //!
+//! Every function takes one argument except `max(a, b)`, `min(a, b)`,
+//! `pow(a, b)` (`a^b`) and `where(c, a, b)`, which is `a` where `c` is
+//! neither 0 nor NaN and `b` elsewhere, with the gradient of the branch
+//! taken. A comparison is 1 where it holds and 0 elsewhere, carries no
+//! gradient, and does not chain (`(a < b) * (b < c)` for both): so
+//! `where(x > 0, x, 0.1 * x)` is a leaky ReLU and `(x > 0) * x` a ReLU.
+//! `max` and `min` split the gradient evenly at a tie, as
+//! [`Tensor::maximum`] does.
+//!
 //! The `name` line is the function table of this module (one entry per
-//! function: its name and the tensor op it records), and a test checks the
-//! two agree; [`Formula::functions`] lists the same names.
+//! function: its name, its arguments and the tensor op it records), and a
+//! test checks the two agree; [`Formula::functions`] lists the same names.
 //!
 //! Text: whitespace is any Unicode white space (so a no-break space pasted
 //! from a web page is a space); any other character outside ASCII is an
@@ -102,7 +113,7 @@ impl std::error::Error for FormulaError {}
 /// the enum, the name list, the look-up and the recording are generated
 /// here, so a function cannot be named without an op.
 macro_rules! functions {
-    ($($variant:ident $name:literal => |$t:ident| $op:expr,)*) => {
+    ($($variant:ident $name:literal => |$($arg:ident),+| $op:expr,)*) => {
         /// A function a formula may call.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         enum Function {
@@ -121,12 +132,18 @@ macro_rules! functions {
                 }
             }
 
-            fn record<'t, T: Element>(self, arg: Tensor<'t, T>) -> Tensor<'t, T> {
+            /// How many arguments it takes.
+            fn arity(self) -> usize {
                 match self {
-                    $(Function::$variant => {
-                        let $t = arg;
-                        $op
-                    })*
+                    $(Function::$variant => [$(stringify!($arg)),+].len(),)*
+                }
+            }
+
+            /// Records it on its arguments, which the parser has counted.
+            fn record<'t, T: Element>(self, args: &[Tensor<'t, T>]) -> Tensor<'t, T> {
+                match (self, args) {
+                    $((Function::$variant, &[$($arg),+]) => $op,)*
+                    (f, args) => panic!("{} takes {} arguments, given {}", f.name(), f.arity(), args.len()),
                 }
             }
         }
@@ -143,6 +160,22 @@ functions! {
     Relu "relu" => |t| t.relu(),
     Softplus "softplus" => |t| t.softplus(),
     LogSigmoid "log_sigmoid" => |t| t.log_sigmoid(),
+    Sin "sin" => |t| t.sin(),
+    Cos "cos" => |t| t.cos(),
+    Erf "erf" => |t| t.erf(),
+    Log1p "log1p" => |t| t.log1p(),
+    Expm1 "expm1" => |t| t.expm1(),
+    Square "square" => |t| t.square(),
+    Recip "recip" => |t| t.recip(),
+    Max "max" => |a, b| a.maximum(b),
+    Min "min" => |a, b| a.minimum(b),
+    Pow "pow" => |a, b| a.pow(b),
+    Where "where" => |c, a, b| Tensor::where_(&truth(c), a, b),
+}
+
+/// A condition's value as a mask: true where it is neither 0 nor NaN.
+fn truth<T: Element>(c: Tensor<'_, T>) -> ndarray::ArrayD<bool> {
+    c.value().mapv(|v| v != T::zero() && !v.is_nan())
 }
 
 impl Function {
@@ -159,6 +192,38 @@ enum BinOp {
     Mul,
     Div,
     Pow,
+}
+
+/// A comparison operator of the grammar: 1 where it holds, 0 elsewhere,
+/// with no gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Cmp {
+    /// The operators, longest first (so `<=` is read before `<`).
+    const TOKENS: [(&'static str, Cmp); 6] =
+        [("<=", Cmp::Le), (">=", Cmp::Ge), ("==", Cmp::Eq), ("!=", Cmp::Ne), ("<", Cmp::Lt), (">", Cmp::Gt)];
+
+    /// `a cmp b` as 1 or 0, a constant on `a`'s tape.
+    fn record<'t, T: Element>(self, a: Tensor<'t, T>, b: Tensor<'t, T>) -> Tensor<'t, T> {
+        let mask = match self {
+            Cmp::Lt => a.lt(b),
+            Cmp::Le => a.le(b),
+            Cmp::Gt => a.gt(b),
+            Cmp::Ge => a.ge(b),
+            Cmp::Eq => a.eq(b),
+            // NaN is unequal to everything, as in IEEE arithmetic.
+            Cmp::Ne => a.eq(b).mapv(|m| !m),
+        };
+        a.tape().constant(mask.mapv(|m| if m { T::one() } else { T::zero() }))
+    }
 }
 
 /// An operand while a formula is recorded: a number (a constant) or a
@@ -225,6 +290,7 @@ enum Instr {
     Neg,
     Call(Function),
     Bin(BinOp),
+    Cmp(Cmp),
 }
 
 impl Instr {
@@ -232,8 +298,9 @@ impl Instr {
     fn arity(self) -> usize {
         match self {
             Instr::X | Instr::Num(_) => 0,
-            Instr::Neg | Instr::Call(_) => 1,
-            Instr::Bin(_) => 2,
+            Instr::Neg => 1,
+            Instr::Call(f) => f.arity(),
+            Instr::Bin(_) | Instr::Cmp(_) => 2,
         }
     }
 }
@@ -251,11 +318,20 @@ fn run<'t, T: Element>(program: &[Instr], x: Tensor<'t, T>) -> Val<'t, T> {
             Instr::X => Val::T(x),
             Instr::Num(c) => Val::Num(c),
             Instr::Neg => Val::T(-pop(&mut stack).into_tensor(tape)),
-            Instr::Call(f) => Val::T(f.record(pop(&mut stack).into_tensor(tape))),
+            Instr::Call(f) => {
+                let at = stack.len() - f.arity();
+                let args: Vec<Tensor<'t, T>> = stack.drain(at..).map(|a| a.into_tensor(tape)).collect();
+                Val::T(f.record(&args))
+            }
             Instr::Bin(op) => {
                 let b = pop(&mut stack);
                 let a = pop(&mut stack);
                 Val::T(op.record(a, b, tape))
+            }
+            Instr::Cmp(cmp) => {
+                let b = pop(&mut stack).into_tensor(tape);
+                let a = pop(&mut stack).into_tensor(tape);
+                Val::T(cmp.record(a, b))
             }
         };
         stack.push(v);
@@ -357,8 +433,7 @@ impl Formula {
     ///
     /// ```
     /// let names = tapegrad_nn::Formula::functions();
-    /// assert!(names.contains(&"log_sigmoid"));
-    /// assert!(names.iter().all(|f| tapegrad_nn::Formula::parse(&format!("{f}(x)")).is_ok()));
+    /// assert!(names.contains(&"log_sigmoid") && names.contains(&"erf") && names.contains(&"where"));
     /// ```
     pub fn functions() -> &'static [&'static str] {
         Function::NAMES
@@ -476,7 +551,39 @@ impl Parser<'_> {
         Ok(())
     }
 
+    /// Whether the text at the cursor (after whitespace) starts with
+    /// `token`; if so, steps over it.
+    fn eat_str(&mut self, token: &str) -> bool {
+        self.skip_ws();
+        let n = token.chars().count();
+        let ahead =
+            self.chars.get(self.pos..self.pos + n).map(|cs| cs.iter().map(|&(_, c)| c).eq(token.chars()));
+        if ahead == Some(true) {
+            self.pos += n;
+            true
+        } else {
+            false
+        }
+    }
+    fn comparison(&mut self) -> Option<Cmp> {
+        Cmp::TOKENS.iter().find(|(token, _)| self.eat_str(token)).map(|&(_, cmp)| cmp)
+    }
+
     fn expr(&mut self) -> Result<(), FormulaError> {
+        self.sum()?;
+        if let Some(cmp) = self.comparison() {
+            self.sum()?;
+            self.emit(Instr::Cmp(cmp));
+            let at = self.pos;
+            if self.comparison().is_some() {
+                self.pos = at;
+                self.skip_ws();
+                return Err(self.error("comparisons do not chain: write (a < b) * (b < c)"));
+            }
+        }
+        Ok(())
+    }
+    fn sum(&mut self) -> Result<(), FormulaError> {
         self.term()?;
         loop {
             let op = if self.eat('+') {
@@ -604,7 +711,22 @@ impl Parser<'_> {
                     return Err(self.error(&format!("expected '(' after {}", f.name())));
                 }
                 self.nested(|p| {
-                    p.expr()?;
+                    let mut given = 0;
+                    loop {
+                        p.expr()?;
+                        given += 1;
+                        if !p.eat(',') {
+                            break;
+                        }
+                    }
+                    if given != f.arity() {
+                        return Err(p.error(&format!(
+                            "{} takes {} argument{}, not {given}",
+                            f.name(),
+                            f.arity(),
+                            if f.arity() == 1 { "" } else { "s" }
+                        )));
+                    }
                     if !p.eat(')') {
                         return Err(p.error("expected ')'"));
                     }
@@ -689,8 +811,10 @@ mod tests {
         for (&f, &name) in Function::ALL.iter().zip(Function::NAMES) {
             assert_eq!(f.name(), name);
             assert_eq!(Function::from_name(name), Some(f));
-            let parsed = Formula::parse(&format!("{name}(x)")).unwrap();
-            assert_eq!(parsed.program, [Instr::X, Instr::Call(f)], "{name}");
+            let parsed = Formula::parse(&call_on(f, "x")).unwrap();
+            let mut want = vec![Instr::X; f.arity()];
+            want.push(Instr::Call(f));
+            assert_eq!(parsed.program, want, "{name}");
         }
     }
 
@@ -702,19 +826,43 @@ mod tests {
         }
     }
 
-    /// An independent reference for each function (std's f64 maths), by an
-    /// exhaustive match: a function added to the table needs one here.
-    fn reference(f: Function) -> fn(f64) -> f64 {
+    /// `f` called on `arg` as each of its arguments: `max(x, x)`.
+    fn call_on(f: Function, arg: &str) -> String {
+        format!("{}({})", f.name(), vec![arg; f.arity()].join(", "))
+    }
+
+    /// A formula calling each function, and an independent reference for
+    /// its value (std's f64 maths; Python's `math.erf` for erf, whose
+    /// values at the test points are frozen here), by an exhaustive match:
+    /// a function added to the table needs one here.
+    fn case(f: Function) -> (&'static str, fn(f64) -> f64) {
         match f {
-            Function::Exp => f64::exp,
-            Function::Log => f64::ln,
-            Function::Sqrt => f64::sqrt,
-            Function::Abs => f64::abs,
-            Function::Tanh => f64::tanh,
-            Function::Sigmoid => |v| 1.0 / (1.0 + (-v).exp()),
-            Function::Relu => |v| v.max(0.0),
-            Function::Softplus => |v| (1.0 + v.exp()).ln(),
-            Function::LogSigmoid => |v| -(1.0 + (-v).exp()).ln(),
+            Function::Exp => ("exp(x)", f64::exp),
+            Function::Log => ("log(x)", f64::ln),
+            Function::Sqrt => ("sqrt(x)", f64::sqrt),
+            Function::Abs => ("abs(x)", f64::abs),
+            Function::Tanh => ("tanh(x)", f64::tanh),
+            Function::Sigmoid => ("sigmoid(x)", |v| 1.0 / (1.0 + (-v).exp())),
+            Function::Relu => ("relu(x)", |v| v.max(0.0)),
+            Function::Softplus => ("softplus(x)", |v| (1.0 + v.exp()).ln()),
+            Function::LogSigmoid => ("log_sigmoid(x)", |v| -(1.0 + (-v).exp()).ln()),
+            Function::Sin => ("sin(x)", f64::sin),
+            Function::Cos => ("cos(x)", f64::cos),
+            Function::Erf => ("erf(x)", |v| match v {
+                // python3 -c "import math; print(repr(math.erf(0.3)), ...)"
+                0.3 => 0.3286267594591274,
+                1.7 => 0.9837904585907745,
+                4.0 => 0.9999999845827421,
+                _ => f64::NAN,
+            }),
+            Function::Log1p => ("log1p(x)", f64::ln_1p),
+            Function::Expm1 => ("expm1(x)", f64::exp_m1),
+            Function::Square => ("square(x)", |v| v * v),
+            Function::Recip => ("recip(x)", |v| 1.0 / v),
+            Function::Max => ("max(x, 1.7)", |v| v.max(1.7)),
+            Function::Min => ("min(1.2, x)", |v| v.min(1.2)),
+            Function::Pow => ("pow(x, 1.5)", |v| v.powf(1.5)),
+            Function::Where => ("where(x > 1, x, 2 * x)", |v| if v > 1.0 { v } else { 2.0 * v }),
         }
     }
 
@@ -723,15 +871,55 @@ mod tests {
         // Positive points (log and sqrt), away from relu's and abs's kink.
         let points = [0.3, 1.7, 4.0];
         for &f in Function::ALL {
-            let formula = Formula::parse(&format!("{}(x)", f.name())).unwrap();
+            let (src, reference) = case(f);
+            let formula = Formula::parse(src).unwrap();
+            assert!(formula.program.contains(&Instr::Call(f)), "{src}");
             for &v in &points {
                 // Independent formulas for the same value: a few roundings apart.
-                approx::assert_relative_eq!(at(formula.source(), v), reference(f)(v), max_relative = 1e-14);
+                approx::assert_relative_eq!(at(src, v), reference(v), max_relative = 1e-14);
             }
+            // Away from the kinks of max (1.7), min (1.2) and where (1).
             let grid = ArrayD::from_shape_fn(IxDyn(&[2, 3]), |i| 0.2 + 0.7 * (i[0] * 3 + i[1]) as f64);
             let report = gradcheck(|x| formula.apply(x[0]), &[grid]);
             assert!(report.passed(), "{}\n{report}", f.name());
         }
+    }
+
+    #[test]
+    fn comparisons_are_masks_without_gradient_and_do_not_chain() {
+        for (src, v, want) in [
+            ("x > 1", 2.0, 1.0),
+            ("x > 1", 1.0, 0.0),
+            ("x >= 1", 1.0, 1.0),
+            ("x < 1", 1.0, 0.0),
+            ("x <= 1", 1.0, 1.0),
+            ("x == 1", 1.0, 1.0),
+            ("x != 1", 1.0, 0.0),
+            ("x != 1", f64::NAN, 1.0),
+            ("x > 1", f64::NAN, 0.0),
+            ("(x > 0) * x", -2.0, 0.0),
+            ("2 * x > x + 1", 3.0, 1.0),
+        ] {
+            assert_eq!(at(src, v), want, "{src} at {v}");
+        }
+        let tape = Tape::<f64>::new();
+        let x = tape.var(arr1(&[2.0]));
+        let y = Formula::parse("(x > 1) * x^2").unwrap().apply(x);
+        assert_eq!(tape.backward(y.sum())[x][0], 4.0); // the mask's gradient is 0
+        let e = Formula::parse("0 < x < 1").unwrap_err();
+        assert!(e.message.contains("do not chain") && e.position == 6, "{e:?}");
+        // A leaky ReLU by where, and pi and e as constants.
+        assert_eq!(at("where(x > 0, x, 0.1 * x)", -2.0), -0.2);
+        assert_eq!(at("pi * e", 1.0), std::f64::consts::PI * std::f64::consts::E);
+    }
+
+    #[test]
+    fn a_call_with_the_wrong_number_of_arguments_says_how_many() {
+        let e = Formula::parse("max(x)").unwrap_err();
+        assert_eq!(e.message, "max takes 2 arguments, not 1");
+        let e = Formula::parse("sin(x, 2)").unwrap_err();
+        assert_eq!(e.message, "sin takes 1 argument, not 2");
+        assert!(Formula::parse("where(x, 1)").unwrap_err().message.contains("where takes 3 arguments"));
     }
 
     #[test]
@@ -740,12 +928,14 @@ mod tests {
         assert_eq!(program("2 * pi"), [Instr::Num(2.0 * std::f64::consts::PI)]);
         assert_eq!(program("x * (1 + 1)"), [Instr::X, Instr::Num(2.0), Instr::Bin(BinOp::Mul)]);
         assert_eq!(program("-(2^3) + x"), [Instr::Num(-8.0), Instr::X, Instr::Bin(BinOp::Add)]);
+        assert_eq!(program("(2 > 1) + x"), [Instr::Num(1.0), Instr::X, Instr::Bin(BinOp::Add)]);
         // Left-associative: (x + 1) + 1 has no constant sub-expression.
         assert_eq!(program("x + 1 + 1").len(), 5);
         for &f in Function::ALL {
-            let folded = program(&format!("{}(0.5)", f.name()));
+            let folded = program(&call_on(f, "0.5"));
             let tape = Tape::<f64>::new();
-            let direct = f.record(tape.var(arr1(&[0.5]))).value()[0];
+            let args = vec![tape.var(arr1(&[0.5])); f.arity()];
+            let direct = f.record(&args).value()[0];
             // The folded number is the tensor op's value, bit for bit.
             assert_eq!(folded, [Instr::Num(direct)], "{}", f.name());
         }

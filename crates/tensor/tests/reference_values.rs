@@ -27,7 +27,8 @@ fn unary<'t, T: Element>(name: &str, x: Tensor<'t, T>) -> Tensor<'t, T> {
 /// f and f' at the reference points, in `T`, as f64.
 fn values_and_slopes<T: Element>(name: &str, xs: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let tape = Tape::<T>::new();
-    let x = tape.var(ArrayD::from_shape_vec(IxDyn(&[xs.len()]), xs.iter().map(|&v| T::cast(v)).collect()).unwrap());
+    let x = tape
+        .var(ArrayD::from_shape_vec(IxDyn(&[xs.len()]), xs.iter().map(|&v| T::cast(v)).collect()).unwrap());
     let y = unary(name, x);
     let g = tape.backward(y.sum());
     (y.value().iter().map(|v| v.as_f64()).collect(), g[x].iter().map(|v| v.as_f64()).collect())
