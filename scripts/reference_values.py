@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes crates/tensor/tests/reference/values.rs: values and derivatives
+"""Writes crates/tensor/tests/it/reference/values.rs: values and derivatives
 of tapegrad's elementwise ops and axis reductions, computed independently
 with Python's math module (the C library's functions, not tapegrad's libm
 crate), in double precision with math.fsum for sums.
@@ -106,7 +106,7 @@ def main():
     out.append("/// min over axis 0, one per column.")
     out.append("pub const MIN: &[f64] = " + slice_of([min(column(j)) for j in cols]) + ";")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "crates", "tensor", "tests", "reference", "values.rs")
+    path = os.path.join(root, "crates", "tensor", "tests", "it", "reference", "values.rs")
     with open(path, "w") as fh:
         fh.write("\n".join(out) + "\n")
     print(f"wrote {path}")

@@ -1,6 +1,6 @@
 //! The new ops' values (and the elementwise ones' derivatives) against an
 //! independent reference: Python's math module, frozen in
-//! `tests/reference/values.rs` by `scripts/reference_values.py`.
+//! `tests/it/reference/values.rs` by `scripts/reference_values.py`.
 
 use approx::assert_relative_eq;
 use tapegrad_tensor::ndarray::{Array2, ArrayD, IxDyn};
