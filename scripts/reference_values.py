@@ -87,20 +87,11 @@ def main():
     out.append("pub const LOGITS: &[&[f64]] = &[" + ", ".join(slice_of(r) for r in LOGITS) + "];")
     out.append("/// logsumexp over axis 0, one per column.")
     out.append("pub const LOGSUMEXP: &[f64] = " + slice_of([logsumexp(column(j)) for j in cols]) + ";")
-    sm = [softmax(column(j)) for j in cols]
-    out.append("/// softmax over axis 0, rows as LOGITS.")
-    out.append(
-        "pub const SOFTMAX: &[&[f64]] = &["
-        + ", ".join(slice_of([sm[j][i] for j in cols]) for i in range(len(LOGITS)))
-        + "];"
-    )
-    lsm = [log_softmax(column(j)) for j in cols]
-    out.append("/// log_softmax over axis 0, rows as LOGITS.")
-    out.append(
-        "pub const LOG_SOFTMAX: &[&[f64]] = &["
-        + ", ".join(slice_of([lsm[j][i] for j in cols]) for i in range(len(LOGITS)))
-        + "];"
-    )
+    for name, fn in [("SOFTMAX", softmax), ("LOG_SOFTMAX", log_softmax)]:
+        per_column = [fn(column(j)) for j in cols]
+        rows = [[per_column[j][i] for j in cols] for i in range(len(LOGITS))]
+        out.append(f"/// {name.lower()} over axis 0, rows as LOGITS.")
+        out.append(f"pub const {name}: &[&[f64]] = &[" + ", ".join(slice_of(r) for r in rows) + "];")
     out.append("/// max over axis 0, one per column.")
     out.append("pub const MAX: &[f64] = " + slice_of([max(column(j)) for j in cols]) + ";")
     out.append("/// min over axis 0, one per column.")

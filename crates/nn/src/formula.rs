@@ -614,23 +614,25 @@ impl Parser<'_> {
     fn unary(&mut self) -> Result<(), FormulaError> {
         self.skip_ws();
         if self.peek() == Some('-') {
-            self.nested(|p| {
-                p.pos += 1;
-                p.unary()
-            })?;
+            self.operand_after_operator()?;
             self.emit(Instr::Neg);
             return Ok(());
         }
         self.power()
     }
+    /// Steps over the operator at the cursor (`-` or `^`) and parses the
+    /// unary expression after it, one level deeper.
+    fn operand_after_operator(&mut self) -> Result<(), FormulaError> {
+        self.nested(|p| {
+            p.pos += 1;
+            p.unary()
+        })
+    }
     fn power(&mut self) -> Result<(), FormulaError> {
         self.atom()?;
         self.skip_ws();
         if self.peek() == Some('^') {
-            self.nested(|p| {
-                p.pos += 1;
-                p.unary()
-            })?;
+            self.operand_after_operator()?;
             self.emit(Instr::Bin(BinOp::Pow));
         }
         Ok(())

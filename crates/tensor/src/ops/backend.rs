@@ -204,9 +204,7 @@ impl<T: Element> Backend<T> for ArrayBackend {
         g: &Value<T>,
         need: &[bool],
     ) -> Grads<Value<T>> {
-        let shapes: SmallVec<[Shape; 4]> = xs.iter().map(|x| Shape::from_slice(x.shape())).collect();
-        let out = rule.on_arrays(xs, y, g);
-        checked(rule.name(), out, |d| Shape::from_slice(d.shape()), &shapes, y.shape(), need)
+        checked(rule.name(), rule.on_arrays(xs, y, g), |d| Shape::from_slice(d.shape()), xs, y, need)
     }
 }
 
@@ -315,8 +313,6 @@ impl<'t, T: Element> Backend<T> for TensorBackend<'t, T> {
         g: &Tensor<'t, T>,
         need: &[bool],
     ) -> Grads<Tensor<'t, T>> {
-        let shapes: SmallVec<[Shape; 4]> = xs.iter().map(|x| x.shape_small()).collect();
-        let out = rule.on_tensors(xs, y, g);
-        checked(rule.name(), out, Tensor::shape_small, &shapes, &y.shape_small(), need)
+        checked(rule.name(), rule.on_tensors(xs, y, g), Tensor::shape_small, xs, y, need)
     }
 }

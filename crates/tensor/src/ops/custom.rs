@@ -367,10 +367,11 @@ pub(crate) fn checked<V>(
     name: &str,
     out: Vec<Option<V>>,
     shape: impl Fn(&V) -> Shape,
-    xs: &[Shape],
-    y: &[usize],
+    xs: &[&V],
+    y: &V,
     need: &[bool],
 ) -> Grads<V> {
+    let y = shape(y);
     if out.len() != xs.len() {
         panic!("{name}: the backward returned {} gradients for {} inputs", out.len(), xs.len());
     }
@@ -380,8 +381,8 @@ pub(crate) fn checked<V>(
         .enumerate()
         .map(|(i, ((d, x), &need))| {
             let d = d?;
-            let s = shape(&d);
-            let fits = s == *x || (s.as_slice() == y && broadcasts_to(x, y));
+            let (s, x) = (shape(&d), shape(x));
+            let fits = s == x || (s == y && broadcasts_to(&x, &y));
             if !fits {
                 panic!(
                     "{name}: the backward returned a gradient of shape {:?} for input {i} of shape {:?}",
