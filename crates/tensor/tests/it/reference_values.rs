@@ -6,7 +6,12 @@ use approx::assert_relative_eq;
 use tapegrad_tensor::ndarray::{Array2, ArrayD, IxDyn};
 use tapegrad_tensor::{Element, Tape, Tensor};
 
-#[allow(dead_code, reason = "generated data, read in part by each test")]
+#[allow(
+    dead_code,
+    clippy::type_complexity,
+    clippy::approx_constant,
+    reason = "generated data: read in part by each test, with the digits Python printed"
+)]
 mod values {
     include!("reference/values.rs");
 }
