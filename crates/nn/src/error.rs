@@ -73,8 +73,8 @@ pub enum NnError {
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
-        /// The file's version.
-        found: u32,
+        /// The file's version field as written (`none` when it has none).
+        found: String,
         /// The version this build reads.
         supported: u32,
     },

@@ -232,7 +232,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
 /// [`NnError::Corrupt`] (not JSON, truncated), [`NnError::WrongFormat`]
 /// (another kind of JSON), [`NnError::UnsupportedVersion`],
 /// [`NnError::Mismatch`] (parameters that disagree with the architecture,
-/// standardisation of the wrong size), [`NnError::Activation`].
+/// standardisation of the wrong size; an activation formula that does not parse, named with the file).
 ///
 /// ```
 /// let err = tapegrad_nn::io::load::<f64>(std::path::Path::new("/no/such/model.json")).unwrap_err();
@@ -249,16 +249,20 @@ pub fn load<T: Element>(path: &Path) -> Result<SavedModel<T>, NnError> {
     if format != FORMAT {
         return Err(NnError::WrongFormat { path: p(), found: format.to_string() });
     }
-    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-    if version != VERSION {
-        return Err(NnError::UnsupportedVersion { path: p(), found: version, supported: VERSION });
+    // The version as written (a string or 999999999999 is shown as such,
+    // never truncated or read as 0).
+    let version = value.get("version");
+    if version.and_then(|v| v.as_u64()) != Some(u64::from(VERSION)) {
+        let found = version.map_or_else(|| "none".to_string(), |v| v.to_string());
+        return Err(NnError::UnsupportedVersion { path: p(), found, supported: VERSION });
     }
     let file: FileV1 =
         serde_json::from_value(value).map_err(|e| NnError::Mismatch { path: p(), detail: e.to_string() })?;
     let mismatch = |detail: String| NnError::Mismatch { path: p(), detail };
     let mut params = Params::new();
     for (name, t) in file.params {
-        if t.data.len() != t.shape[0] * t.shape[1] {
+        // Checked: a crafted shape's product can overflow.
+        if t.shape[0].checked_mul(t.shape[1]) != Some(t.data.len()) {
             return Err(mismatch(format!(
                 "parameter {name} has {} values for shape {:?}",
                 t.data.len(),
@@ -274,6 +278,13 @@ pub fn load<T: Element>(path: &Path) -> Result<SavedModel<T>, NnError> {
     }
     let model = Model::from_params(&file.architecture, params).map_err(|e| match e {
         NnError::DataShape(d) => mismatch(d),
+        // One line that names the file, not the formula parser's caret.
+        NnError::Activation(f) => mismatch(format!(
+            "activation formula '{}' does not parse: {} (column {})",
+            f.formula,
+            f.message,
+            f.column()
+        )),
         other => other,
     })?;
     if let Some(s) = &file.standardization {

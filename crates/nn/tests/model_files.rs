@@ -70,7 +70,7 @@ fn each_corrupt_file_gets_its_own_error() {
 
     let e =
         io::load::<f64>(&write("v2.json", &text.replace("\"version\": 1", "\"version\": 2"))).unwrap_err();
-    assert!(matches!(e, NnError::UnsupportedVersion { found: 2, supported: 1, .. }), "{e}");
+    assert!(matches!(&e, NnError::UnsupportedVersion { found, supported: 1, .. } if found == "2"), "{e}");
 
     // Architecture says 5 hidden units in layer 1, parameters say otherwise.
     let e = io::load::<f64>(&write("mismatch.json", &text.replacen("\"units\": 5", "\"units\": 6", 1)))
@@ -85,7 +85,7 @@ fn each_corrupt_file_gets_its_own_error() {
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["architecture"]["layers"][0]["activation"] = serde_json::json!("x *");
     let e = io::load::<f64>(&write("act.json", &v.to_string())).unwrap_err();
-    assert!(matches!(e, NnError::Activation(_)), "{e}");
+    assert!(matches!(&e, NnError::Mismatch { detail, .. } if detail.contains("'x *' does not parse")), "{e}");
     std::fs::remove_dir_all(d).unwrap();
 }
 
