@@ -134,7 +134,7 @@ pub enum Activation<T: Element> {
 /// ```
 /// assert_eq!(tapegrad_nn::activation::SELU_ALPHA, 1.6732632423543772);
 /// ```
-pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_2;
 /// SELU's `scale`, PyTorch's constant.
 ///
 /// ```
