@@ -33,7 +33,7 @@
 //! `gelu` is the exact GELU, `0.5 x (1 + erf(x / sqrt 2))` (PyTorch's
 //! `GELU()`); `gelu_tanh` is the tanh approximation (PyTorch's
 //! `GELU(approximate='tanh')`). Before model files of version 2, `gelu`
-//! named the tanh form: [`crate::io::load`] reads the name `gelu` in a
+//! named the tanh form: loading a model file (`io::load`) reads `gelu` in a
 //! version-1 file as `gelu_tanh`, so an old model computes what it computed
 //! when it was saved.
 //!

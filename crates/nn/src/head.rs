@@ -20,7 +20,7 @@ use tapegrad_tensor::Element;
 /// For `Binary` with a sigmoid and for `Softmax`, the cost's gradient
 /// with respect to the logits is `dZ[L] = (A[L] - Y) / m` (the guide's
 /// formula, divided by `m` in `dW` and `db`); for `Regression` it is
-/// `2 (A[L] - Y) / (n[L] m)`. [`crate::check::guide_backward`] uses
+/// `2 (A[L] - Y) / (n[L] m)`. `check::guide_backward` uses
 /// these.
 ///
 /// In model files the head is the architecture's `head` field; files
