@@ -324,10 +324,7 @@ pub fn cost_svg(history: &History, y_label: &str) -> Result<String, RainError> {
         "training cost",
         "update",
         y_label,
-        &[
-            Series { name: "per update (batch)".into(), points: &iters },
-            Series { name: "per epoch (mean)".into(), points: &epochs },
-        ],
+        &[Series::new("per update (batch)", &iters), Series::new("per epoch (mean)", &epochs)],
         false,
     )
     .map_err(|e| RainError::bad("plot", "svg", e))

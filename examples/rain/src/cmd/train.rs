@@ -350,12 +350,12 @@ fn render_outputs(
         "false positive rate",
         "true positive rate",
         &[
-            Series { name: format!("this model (AUC {})", fmt_opt(ours.metrics.roc_auc)), points: &ours.roc },
-            Series {
-                name: format!("logistic regression (AUC {})", fmt_opt(logreg.metrics.roc_auc)),
-                points: &logreg.roc,
-            },
-            Series { name: "always no rain (AUC 0.5)".into(), points: &diag },
+            Series::new(format!("this model (AUC {})", fmt_opt(ours.metrics.roc_auc)), &ours.roc),
+            Series::new(
+                format!("logistic regression (AUC {})", fmt_opt(logreg.metrics.roc_auc)),
+                &logreg.roc,
+            ),
+            Series::new("always no rain (AUC 0.5)", &diag),
         ],
         true,
     )
@@ -367,15 +367,12 @@ fn render_outputs(
         "recall",
         "precision",
         &[
-            Series {
-                name: format!("this model (AP {})", fmt_opt(ours.metrics.average_precision)),
-                points: &ours.pr,
-            },
-            Series {
-                name: format!("logistic regression (AP {})", fmt_opt(logreg.metrics.average_precision)),
-                points: &logreg.pr,
-            },
-            Series { name: format!("always no rain (AP {rate:.3})"), points: &flat },
+            Series::new(format!("this model (AP {})", fmt_opt(ours.metrics.average_precision)), &ours.pr),
+            Series::new(
+                format!("logistic regression (AP {})", fmt_opt(logreg.metrics.average_precision)),
+                &logreg.pr,
+            ),
+            Series::new(format!("always no rain (AP {rate:.3})"), &flat),
         ],
         true,
     )
