@@ -140,10 +140,8 @@ impl Classes {
                     "threshold {p} is negative; precipitation is at least 0 inches per hour"
                 ));
             }
-            if let Some(&before) = thresholds.last() {
-                if t <= before {
-                    return Err(format!("thresholds must increase strictly, and {p} follows {before}"));
-                }
+            if let Some(&before) = thresholds.last().filter(|&&before| t <= before) {
+                return Err(format!("thresholds must increase strictly, and {p} follows {before}"));
             }
             thresholds.push(t);
         }

@@ -26,6 +26,9 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+/// The (x, y) points of a curve.
+type Points = Vec<(f64, f64)>;
+
 /// One activation on the grid: its name, `f`, `f'` and `f''`.
 struct Curves {
     name: String,
@@ -83,10 +86,9 @@ pub fn run(args: &Args) -> Result<(), RainError> {
             false,
         )
     } else {
-        let points: Vec<(Vec<(f64, f64)>, Vec<(f64, f64)>)> =
-            curves.iter().map(|c| (pts(&c.f), pts(&c.d1))).collect();
+        let points: Vec<[Points; 2]> = curves.iter().map(|c| [pts(&c.f), pts(&c.d1)]).collect();
         let mut series = Vec::new();
-        for (i, (c, (pf, p1))) in curves.iter().zip(&points).enumerate() {
+        for (i, (c, [pf, p1])) in curves.iter().zip(&points).enumerate() {
             series.push(Series { name: c.name.clone(), points: pf, color: Some(i), dashed: false });
             series.push(Series {
                 name: format!("{}' (autodiff)", c.name),
