@@ -8,6 +8,7 @@
 
 use crate::activation::Activation;
 use crate::error::NnError;
+use crate::head::Head;
 use crate::loss::Loss;
 use crate::model::{Layer, Model, Params};
 use std::fmt;
@@ -51,13 +52,20 @@ fn derivative(act: &Activation<f64>, z: f64, a: f64) -> Option<f64> {
 ///   kink, the left side's slope: see
 ///   [the kink convention](crate::activation#derivatives-at-a-kink)).
 ///
+/// The same formulas hold for the other heads (see [`Head`]) with their
+/// own `dZ[L]`: `A[L] - Y` for a softmax head with categorical
+/// cross-entropy (`A[L]` the softmax of each column, computed here by
+/// hand, `Y` one-hot), and `2 (A[L] - Y) / n[L]` for a regression head
+/// with mean squared error (`A[L] = Z[L]`). Labels are taken in any form
+/// [`crate::fit`] takes.
+///
 /// Every layer `1..=L` is updated, not one more (the guide's update loop
 /// runs past the last layer).
 ///
 /// # Errors
-/// When the output is not a sigmoid, a hidden activation is not one whose
-/// derivative the guide gives (relu, sigmoid, tanh, leaky_relu, identity),
-/// or the data does not fit.
+/// When a binary head's output is not a sigmoid, a hidden activation is
+/// not one whose derivative the guide gives (relu, sigmoid, tanh,
+/// leaky_relu, identity), or the data or labels do not fit.
 ///
 /// ```
 /// use tapegrad_nn::{check::guide_backward, Architecture, Init, Model};
@@ -66,6 +74,10 @@ fn derivative(act: &Activation<f64>, z: f64, a: f64) -> Option<f64> {
 /// let g = guide_backward(&model, array![[0.5, -1.0], [1.0, 2.0]].view(), array![[1.0, 0.0]].view(), 0.0).unwrap();
 /// assert_eq!(g["W1"].dim(), (3, 2));
 /// assert_eq!(g.len(), 4);
+/// // Three classes, labels as class indices.
+/// let model = Model::<f64>::new(&Architecture::softmax(2, &[3], 3), Init::HeNormal, 0).unwrap();
+/// let g = guide_backward(&model, array![[0.5, -1.0], [1.0, 2.0]].view(), array![[2.0, 0.0]].view(), 0.0).unwrap();
+/// assert_eq!(g["b2"].dim(), (3, 1));
 /// ```
 pub fn guide_backward<T: Element>(
     model: &Model<T>,
@@ -75,14 +87,12 @@ pub fn guide_backward<T: Element>(
 ) -> Result<Params<f64>, NnError> {
     let model = model.cast::<f64>()?;
     let x = x.mapv(|v| v.as_f64());
-    let y = y.mapv(|v| v.as_f64());
     model.check_input(x.nrows())?;
-    if y.dim() != (1, x.ncols()) {
-        return Err(NnError::DataShape(format!("labels of shape {:?} for {} examples", y.dim(), x.ncols())));
-    }
+    let y = model.targets(y.mapv(|v| v.as_f64()).view(), x.ncols())?;
     let acts = model.activations();
     let l_count = acts.len();
-    if !acts[l_count - 1].is_sigmoid() {
+    let head = model.head();
+    if head == Head::Binary && !acts[l_count - 1].is_sigmoid() {
         return Err(NnError::InvalidHyperParameter {
             name: "output activation",
             value: acts[l_count - 1].name(),
@@ -98,6 +108,8 @@ pub fn guide_backward<T: Element>(
         let z = w.dot(&a_cache[l]) + *b;
         let a = if act.is_sigmoid() {
             z.mapv(|v| 1.0 / (1.0 + (-v).exp()))
+        } else if matches!(act, Activation::Softmax) {
+            softmax_columns(&z)
         } else {
             let tape = Tape::<f64>::new();
             act.apply(tape.constant(z.clone())).value().into_dimensionality::<Ix2>().expect("2-D").to_owned()
@@ -108,6 +120,9 @@ pub fn guide_backward<T: Element>(
     // Backward.
     let mut grads = Params::new();
     let mut dz = &a_cache[l_count] - &y;
+    if head == Head::Regression {
+        dz *= 2.0 / y.nrows() as f64;
+    }
     for l in (1..=l_count).rev() {
         let w = layers[l - 1].w;
         let dw = dz.dot(&a_cache[l - 1].t()) / m + w * (l2 / m);
@@ -134,10 +149,24 @@ pub fn guide_backward<T: Element>(
     Ok(model.params().keys().map(|k| (k.clone(), grads.swap_remove(k).expect("every parameter"))).collect())
 }
 
+/// `e^(z - max) / sum e^(z - max)` of each column, by hand.
+fn softmax_columns(z: &Array2<f64>) -> Array2<f64> {
+    let mut a = z.clone();
+    for mut col in a.columns_mut() {
+        let max = col.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        col.mapv_inplace(|v| (v - max).exp());
+        let sum = col.sum();
+        col.mapv_inplace(|v| v / sum);
+    }
+    a
+}
+
 /// tapegrad's gradients of `loss` at the model's parameters, as f64.
+/// Labels are taken in any form [`crate::fit`] takes.
 ///
 /// # Errors
-/// When the data does not fit the model.
+/// When the data or labels do not fit the model, or the loss does not fit
+/// its head.
 ///
 /// ```
 /// use tapegrad_nn::{check::autodiff_gradients, Architecture, Init, Loss, Model};
@@ -153,12 +182,11 @@ pub fn autodiff_gradients<T: Element>(
     loss: &Loss,
 ) -> Result<Params<f64>, NnError> {
     model.check_input(x.nrows())?;
-    if y.dim() != (1, x.ncols()) {
-        return Err(NnError::DataShape(format!("labels of shape {:?} for {} examples", y.dim(), x.ncols())));
-    }
+    let y = model.targets(y, x.ncols())?;
+    loss.check_head(model.head())?;
     let tape = Tape::new();
     let fwd = model.forward(&tape, tape.constant(x.to_owned()), None);
-    let cost = loss.cost(model, &fwd, tape.constant(y.to_owned()));
+    let cost = loss.cost(model, &fwd, tape.constant(y));
     let grads = tape.backward(cost);
     Ok(fwd
         .params
@@ -171,10 +199,12 @@ pub fn autodiff_gradients<T: Element>(
 }
 
 /// Central finite differences of the cost in f64, one parameter element at
-/// a time: `(J(p + eps) - J(p - eps)) / 2 eps`.
+/// a time: `(J(p + eps) - J(p - eps)) / 2 eps`. Labels are taken in any
+/// form [`crate::fit`] takes.
 ///
 /// # Errors
-/// When the data does not fit or the model cannot be cast to f64.
+/// When the data or labels do not fit, the loss does not fit the head, or
+/// the model cannot be cast to f64.
 ///
 /// ```
 /// use tapegrad_nn::{check::finite_difference_gradients, Architecture, Init, Loss, Model};
@@ -192,8 +222,9 @@ pub fn finite_difference_gradients<T: Element>(
 ) -> Result<Params<f64>, NnError> {
     let mut model = model.cast::<f64>()?;
     let x = x.mapv(|v| v.as_f64());
-    let y = y.mapv(|v| v.as_f64());
     model.check_input(x.nrows())?;
+    let y = model.targets(y.mapv(|v| v.as_f64()).view(), x.ncols())?;
+    loss.check_head(model.head())?;
     let names: Vec<String> = model.params().keys().cloned().collect();
     let mut out = Params::new();
     for name in names {
@@ -203,9 +234,9 @@ pub fn finite_difference_gradients<T: Element>(
             let (r, c) = (idx / g.ncols(), idx % g.ncols());
             let orig = model.params()[&name][[r, c]];
             model.params_mut()[&name][[r, c]] = orig + eps;
-            let fp = crate::train::cost_of(&model, loss, x.view(), y.view());
+            let fp = crate::train::cost_on_targets(&model, loss, x.view(), y.view());
             model.params_mut()[&name][[r, c]] = orig - eps;
-            let fm = crate::train::cost_of(&model, loss, x.view(), y.view());
+            let fm = crate::train::cost_on_targets(&model, loss, x.view(), y.view());
             model.params_mut()[&name][[r, c]] = orig;
             g[[r, c]] = (fp - fm) / (2.0 * eps);
         }
@@ -459,7 +490,7 @@ impl GradCheck {
     const JITTER: f64 = 1e-3;
 
     /// Checks `model`'s gradients of `loss` on inputs `x` `(n[0], m)` and
-    /// labels `y` `(1, m)` (see the type's doc).
+    /// labels `y` in any form [`crate::fit`] takes (see the type's doc).
     ///
     /// # Errors
     /// When the data does not fit or the model cannot be cast to f64.

@@ -30,6 +30,32 @@ pub enum NnError {
     /// Data whose shape does not fit the model or the labels.
     #[error("data shape: {0}")]
     DataShape(String),
+    /// A label that the model's head cannot train on (see
+    /// [`crate::Head::targets`]).
+    #[error("bad label in column {example}, row {row}: {value}; {reason}")]
+    Labels {
+        /// The example (column, 0-based).
+        example: usize,
+        /// The row (0-based; 0 for class indices).
+        row: usize,
+        /// The value found.
+        value: f64,
+        /// What a label must be.
+        reason: String,
+    },
+    /// An operation that the model's head does not support (such as one
+    /// probability per example from a softmax head).
+    #[error("{op} needs a {needs} head; this model has a {found} head{hint}")]
+    WrongHead {
+        /// The operation.
+        op: &'static str,
+        /// The head it needs.
+        needs: &'static str,
+        /// The model's head.
+        found: crate::Head,
+        /// What to use instead (empty or starting with "; ").
+        hint: &'static str,
+    },
     /// The cost became NaN or infinite during training.
     #[error("the cost became {cost} at iteration {iteration} (epoch {epoch}); training stopped. Try a smaller learning rate (it was {learning_rate}){}", trace.as_ref().map(|t| format!("; the first non-finite value: {t}")).unwrap_or_default())]
     NonFinite {
@@ -69,13 +95,14 @@ pub enum NnError {
         found: String,
     },
     /// A model file from another format version.
-    #[error("model file {path} has format version {found}; this build reads version {supported}")]
+    #[error("model file {path} has format version {found}; this build reads versions 1 to {supported}")]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
         /// The file's version field as written (`none` when it has none).
         found: String,
-        /// The version this build reads.
+        /// The newest version this build reads (it reads every version
+        /// from 1).
         supported: u32,
     },
     /// A model file whose parts disagree (a parameter's shape and the

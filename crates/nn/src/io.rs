@@ -1,6 +1,17 @@
-//! Model files: architecture, activations (names or formulas), parameters
-//! and the input standardisation, as versioned JSON. Files are written
-//! atomically; every way a file can be wrong on load is a typed error.
+//! Model files: architecture (with its head), activations (names or
+//! formulas), parameters and the input standardisation, as versioned JSON.
+//! Files are written atomically; every way a file can be wrong on load is
+//! a typed error.
+//!
+//! # Versions
+//!
+//! - **2** (written now): the architecture has a `head` field (`binary`,
+//!   `softmax` or `regression`; see [`crate::Head`]), and the activation
+//!   `gelu` is the exact GELU.
+//! - **1**: no head (every model was binary), and `gelu` named the tanh
+//!   approximation. Version-1 files still load: as binary models, with
+//!   every activation named `gelu` read as `gelu_tanh`, so that an old
+//!   model computes exactly what it computed when it was saved.
 
 use crate::error::NnError;
 use crate::model::{Architecture, Model, Params};
@@ -12,8 +23,9 @@ use tapegrad_tensor::Element;
 
 /// The `format` field of every tapegrad model file.
 pub const FORMAT: &str = "tapegrad-model";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes; it reads every version from 1 to
+/// this one (see [the versions](crate::io#versions)).
+pub const VERSION: u32 = 2;
 
 /// Per-feature standardisation `x' = (x - mean) / std`, fitted on training
 /// rows and stored with the model so predictions see the same scaling.
@@ -113,7 +125,7 @@ struct Tensor2 {
 }
 
 #[derive(Serialize, Deserialize)]
-struct FileV1 {
+struct ModelFile {
     format: String,
     version: u32,
     dtype: String,
@@ -171,7 +183,7 @@ pub fn save<T: Element>(
             "activation '{name}' is a Rust closure; write it as a formula to save it"
         )));
     }
-    let file = FileV1 {
+    let file = ModelFile {
         format: FORMAT.into(),
         version: VERSION,
         dtype: T::NAME.into(),
@@ -225,12 +237,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
     Ok(())
 }
 
-/// Reads a model file.
+/// Reads a model file of any version from 1 to [`VERSION`].
 ///
 /// # Errors
 /// One variant per problem: [`NnError::Io`] (missing, unreadable),
 /// [`NnError::Corrupt`] (not JSON, truncated), [`NnError::WrongFormat`]
-/// (another kind of JSON), [`NnError::UnsupportedVersion`],
+/// (another kind of JSON), [`NnError::UnsupportedVersion`] (0, or newer
+/// than [`VERSION`]),
 /// [`NnError::Mismatch`] (parameters that disagree with the architecture,
 /// standardisation of the wrong size; an activation formula that does not parse, named with the file).
 ///
@@ -251,13 +264,25 @@ pub fn load<T: Element>(path: &Path) -> Result<SavedModel<T>, NnError> {
     }
     // The version as written (a string or 999999999999 is shown as such,
     // never truncated or read as 0).
-    let version = value.get("version");
-    if version.and_then(|v| v.as_u64()) != Some(u64::from(VERSION)) {
-        let found = version.map_or_else(|| "none".to_string(), |v| v.to_string());
-        return Err(NnError::UnsupportedVersion { path: p(), found, supported: VERSION });
-    }
-    let file: FileV1 =
+    let field = value.get("version");
+    let version = match field.and_then(|v| v.as_u64()) {
+        Some(v) if (1..=u64::from(VERSION)).contains(&v) => v,
+        _ => {
+            let found = field.map_or_else(|| "none".to_string(), |v| v.to_string());
+            return Err(NnError::UnsupportedVersion { path: p(), found, supported: VERSION });
+        }
+    };
+    let mut file: ModelFile =
         serde_json::from_value(value).map_err(|e| NnError::Mismatch { path: p(), detail: e.to_string() })?;
+    if version == 1 {
+        // Version 1 had no head (serde's default, binary, is right) and
+        // its `gelu` was the tanh form.
+        for layer in &mut file.architecture.layers {
+            if layer.activation.trim() == "gelu" {
+                layer.activation = "gelu_tanh".into();
+            }
+        }
+    }
     let mismatch = |detail: String| NnError::Mismatch { path: p(), detail };
     let mut params = Params::new();
     for (name, t) in file.params {

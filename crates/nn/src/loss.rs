@@ -1,18 +1,27 @@
-//! The cost: mean binary cross-entropy, an optional weight on the positive
-//! class, and L2 regularisation.
+//! The cost of each head (binary cross-entropy, categorical
+//! cross-entropy, mean squared error), an optional weight on the positive
+//! class of a binary head, and L2 regularisation.
 
 use crate::error::NnError;
+use crate::head::Head;
 use crate::model::{Forward, Layer, Model};
 use tapegrad_tensor::{Element, Tensor};
 
 /// The training cost
 /// `J = 1/m sum_i w_i l_i + lambda / (2m) sum_l ||W[l]||_F^2`,
-/// where `l_i` is the binary cross-entropy of example `i` and `w_i` is
-/// `pos_weight` for positive examples and 1 for negatives.
+/// where `l_i` is the loss of example `i` for the model's [`Head`]:
 ///
-/// When the output layer is a sigmoid, `l_i` is computed from the logits
-/// `Z[L]` (`bce_with_logits`), which stays finite however saturated the
-/// output is; otherwise from the probabilities `A[L]`, clamped.
+/// - binary: the binary cross-entropy; `w_i` is `pos_weight` for
+///   positive examples and 1 for negatives. When the output layer is a
+///   sigmoid, `l_i` is computed from the logits `Z[L]`
+///   (`bce_with_logits`), which stays finite however saturated the output
+///   is; otherwise from the probabilities `A[L]`, clamped.
+/// - softmax: the categorical cross-entropy
+///   `-sum_k Y[k,i] log_softmax(Z[L])[k,i]`, from the logits (finite at
+///   logits of +-1000); `w_i = 1`.
+/// - regression: the mean over the `n[L]` outputs of `(A[L] - Y)^2`, so
+///   that `J` without L2 is the mean squared error over all elements;
+///   `w_i = 1`.
 ///
 /// ```
 /// use tapegrad_nn::Loss;
@@ -79,8 +88,27 @@ impl Loss {
         self.pos_weight
     }
 
-    /// Records the cost of a forward pass against labels `y` of shape
-    /// `(1, m)`.
+    /// Checks that this cost can train a model with `head`: a
+    /// positive-class weight other than 1 needs a binary head.
+    pub(crate) fn check_head(&self, head: Head) -> Result<(), NnError> {
+        if self.pos_weight != 1.0 && head != Head::Binary {
+            return Err(NnError::InvalidHyperParameter {
+                name: "positive-class weight",
+                value: self.pos_weight.to_string(),
+                reason: format!("applies to a binary head only; this model has a {head} head"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records the cost of a forward pass against labels `y` in the form
+    /// [`Head::targets`] gives them: `(1, m)` for a binary head, one-hot
+    /// `(K, m)` for a softmax head, `(n[L], m)` for regression.
+    /// A positive-class weight other than 1 applies to a binary head only
+    /// (training another head with one is refused by [`crate::fit`]).
+    ///
+    /// # Panics
+    /// When `y`'s shape does not fit the outputs.
     ///
     /// ```
     /// use tapegrad_nn::{Architecture, Init, Loss, Model};
@@ -97,13 +125,29 @@ impl Loss {
         fwd: &Forward<'t, T>,
         y: Tensor<'t, T>,
     ) -> Tensor<'t, T> {
-        let per_example = if model.activations().last().is_some_and(|a| a.is_sigmoid()) {
-            fwd.logits().bce_with_logits(y)
-        } else {
-            fwd.output().bce(y)
+        let head = model.head();
+        // Broadcasting would hide class indices given where one-hot labels
+        // belong: the shapes must be equal.
+        assert_eq!(
+            y.shape(),
+            fwd.logits().shape(),
+            "cost: labels of shape {:?} for outputs of shape {:?}",
+            y.shape(),
+            fwd.logits().shape()
+        );
+        let per_example = match head {
+            Head::Binary if model.activations().last().is_some_and(|a| a.is_sigmoid()) => {
+                fwd.logits().bce_with_logits(y)
+            }
+            Head::Binary => fwd.output().bce(y),
+            // -sum_k y_k log_softmax(z)_k: the log-sum-exp is shifted by the
+            // maximum, so no exp overflows; the one-hot zeros multiply
+            // finite log-probabilities.
+            Head::Softmax => -(y * fwd.logits().log_softmax(0)).sum_axes(&[0], true),
+            Head::Regression => (fwd.output() - y).square().mean_axes(&[0], true),
         };
         let m = y.shape().last().copied().unwrap_or(1);
-        let weighted = if self.pos_weight != 1.0 {
+        let weighted = if self.pos_weight != 1.0 && head == Head::Binary {
             per_example * (y * T::cast(self.pos_weight - 1.0) + T::one())
         } else {
             per_example

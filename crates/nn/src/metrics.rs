@@ -1,6 +1,7 @@
-//! Classification metrics for imbalanced binary tasks: the confusion
-//! matrix and what follows from it, ROC-AUC, average precision, and the
-//! threshold with the best F1.
+//! Classification metrics for imbalanced binary tasks (the confusion
+//! counts and what follows from them, ROC-AUC, average precision, and the
+//! threshold with the best F1) and for multi-class ones (the confusion
+//! matrix, accuracy, per-class precision, recall and F1, macro-F1).
 
 use serde::Serialize;
 
@@ -304,9 +305,310 @@ impl Metrics {
     }
 }
 
+/// A `K`-class confusion matrix: `count(t, p)` examples of true class `t`
+/// were predicted as class `p` (rows are the truth, columns the
+/// predictions, as sklearn's `confusion_matrix`).
+///
+/// Per-class figures treat class `k` as the positive class against all
+/// others ([`ConfusionMatrix::one_vs_rest`]) and share the binary
+/// definitions of [`Confusion`], including sklearn's `zero_division=0`: a
+/// class never predicted has precision 0, a class that never occurs has
+/// recall 0.
+///
+/// ```
+/// use tapegrad_nn::metrics::ConfusionMatrix;
+/// let c = ConfusionMatrix::from_labels(&[0, 0, 1, 2, 2], &[0, 1, 1, 2, 0], 3);
+/// assert_eq!(c.counts(), &[vec![1, 1, 0], vec![0, 1, 0], vec![1, 0, 1]]);
+/// assert_eq!(c.accuracy(), 0.6);
+/// assert_eq!(c.recall(2), 0.5);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfusionMatrix {
+    counts: Vec<Vec<usize>>,
+}
+
+impl ConfusionMatrix {
+    /// Counts from true and predicted class indices in `0..classes`.
+    ///
+    /// # Panics
+    /// When the lengths differ or an index is not below `classes`.
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[1], &[0], 2);
+    /// assert_eq!(c.count(1, 0), 1);
+    /// ```
+    #[track_caller]
+    pub fn from_labels(truth: &[usize], predicted: &[usize], classes: usize) -> Self {
+        assert_eq!(
+            truth.len(),
+            predicted.len(),
+            "confusion matrix: {} labels and {} predictions",
+            truth.len(),
+            predicted.len()
+        );
+        let mut counts = vec![vec![0; classes]; classes];
+        for (i, (&t, &p)) in truth.iter().zip(predicted).enumerate() {
+            assert!(
+                t < classes && p < classes,
+                "confusion matrix: example {i} has class {t} predicted as {p}, not both below {classes}"
+            );
+            counts[t][p] += 1;
+        }
+        ConfusionMatrix { counts }
+    }
+
+    /// The number of classes `K`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[], &[], 4).classes(), 4);
+    /// ```
+    pub fn classes(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// The counts, `counts()[t][p]` for true class `t` predicted as `p`.
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 1], &[1, 1], 2);
+    /// assert_eq!(c.counts()[0][1], 1);
+    /// ```
+    pub fn counts(&self) -> &[Vec<usize>] {
+        &self.counts
+    }
+
+    /// Examples of true class `truth` predicted as `predicted`.
+    ///
+    /// # Panics
+    /// When a class is not below `K`.
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 1], &[1, 1], 2);
+    /// assert_eq!(c.count(1, 1), 1);
+    /// ```
+    #[track_caller]
+    pub fn count(&self, truth: usize, predicted: usize) -> usize {
+        self.counts[truth][predicted]
+    }
+
+    /// Examples of true class `k` (its row's sum): sklearn's `support`.
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 1, 1], &[1, 1, 0], 2);
+    /// assert_eq!(c.support(1), 2);
+    /// ```
+    #[track_caller]
+    pub fn support(&self, k: usize) -> usize {
+        self.counts[k].iter().sum()
+    }
+
+    /// Class `k` against the rest, as binary counts.
+    ///
+    /// # Panics
+    /// When `k` is not below `K`.
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 1, 2], &[1, 1, 1], 3);
+    /// let one = c.one_vs_rest(1);
+    /// assert_eq!((one.tp, one.fp, one.fn_, one.tn), (1, 2, 0, 0));
+    /// ```
+    #[track_caller]
+    pub fn one_vs_rest(&self, k: usize) -> Confusion {
+        let total: usize = self.counts.iter().flatten().sum();
+        let tp = self.counts[k][k];
+        let fn_ = self.support(k) - tp;
+        let fp = self.counts.iter().map(|row| row[k]).sum::<usize>() - tp;
+        Confusion { tp, fp, fn_, tn: total - tp - fp - fn_ }
+    }
+
+    /// The share of examples on the diagonal (0 for none).
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 1, 2, 2], &[0, 1, 2, 0], 3);
+    /// assert_eq!(c.accuracy(), 0.75);
+    /// ```
+    pub fn accuracy(&self) -> f64 {
+        let total: usize = self.counts.iter().flatten().sum();
+        ratio((0..self.classes()).map(|k| self.counts[k][k]).sum(), total)
+    }
+
+    /// Class `k`'s precision: of the examples predicted `k`, the share
+    /// that are `k` (0 when none is predicted `k`).
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 1, 1], &[1, 1, 0], 2);
+    /// assert_eq!(c.precision(1), 0.5);
+    /// ```
+    #[track_caller]
+    pub fn precision(&self, k: usize) -> f64 {
+        self.one_vs_rest(k).precision()
+    }
+
+    /// Class `k`'s recall: of the examples of class `k`, the share
+    /// predicted `k` (0 when there are none).
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 1, 1], &[1, 1, 0], 2);
+    /// assert_eq!(c.recall(1), 0.5);
+    /// ```
+    #[track_caller]
+    pub fn recall(&self, k: usize) -> f64 {
+        self.one_vs_rest(k).recall()
+    }
+
+    /// Class `k`'s F1, `2 tp / (2 tp + fp + fn)` (0 when the class is
+    /// neither present nor predicted).
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 1, 1], &[1, 1, 0], 2);
+    /// assert_eq!(c.f1(1), 0.5);
+    /// ```
+    #[track_caller]
+    pub fn f1(&self, k: usize) -> f64 {
+        self.one_vs_rest(k).f1()
+    }
+
+    /// The unweighted mean of the `K` per-class F1 scores (sklearn's
+    /// `f1_score(average='macro', labels=range(K))`): every class counts
+    /// the same however rare, so always predicting the majority class
+    /// scores at most `1 / K` of a perfect model.
+    ///
+    /// ```
+    /// let c = tapegrad_nn::metrics::ConfusionMatrix::from_labels(&[0, 0, 0, 1], &[0, 0, 0, 0], 2);
+    /// assert_eq!(c.macro_f1(), (6.0 / 7.0 + 0.0) / 2.0);
+    /// ```
+    pub fn macro_f1(&self) -> f64 {
+        if self.classes() == 0 {
+            return 0.0;
+        }
+        (0..self.classes()).map(|k| self.f1(k)).sum::<f64>() / self.classes() as f64
+    }
+}
+
+/// One class's figures in [`MulticlassMetrics`].
+///
+/// ```
+/// let c = tapegrad_nn::metrics::ClassMetrics { precision: 1.0, recall: 0.5, f1: 2.0 / 3.0, support: 4 };
+/// assert_eq!(c.support, 4);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    /// Of the examples predicted this class, the share that are.
+    pub precision: f64,
+    /// Of the examples of this class, the share predicted so.
+    pub recall: f64,
+    /// The harmonic mean of the two.
+    pub f1: f64,
+    /// Examples of this class.
+    pub support: usize,
+}
+
+/// The usual figures for a multi-class classifier on one data set.
+///
+/// ```
+/// let m = tapegrad_nn::metrics::MulticlassMetrics::compute(&[0, 1, 2, 2], &[0, 1, 2, 1], 3);
+/// assert_eq!(m.accuracy, 0.75);
+/// assert_eq!(m.per_class[2].recall, 0.5);
+/// assert_eq!(m.confusion.count(2, 1), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MulticlassMetrics {
+    /// The confusion matrix.
+    pub confusion: ConfusionMatrix,
+    /// The share of examples predicted right.
+    pub accuracy: f64,
+    /// Per class `0..K`.
+    pub per_class: Vec<ClassMetrics>,
+    /// The unweighted mean of the per-class F1 scores.
+    pub macro_f1: f64,
+}
+
+impl MulticlassMetrics {
+    /// All figures for true and predicted class indices in `0..classes`.
+    ///
+    /// # Panics
+    /// When the lengths differ or an index is not below `classes`.
+    ///
+    /// ```
+    /// let m = tapegrad_nn::metrics::MulticlassMetrics::compute(&[0, 1], &[0, 0], 2);
+    /// assert_eq!(m.per_class[1].f1, 0.0);
+    /// ```
+    #[track_caller]
+    pub fn compute(truth: &[usize], predicted: &[usize], classes: usize) -> Self {
+        let confusion = ConfusionMatrix::from_labels(truth, predicted, classes);
+        let per_class = (0..classes)
+            .map(|k| ClassMetrics {
+                precision: confusion.precision(k),
+                recall: confusion.recall(k),
+                f1: confusion.f1(k),
+                support: confusion.support(k),
+            })
+            .collect();
+        MulticlassMetrics {
+            accuracy: confusion.accuracy(),
+            macro_f1: confusion.macro_f1(),
+            per_class,
+            confusion,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiclass_figures_match_a_hand_count() {
+        // truth 0 0 0 0 1 1 2 2, predicted 0 0 0 1 1 2 2 2:
+        // rows (truth) [3 1 0], [0 1 1], [0 0 2].
+        let m = MulticlassMetrics::compute(&[0, 0, 0, 0, 1, 1, 2, 2], &[0, 0, 0, 1, 1, 2, 2, 2], 3);
+        assert_eq!(m.confusion.counts(), &[vec![3, 1, 0], vec![0, 1, 1], vec![0, 0, 2]]);
+        // Every figure is a ratio of small counts: exact up to the one
+        // rounding of the division, and the mean of three of them.
+        let eps = 4.0 * f64::EPSILON;
+        approx::assert_abs_diff_eq!(m.accuracy, 6.0 / 8.0, epsilon = eps);
+        // class 0: tp 3, fp 0, fn 1; class 1: tp 1, fp 1, fn 1;
+        // class 2: tp 2, fp 1, fn 0.
+        let want = [(1.0, 0.75, 6.0 / 7.0, 4), (0.5, 0.5, 0.5, 2), (2.0 / 3.0, 1.0, 0.8, 2)];
+        for (got, (p, r, f1, n)) in m.per_class.iter().zip(want) {
+            approx::assert_abs_diff_eq!(got.precision, p, epsilon = eps);
+            approx::assert_abs_diff_eq!(got.recall, r, epsilon = eps);
+            approx::assert_abs_diff_eq!(got.f1, f1, epsilon = eps);
+            assert_eq!(got.support, n);
+        }
+        approx::assert_abs_diff_eq!(m.macro_f1, (6.0 / 7.0 + 0.5 + 0.8) / 3.0, epsilon = eps);
+    }
+
+    #[test]
+    fn absent_and_never_predicted_classes_score_zero_and_count_in_the_mean() {
+        // Four classes; class 3 never occurs and is never predicted, class
+        // 2 occurs but is never predicted.
+        let m = MulticlassMetrics::compute(&[0, 1, 2, 0], &[0, 1, 0, 0], 4);
+        assert_eq!(m.per_class[2], ClassMetrics { precision: 0.0, recall: 0.0, f1: 0.0, support: 1 });
+        assert_eq!(m.per_class[3], ClassMetrics { precision: 0.0, recall: 0.0, f1: 0.0, support: 0 });
+        // class 0: tp 2, fp 1, fn 0 -> F1 4/5; class 1: 1.
+        let eps = 4.0 * f64::EPSILON; // a ratio and a mean of four
+        approx::assert_abs_diff_eq!(m.macro_f1, (0.8 + 1.0) / 4.0, epsilon = eps);
+    }
+
+    #[test]
+    fn the_majority_class_baseline_scores_its_share_of_macro_f1() {
+        // 90 of class 0, 10 of class 1, 0 of class 2, all predicted 0:
+        // F1 of class 0 is 2 * 90 / (180 + 10) = 18/19, the others 0.
+        let truth: Vec<usize> = (0..100).map(|i| usize::from(i >= 90)).collect();
+        let c = ConfusionMatrix::from_labels(&truth, &[0; 100], 3);
+        approx::assert_abs_diff_eq!(c.macro_f1(), 18.0 / 19.0 / 3.0, epsilon = 4.0 * f64::EPSILON);
+        approx::assert_abs_diff_eq!(c.accuracy(), 0.9, epsilon = f64::EPSILON);
+    }
+
+    #[test]
+    fn one_vs_rest_counts_add_up() {
+        let c = ConfusionMatrix::from_labels(&[0, 1, 2, 2, 1, 0, 2], &[1, 1, 2, 0, 2, 0, 2], 3);
+        for k in 0..3 {
+            let b = c.one_vs_rest(k);
+            assert_eq!(b.tp + b.fp + b.tn + b.fn_, 7);
+            assert_eq!(b.tp + b.fn_, c.support(k));
+        }
+    }
 
     // Values counted by hand from the definitions (pairs won for ROC-AUC,
     // recall steps times precision for AP).

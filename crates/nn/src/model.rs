@@ -3,6 +3,7 @@
 
 use crate::activation::Activation;
 use crate::error::NnError;
+use crate::head::Head;
 use crate::init::Init;
 use indexmap::IndexMap;
 use rand::SeedableRng;
@@ -63,15 +64,15 @@ pub(crate) enum ReluLayers {
     Separate,
 }
 
-/// What [`Model::record`] records for a sigmoid output layer (other
-/// output activations are always applied).
+/// What [`Model::record`] records for a sigmoid or softmax output layer
+/// (other output activations are always applied).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SigmoidOutput {
-    /// `A[L] = sigmoid(Z[L])`, the probabilities.
+pub(crate) enum OutputMode {
+    /// `A[L] = sigmoid(Z[L])` or `softmax(Z[L])`, the probabilities.
     Probabilities,
     /// Only the logits: the last entry of [`Forward::a`] is then `Z[L]`.
-    /// For the loss, which reads the logits of a sigmoid output (see
-    /// [`crate::Loss::cost`]).
+    /// For the loss, which reads the logits of a sigmoid or softmax
+    /// output (see [`crate::Loss::cost`]).
     Logits,
 }
 
@@ -90,13 +91,14 @@ pub struct LayerSpec {
     pub activation: String,
 }
 
-/// The shape of a network: input size and layers.
+/// The shape of a network: input size, layers and head.
 ///
 /// ```
-/// use tapegrad_nn::Architecture;
+/// use tapegrad_nn::{Architecture, Head};
 /// let a = Architecture::guide(3, &[20, 7, 5]);
 /// assert_eq!(a.sizes(), vec![3, 20, 7, 5, 1]);
 /// assert_eq!(a.layers[3].activation, "sigmoid");
+/// assert_eq!(a.head, Head::Binary);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -104,6 +106,10 @@ pub struct Architecture {
     pub input: usize,
     /// Layers 1..=L.
     pub layers: Vec<LayerSpec>,
+    /// What the output layer computes and which cost trains it; absent
+    /// from old model files, which are all binary.
+    #[serde(default)]
+    pub head: Head,
 }
 
 impl Architecture {
@@ -118,7 +124,56 @@ impl Architecture {
         let mut layers: Vec<LayerSpec> =
             hidden.iter().map(|&u| LayerSpec { units: u, activation: "relu".into() }).collect();
         layers.push(LayerSpec { units: 1, activation: "sigmoid".into() });
-        Architecture { input, layers }
+        Architecture { input, layers, head: Head::Binary }
+    }
+
+    /// A multi-class classifier: ReLU hidden layers of the given sizes and
+    /// a [`Head::Softmax`] output of `classes` units (classes are rows,
+    /// examples columns). `hidden = &[]` is multinomial logistic
+    /// regression.
+    ///
+    /// ```
+    /// let a = tapegrad_nn::Architecture::softmax(3, &[], 3);
+    /// assert_eq!(a.sizes(), vec![3, 3]);
+    /// assert_eq!(a.layers[0].activation, "softmax");
+    /// ```
+    pub fn softmax(input: usize, hidden: &[usize], classes: usize) -> Self {
+        Self::guide(input, hidden).with_output(Head::Softmax, classes)
+    }
+
+    /// A regression network: ReLU hidden layers of the given sizes and a
+    /// [`Head::Regression`] output of `outputs` identity units. `hidden =
+    /// &[]` is linear least squares.
+    ///
+    /// ```
+    /// let a = tapegrad_nn::Architecture::regression(2, &[4], 1);
+    /// assert_eq!(a.layers[1].activation, "identity");
+    /// ```
+    pub fn regression(input: usize, hidden: &[usize], outputs: usize) -> Self {
+        Self::guide(input, hidden).with_output(Head::Regression, outputs)
+    }
+
+    /// The same architecture with another head and output size (the
+    /// output activation is the head's: `sigmoid`, `softmax` or
+    /// `identity`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Architecture, Head};
+    /// let a = Architecture::guide(3, &[4]).with_output(Head::Softmax, 5);
+    /// assert_eq!(a, Architecture::softmax(3, &[4], 5));
+    /// ```
+    pub fn with_output(mut self, head: Head, units: usize) -> Self {
+        if let Some(last) = self.layers.last_mut() {
+            last.units = units;
+            last.activation = match head {
+                Head::Binary => "sigmoid",
+                Head::Softmax => "softmax",
+                Head::Regression => "identity",
+            }
+            .into();
+        }
+        self.head = head;
+        self
     }
 
     /// The same architecture with every hidden layer's activation replaced.
@@ -144,10 +199,13 @@ impl Architecture {
         std::iter::once(self.input).chain(self.layers.iter().map(|l| l.units)).collect()
     }
 
-    /// Checks sizes and parses the activations.
+    /// Checks sizes and the head, and parses the activations.
     ///
     /// # Errors
-    /// A zero size, no layers, or an activation that does not parse.
+    /// A zero size, no layers, an activation that does not parse, or an
+    /// output layer that does not fit the head: a binary head has one
+    /// unit, a softmax head at least two with the activation `softmax`, a
+    /// regression head the activation `identity`.
     ///
     /// ```
     /// use tapegrad_nn::Architecture;
@@ -168,7 +226,33 @@ impl Architecture {
         if let Some(l) = self.layers.iter().position(|l| l.units == 0) {
             return Err(bad(format!("layer {} of 0 units", l + 1), "every layer needs at least one unit"));
         }
-        self.layers.iter().map(|l| Activation::parse(&l.activation).map_err(NnError::from)).collect()
+        let last = self.layers.len() - 1;
+        let out = &self.layers[last];
+        let head_error = |reason: &str| NnError::InvalidHyperParameter {
+            name: "output layer",
+            value: format!("{} unit(s), activation '{}', {} head", out.units, out.activation, self.head),
+            reason: reason.to_string(),
+        };
+        let output = match self.head {
+            Head::Binary if out.units != 1 => {
+                return Err(head_error("a binary head has one output unit (a softmax head has K)"))
+            }
+            Head::Binary => Activation::parse(&out.activation)?,
+            Head::Softmax if out.units < 2 || out.activation.trim() != "softmax" => {
+                return Err(head_error("a softmax head has at least 2 units and the activation 'softmax'"))
+            }
+            Head::Softmax => Activation::Softmax,
+            Head::Regression => match Activation::<T>::parse(&out.activation)? {
+                Activation::Identity => Activation::Identity,
+                _ => return Err(head_error("a regression head has the activation 'identity'")),
+            },
+        };
+        let mut acts = self.layers[..last]
+            .iter()
+            .map(|l| Activation::parse(&l.activation).map_err(NnError::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        acts.push(output);
+        Ok(acts)
     }
 }
 
@@ -388,7 +472,8 @@ impl<T: Element> Model<T> {
     /// Replaces layer `l`'s activation (1-based), e.g. with a closure.
     ///
     /// # Panics
-    /// When `l` is not in `1..=L`.
+    /// When `l` is not in `1..=L`, or is the output layer of a softmax or
+    /// regression model (whose output activation is the head's).
     ///
     /// ```
     /// use tapegrad_nn::{Activation, Architecture, Init, Model};
@@ -399,6 +484,11 @@ impl<T: Element> Model<T> {
     #[track_caller]
     pub fn set_activation(&mut self, l: usize, activation: Activation<T>) {
         assert!((1..=self.activations.len()).contains(&l), "set_activation: no layer {l}");
+        assert!(
+            l < self.activations.len() || self.arch.head == Head::Binary,
+            "set_activation: the output activation of a {} head is the head's",
+            self.arch.head
+        );
         self.arch.layers[l - 1].activation = activation.name();
         self.activations[l - 1] = activation;
     }
@@ -412,6 +502,35 @@ impl<T: Element> Model<T> {
     /// ```
     pub fn architecture(&self) -> &Architecture {
         &self.arch
+    }
+
+    /// The head (see [`Head`]).
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Head, Init, Model};
+    /// let m = Model::<f64>::new(&Architecture::softmax(3, &[2], 4), Init::HeNormal, 0).unwrap();
+    /// assert_eq!(m.head(), Head::Softmax);
+    /// ```
+    pub fn head(&self) -> Head {
+        self.arch.head
+    }
+
+    /// The number of output units `n[L]` (1 for a binary head, `K` for a
+    /// softmax head).
+    ///
+    /// ```
+    /// # use tapegrad_nn::{Architecture, Init, Model};
+    /// let m = Model::<f64>::new(&Architecture::softmax(3, &[2], 4), Init::HeNormal, 0).unwrap();
+    /// assert_eq!(m.outputs(), 4);
+    /// ```
+    pub fn outputs(&self) -> usize {
+        self.arch.layers.last().map_or(0, |l| l.units)
+    }
+
+    /// The labels `y` for `m` examples as this model's cost reads them
+    /// (see [`Head::targets`]).
+    pub(crate) fn targets(&self, y: ArrayView2<'_, T>, m: usize) -> Result<Array2<T>, NnError> {
+        self.arch.head.targets(y, self.outputs(), m)
     }
 
     /// The activations, one per layer.
@@ -512,19 +631,19 @@ impl<T: Element> Model<T> {
         x: Tensor<'t, T>,
         dropout: Option<&mut Dropout>,
     ) -> Forward<'t, T> {
-        self.record(tape, x, dropout, ReluLayers::Separate, SigmoidOutput::Probabilities)
+        self.record(tape, x, dropout, ReluLayers::Separate, OutputMode::Probabilities)
     }
 
     /// The forward pass, with ReLU layers recorded as `relu` says and a
-    /// sigmoid output as `output` says (see [`ReluLayers`] and
-    /// [`SigmoidOutput`]). With `dropout`, hidden activations are dropped.
+    /// sigmoid or softmax output as `output` says (see [`ReluLayers`] and
+    /// [`OutputMode`]). With `dropout`, hidden activations are dropped.
     pub(crate) fn record<'t>(
         &self,
         tape: &'t Tape<T>,
         x: Tensor<'t, T>,
         mut dropout: Option<&mut Dropout>,
         relu: ReluLayers,
-        output: SigmoidOutput,
+        output: OutputMode,
     ) -> Forward<'t, T> {
         let params: IndexMap<String, Tensor<'t, T>> =
             self.params.iter().map(|(k, v)| (k.clone(), tape.var(v))).collect();
@@ -539,7 +658,10 @@ impl<T: Element> Model<T> {
             let (zl, mut al) = if relu == ReluLayers::Fused && matches!(act, Activation::Relu) {
                 let al = w.affine_relu(a[i], b);
                 (al, al)
-            } else if output == SigmoidOutput::Logits && l == last && act.is_sigmoid() {
+            } else if output == OutputMode::Logits
+                && l == last
+                && matches!(act, Activation::Sigmoid | Activation::Softmax)
+            {
                 let zl = w.affine(a[i], b);
                 (zl, zl)
             } else {
@@ -557,11 +679,38 @@ impl<T: Element> Model<T> {
         Forward { params, layers, z, a }
     }
 
-    /// Probabilities `A[L]` for inputs of shape `(n[0], m)`, computed
-    /// without recording gradients (evaluation mode, no dropout).
+    /// The outputs `A[L]`, of shape `(n[L], m)`, for inputs of shape
+    /// `(n[0], m)`, computed without recording gradients (evaluation
+    /// mode, no dropout): probabilities for a binary head, one column of
+    /// class probabilities per example for a softmax head, values for a
+    /// regression head.
     ///
     /// # Errors
     /// When `x` does not have `n[0]` rows.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Architecture, Init, Model};
+    /// use tapegrad_tensor::ndarray::Array2;
+    /// let model = Model::<f64>::new(&Architecture::softmax(3, &[], 4), Init::Zeros, 0).unwrap();
+    /// let p = model.predict(Array2::zeros((3, 2)).view()).unwrap();
+    /// assert_eq!(p, Array2::from_elem((4, 2), 0.25));
+    /// ```
+    pub fn predict(&self, x: ArrayView2<'_, T>) -> Result<Array2<T>, NnError> {
+        self.check_input(x.nrows())?;
+        let tape = Tape::new();
+        let out = tape.no_grad(|| {
+            let x = tape.constant(x.to_owned());
+            self.record(&tape, x, None, ReluLayers::Fused, OutputMode::Probabilities).output().value()
+        });
+        Ok(out.into_dimensionality::<tapegrad_tensor::ndarray::Ix2>().expect("2-D output").into_owned())
+    }
+
+    /// Probabilities `A[L]` of a binary head, one per example, for inputs
+    /// of shape `(n[0], m)` (see [`Model::predict`]).
+    ///
+    /// # Errors
+    /// When `x` does not have `n[0]` rows, or the head is not binary
+    /// ([`NnError::WrongHead`]: use [`Model::predict`]).
     ///
     /// ```
     /// use tapegrad_nn::{Architecture, Init, Model};
@@ -571,14 +720,51 @@ impl<T: Element> Model<T> {
     /// assert_eq!(p.to_vec(), vec![0.5, 0.5]);
     /// ```
     pub fn predict_proba(&self, x: ArrayView2<'_, T>) -> Result<Array1<T>, NnError> {
-        self.check_input(x.nrows())?;
-        let tape = Tape::new();
-        let out = tape.no_grad(|| {
-            let x = tape.constant(x.to_owned());
-            self.record(&tape, x, None, ReluLayers::Fused, SigmoidOutput::Probabilities).output().value()
-        });
-        let out = out.into_dimensionality::<tapegrad_tensor::ndarray::Ix2>().expect("2-D output");
-        Ok(out.index_axis(Axis(0), 0).to_owned())
+        if self.head() != Head::Binary {
+            return Err(NnError::WrongHead {
+                op: "predict_proba",
+                needs: "binary",
+                found: self.head(),
+                hint: "; use predict for the outputs of every example",
+            });
+        }
+        Ok(self.predict(x)?.index_axis(Axis(0), 0).to_owned())
+    }
+
+    /// The predicted class of each example: the row of the largest
+    /// probability for a softmax head (the first at a tie), and
+    /// `A[L] >= 0.5` for a binary head.
+    ///
+    /// # Errors
+    /// When `x` does not have `n[0]` rows, or the head is regression
+    /// ([`NnError::WrongHead`]).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Architecture, Init, Model};
+    /// use tapegrad_tensor::ndarray::array;
+    /// let mut model = Model::<f64>::new(&Architecture::softmax(1, &[], 3), Init::Zeros, 0).unwrap();
+    /// model.params_mut()["W1"].assign(&array![[-1.0], [0.0], [1.0]]);
+    /// assert_eq!(model.predict_classes(array![[-2.0, 0.5]].view()).unwrap(), vec![0, 2]);
+    /// ```
+    pub fn predict_classes(&self, x: ArrayView2<'_, T>) -> Result<Vec<usize>, NnError> {
+        let out = match self.head() {
+            Head::Regression => {
+                return Err(NnError::WrongHead {
+                    op: "predict_classes",
+                    needs: "binary or softmax",
+                    found: Head::Regression,
+                    hint: "",
+                })
+            }
+            _ => self.predict(x)?,
+        };
+        Ok(match self.head() {
+            Head::Softmax => {
+                let tape = Tape::<T>::new();
+                tape.constant(out).argmax(0).iter().copied().collect()
+            }
+            _ => out.iter().map(|&p| usize::from(p >= T::cast(0.5))).collect(),
+        })
     }
 
     /// Checks that data has the model's number of input features.

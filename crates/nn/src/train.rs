@@ -3,12 +3,12 @@
 
 use crate::error::NnError;
 use crate::loss::Loss;
-use crate::model::{Dropout, Model, Params, ReluLayers, SigmoidOutput};
+use crate::model::{Dropout, Model, OutputMode, Params, ReluLayers};
 use crate::optim::{clip_grad_norm, Optimizer, Schedule};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tapegrad_tensor::ndarray::{ArrayView2, Axis, Ix2};
+use tapegrad_tensor::ndarray::{Array2, ArrayView2, Axis, Ix2};
 use tapegrad_tensor::{Element, IntoValue, Tape, Value};
 
 /// What to train for and how.
@@ -174,14 +174,17 @@ fn invalid(name: &'static str, value: String, reason: &str) -> NnError {
     NnError::InvalidHyperParameter { name, value, reason: reason.into() }
 }
 
-/// Trains `model` on inputs `x` `(n[0], m)` and labels `y` `(1, m)` of 0s
-/// and 1s, calling `on_progress` after every update.
+/// Trains `model` on inputs `x` `(n[0], m)` and labels `y`, calling
+/// `on_progress` after every update. The labels are those of the model's
+/// head (see [`crate::Head::targets`]): `(1, m)` of 0s and 1s for a binary
+/// head, class indices `(1, m)` or one-hot `(K, m)` for a softmax head,
+/// `(n[L], m)` targets for regression.
 ///
 /// # Errors
-/// Invalid hyper-parameters (see [`TrainConfig::validate`]) or data
-/// shapes, and [`NnError::NonFinite`]
-/// when the cost turns NaN or infinite (the model keeps the parameters of
-/// the update before).
+/// Invalid hyper-parameters (see [`TrainConfig::validate`]; a
+/// positive-class weight needs a binary head), data shapes or labels, and
+/// [`NnError::NonFinite`] when the cost turns NaN or infinite (the model
+/// keeps the parameters of the update before).
 ///
 /// ```
 /// use tapegrad_nn::{fit, Adam, Architecture, Init, Model, TrainConfig};
@@ -204,16 +207,12 @@ pub fn fit<T: Element>(
 ) -> Result<History, NnError> {
     model.check_input(x.nrows())?;
     let m_all = x.ncols();
-    if y.nrows() != 1 || y.ncols() != m_all {
-        return Err(NnError::DataShape(format!(
-            "labels of shape {:?} for {m_all} examples; expected (1, {m_all})",
-            y.dim()
-        )));
-    }
+    let y: Array2<T> = model.targets(y, m_all)?;
     if m_all == 0 {
         return Err(NnError::DataShape("no training examples".into()));
     }
     cfg.validate()?;
+    cfg.loss.check_head(model.head())?;
     let mut dropout = (cfg.dropout > 0.0).then(|| Dropout::seeded(cfg.dropout, cfg.seed ^ 0xd0));
     let base_lr = optimizer.learning_rate();
 
@@ -281,7 +280,7 @@ pub fn fit<T: Element>(
             tape.clear();
             // The loss reads only the logits of a sigmoid output: skip the sigmoid.
             let x = tape.constant(xb);
-            let fwd = model.record(&tape, x, dropout.as_mut(), ReluLayers::Fused, SigmoidOutput::Logits);
+            let fwd = model.record(&tape, x, dropout.as_mut(), ReluLayers::Fused, OutputMode::Logits);
             let cost = cfg.loss.cost(model, &fwd, tape.constant(yb));
             let c = cost.item().as_f64();
             iteration += 1;
@@ -326,7 +325,7 @@ pub fn fit<T: Element>(
         history.epoch_costs.push(epoch_sum / seen as f64);
         history.best_epoch = epoch + 1;
         if let Some(es) = cfg.early_stopping {
-            let v = cost_of(model, &cfg.loss, xv.view(), yv.view());
+            let v = cost_on_targets(model, &cfg.loss, xv.view(), yv.view());
             history.validation_costs.push(v);
             if best.as_ref().is_none_or(|(b, _)| v < *b) {
                 best = Some((v, model.params().clone()));
@@ -353,24 +352,44 @@ pub fn fit<T: Element>(
     Ok(history)
 }
 
-/// The cost of `model` on a data set, without recording gradients.
+/// The cost of `model` on a data set, without recording gradients. The
+/// labels are in any form [`fit`] takes.
 ///
 /// # Panics
-/// When `x` does not fit the model (checked by the callers).
+/// When `x` or `y` does not fit the model (checked by the callers).
 ///
 /// ```
 /// use tapegrad_nn::{cost_of, Architecture, Init, Loss, Model};
-/// use tapegrad_tensor::ndarray::Array2;
+/// use tapegrad_tensor::ndarray::{array, Array2};
 /// let model = Model::<f64>::new(&Architecture::guide(1, &[]), Init::Zeros, 0).unwrap();
 /// let c = cost_of(&model, &Loss::default(), Array2::zeros((1, 3)).view(), Array2::ones((1, 3)).view());
 /// assert!((c - 2f64.ln()).abs() < 1e-15);
+/// // Three classes, all logits 0: ln 3 per example, class indices or one-hot alike.
+/// let model = Model::<f64>::new(&Architecture::softmax(1, &[], 3), Init::Zeros, 0).unwrap();
+/// let c = cost_of(&model, &Loss::default(), Array2::zeros((1, 2)).view(), array![[2.0, 0.0]].view());
+/// assert!((c - 3f64.ln()).abs() < 1e-15);
 /// ```
+#[track_caller]
 pub fn cost_of<T: Element>(model: &Model<T>, loss: &Loss, x: ArrayView2<'_, T>, y: ArrayView2<'_, T>) -> f64 {
+    let targets = match model.targets(y, x.ncols()) {
+        Ok(t) => t,
+        Err(e) => panic!("cost_of: {e}"),
+    };
+    cost_on_targets(model, loss, x, targets.view())
+}
+
+/// [`cost_of`] for labels already in the form the cost reads.
+pub(crate) fn cost_on_targets<T: Element>(
+    model: &Model<T>,
+    loss: &Loss,
+    x: ArrayView2<'_, T>,
+    targets: ArrayView2<'_, T>,
+) -> f64 {
     let tape = Tape::new();
     tape.no_grad(|| {
         let x = tape.constant(x.to_owned());
-        let fwd = model.record(&tape, x, None, ReluLayers::Fused, SigmoidOutput::Logits);
-        loss.cost(model, &fwd, tape.constant(y.to_owned())).item().as_f64()
+        let fwd = model.record(&tape, x, None, ReluLayers::Fused, OutputMode::Logits);
+        loss.cost(model, &fwd, tape.constant(targets.to_owned())).item().as_f64()
     })
 }
 

@@ -91,6 +91,166 @@ impl fmt::Display for PositiveRule {
     }
 }
 
+/// Classes cut from a numeric label at thresholds: with thresholds
+/// `t_1 < ... < t_(K-1)`, a value `v` is in class `k` when
+/// `t_k < v <= t_(k+1)` (class 0 is `v <= t_1`, the last `v > t_(K-1)`).
+/// For precipitation with thresholds `0, t`: no rain, light, heavy.
+///
+/// ```
+/// let c = rain::data::Classes::parse("0,0.02").unwrap();
+/// assert_eq!(c.count(), 3);
+/// assert_eq!([0.0, 0.01, 0.02, 0.03].map(|v| c.class_of(v)), [0, 1, 1, 2]);
+/// assert_eq!(c.name(1), "light (0, 0.02]");
+/// assert!(rain::data::Classes::parse("0.1,0.05").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classes {
+    thresholds: Vec<f64>,
+}
+
+impl Classes {
+    /// Parses thresholds separated by commas: finite numbers, at least 0
+    /// (amounts of precipitation), strictly increasing, at least one.
+    ///
+    /// # Errors
+    /// A message naming the bad threshold (for the command line, one
+    /// line).
+    ///
+    /// ```
+    /// let e = rain::data::Classes::parse("0,-0.1").unwrap_err();
+    /// assert!(e.contains("-0.1 is negative"), "{e}");
+    /// ```
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut thresholds: Vec<f64> = Vec::new();
+        for part in s.split(',') {
+            let p = part.trim();
+            if p.is_empty() {
+                return Err(format!(
+                    "'{s}' has an empty threshold; give numbers separated by commas, e.g. 0,0.02"
+                ));
+            }
+            let t: f64 = p
+                .parse()
+                .map_err(|_| format!("'{p}' is not a number (thresholds in inches per hour, e.g. 0,0.02)"))?;
+            if !t.is_finite() {
+                return Err(format!("threshold '{p}' is not a finite number"));
+            }
+            if t < 0.0 {
+                return Err(format!(
+                    "threshold {p} is negative; precipitation is at least 0 inches per hour"
+                ));
+            }
+            if let Some(&before) = thresholds.last().filter(|&&before| t <= before) {
+                return Err(format!("thresholds must increase strictly, and {p} follows {before}"));
+            }
+            thresholds.push(t);
+        }
+        Ok(Classes { thresholds })
+    }
+
+    /// The thresholds.
+    pub fn thresholds(&self) -> &[f64] {
+        &self.thresholds
+    }
+
+    /// The number of classes `K`, one more than the thresholds.
+    pub fn count(&self) -> usize {
+        self.thresholds.len() + 1
+    }
+
+    /// The class of a value: the number of thresholds below it.
+    pub fn class_of(&self, v: f64) -> usize {
+        self.thresholds.iter().filter(|&&t| t < v).count()
+    }
+
+    /// A short name for class `k`, for CSV headers: `none`, `light` and
+    /// `heavy` for the three classes of thresholds `0, t`, else `class0`,
+    /// `class1`, ...
+    pub fn short_name(&self, k: usize) -> String {
+        if self.count() == 3 && self.thresholds[0] == 0.0 {
+            ["none", "light", "heavy"][k].to_string()
+        } else {
+            format!("class{k}")
+        }
+    }
+
+    /// The name of class `k` with its interval: `no rain (<= 0)`,
+    /// `light (0, 0.02]`, `heavy (> 0.02)`.
+    pub fn name(&self, k: usize) -> String {
+        let t = &self.thresholds;
+        let word = match self.short_name(k).as_str() {
+            "none" => "no rain".to_string(),
+            other => other.to_string(),
+        };
+        if k == 0 {
+            format!("{word} (<= {})", t[0])
+        } else if k == t.len() {
+            format!("{word} (> {})", t[k - 1])
+        } else {
+            format!("{word} ({}, {}]", t[k - 1], t[k])
+        }
+    }
+
+    /// Every class's name, in order.
+    pub fn names(&self) -> Vec<String> {
+        (0..self.count()).map(|k| self.name(k)).collect()
+    }
+}
+
+impl fmt::Display for Classes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t: Vec<String> = self.thresholds.iter().map(|t| t.to_string()).collect();
+        f.write_str(&t.join(","))
+    }
+}
+
+/// What the label column becomes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// Two classes: 1 where the rule holds, else 0.
+    Binary(PositiveRule),
+    /// `K` classes at thresholds on a numeric label.
+    Classes(Classes),
+}
+
+impl Target {
+    fn is_numeric(&self) -> bool {
+        match self {
+            Target::Binary(rule) => rule.is_numeric(),
+            Target::Classes(_) => true,
+        }
+    }
+
+    /// The class of a raw label value, or `Err(())` when a numeric target
+    /// meets a non-number.
+    fn apply(&self, raw: &str) -> Result<usize, ()> {
+        match self {
+            Target::Binary(rule) => rule.apply(raw).map(usize::from),
+            Target::Classes(c) => {
+                let v = raw.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or(())?;
+                Ok(c.class_of(v))
+            }
+        }
+    }
+
+    /// The number of classes.
+    pub fn count(&self) -> usize {
+        match self {
+            Target::Binary(_) => 2,
+            Target::Classes(c) => c.count(),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Binary(rule) => write!(f, "{rule}"),
+            Target::Classes(c) => write!(f, "classes at {c}"),
+        }
+    }
+}
+
 /// How rows are split into train and test.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Split {
@@ -174,8 +334,8 @@ pub struct Spec {
     pub features: Vec<String>,
     /// The label column.
     pub label: String,
-    /// Which label values are positive.
-    pub positive: PositiveRule,
+    /// What the label becomes: two classes by a rule, or K at thresholds.
+    pub target: Target,
     /// Train/test split.
     pub split: Split,
     /// Rows with a missing feature.
@@ -205,10 +365,15 @@ pub struct Report {
     pub test_rows: usize,
     /// Positive test rows.
     pub test_positive: usize,
+    /// Training rows per class (for a binary target: negative, positive).
+    pub train_classes: Vec<usize>,
+    /// Test rows per class.
+    pub test_classes: Vec<usize>,
 }
 
 /// The cleaned data in the guide's layout: features as rows, examples as
-/// columns; labels 0 or 1 in a (1, m) row.
+/// columns; labels in a (1, m) row: 0 or 1 for a binary target, the class
+/// index `0..K` for classes.
 pub struct Dataset {
     /// Training features (n_x, m).
     pub train_x: Array2<f64>,
@@ -324,10 +489,10 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
     let mut is_train = Vec::with_capacity(n);
     for r in 0..n {
         let raw = table.records[r].get(label_col).unwrap_or("");
-        let label = if is_missing(raw) && spec.positive.is_numeric() {
+        let label = if is_missing(raw) && spec.target.is_numeric() {
             None
         } else {
-            Some(spec.positive.apply(raw).map_err(|_| RainError::NonNumeric {
+            Some(spec.target.apply(raw).map_err(|_| RainError::NonNumeric {
                 path: spec.path.clone(),
                 row: r + 2,
                 column: spec.label.clone(),
@@ -372,7 +537,7 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
             report.rows_dropped += 1;
             if let Some(l) = labels[r] {
                 report.dropped_labelled += 1;
-                report.dropped_positive += l as usize;
+                report.dropped_positive += usize::from(l != 0);
             }
         }
     }
@@ -418,7 +583,7 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
                     }
                 };
             }
-            y[[0, j]] = if labels[r] == Some(true) { 1.0 } else { 0.0 };
+            y[[0, j]] = labels[r].unwrap_or(0) as f64;
         }
         (x, y)
     };
@@ -426,8 +591,18 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
     let (test_x, test_y) = build(false, &mut report);
     report.train_rows = train_x.ncols();
     report.test_rows = test_x.ncols();
-    report.train_positive = train_y.iter().filter(|&&v| v == 1.0).count();
-    report.test_positive = test_y.iter().filter(|&&v| v == 1.0).count();
+    let per_class = |y: &Array2<f64>| {
+        let mut counts = vec![0; spec.target.count()];
+        for &v in y {
+            counts[v as usize] += 1;
+        }
+        counts
+    };
+    report.train_classes = per_class(&train_y);
+    report.test_classes = per_class(&test_y);
+    // "Positive": any class but the first (rain, for precipitation).
+    report.train_positive = report.train_rows - report.train_classes[0];
+    report.test_positive = report.test_rows - report.test_classes[0];
     let why = || {
         format!(
             "{} rows read, {} dropped for missing values, split by {}",
@@ -440,11 +615,30 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
     if report.test_rows == 0 {
         return Err(RainError::NoRows { path: spec.path.clone(), which: "test", why: why() });
     }
-    if report.train_positive == 0 {
-        return Err(RainError::OneClass { class: "negative (no rain)" });
-    }
-    if report.train_positive == report.train_rows {
-        return Err(RainError::OneClass { class: "positive (rain)" });
+    match &spec.target {
+        Target::Binary(_) => {
+            if report.train_positive == 0 {
+                return Err(RainError::OneClass { class: "negative (no rain)" });
+            }
+            if report.train_positive == report.train_rows {
+                return Err(RainError::OneClass { class: "positive (rain)" });
+            }
+        }
+        Target::Classes(c) => {
+            if let Some(k) = report.train_classes.iter().position(|&n| n == 0) {
+                return Err(RainError::EmptyClass {
+                    class: c.name(k),
+                    classes: c.to_string(),
+                    counts: c
+                        .names()
+                        .iter()
+                        .zip(&report.train_classes)
+                        .map(|(name, n)| format!("{name}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
     }
     Ok(Dataset { train_x, train_y, test_x, test_y, report })
 }
@@ -474,22 +668,46 @@ impl Report {
                 cols.join(", ")
             );
         }
-        s += &format!(
-            "  train ({}): {} rows, positive ({} {}) rate {:.2}%\n",
-            match &spec.split {
-                Split::Range { column, lo, hi } => format!("{column} {lo}-{hi}"),
-                Split::Fraction { .. } => "random".into(),
-            },
-            self.train_rows,
-            spec.label,
-            spec.positive,
-            pct(self.train_positive, self.train_rows)
-        );
-        s += &format!(
-            "  test: {} rows, positive rate {:.2}%",
-            self.test_rows,
-            pct(self.test_positive, self.test_rows)
-        );
+        let split = match &spec.split {
+            Split::Range { column, lo, hi } => format!("{column} {lo}-{hi}"),
+            Split::Fraction { .. } => "random".into(),
+        };
+        match &spec.target {
+            Target::Binary(rule) => {
+                s += &format!(
+                    "  train ({split}): {} rows, positive ({} {rule}) rate {:.2}%\n",
+                    self.train_rows,
+                    spec.label,
+                    pct(self.train_positive, self.train_rows)
+                );
+                s += &format!(
+                    "  test: {} rows, positive rate {:.2}%",
+                    self.test_rows,
+                    pct(self.test_positive, self.test_rows)
+                );
+            }
+            Target::Classes(c) => {
+                let shares = |counts: &[usize], rows: usize| {
+                    c.names()
+                        .iter()
+                        .zip(counts)
+                        .map(|(name, &n)| format!("{name} {n} ({:.2}%)", pct(n, rows)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                s += &format!(
+                    "  train ({split}): {} rows; classes of {}: {}\n",
+                    self.train_rows,
+                    spec.label,
+                    shares(&self.train_classes, self.train_rows)
+                );
+                s += &format!(
+                    "  test: {} rows; {}",
+                    self.test_rows,
+                    shares(&self.test_classes, self.test_rows)
+                );
+            }
+        }
         s
     }
 }

@@ -23,6 +23,8 @@ pub enum RainError {
         "the training labels are all {class}: a classifier needs both classes (check --label and --positive)"
     )]
     OneClass { class: &'static str },
+    #[error("no training rows in class '{class}' (--classes {classes}; training rows per class: {counts}); every class needs training rows")]
+    EmptyClass { class: String, classes: String, counts: String },
     #[error("invalid {what} '{value}': {reason}")]
     BadArgument { what: &'static str, value: String, reason: String },
     #[error(

@@ -22,7 +22,7 @@ pub fn task_spec(path: std::path::PathBuf) -> data::Spec {
         path,
         features: vec!["temp".into(), "humid".into(), "pressure".into()],
         label: "precip".into(),
-        positive: data::PositiveRule::Gt(0.0),
+        target: data::Target::Binary(data::PositiveRule::Gt(0.0)),
         split: data::Split::Range { column: "month".into(), lo: 1.0, hi: 10.0 },
         missing: data::Missing::Drop,
     }

@@ -25,14 +25,15 @@ struct Cli {
 enum Command {
     /// Load, clean and standardise the data, check gradients, train, and
     /// report test metrics beside two baselines (the default command).
+    /// With --classes: no rain / light / heavy, with a softmax head.
     Train(cmd::train::Args),
     /// Apply a saved model (and its standardisation) to a CSV file.
     Predict(cmd::predict::Args),
     /// Verify gradients: autodiff vs the guide's formulas vs finite
     /// differences, per parameter.
     Check(cmd::check::Args),
-    /// Plot an activation (name or formula in x) with its first and second
-    /// derivatives, computed by autodiff.
+    /// Plot activations (names or formulas in x) with their derivatives,
+    /// computed by autodiff: one with f, f' and f'', several on one chart.
     Activation(cmd::activation::Args),
 }
 

@@ -3,13 +3,36 @@
 
 use plotters::prelude::*;
 
-const COLORS: [RGBColor; 4] =
-    [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(128, 128, 128)];
+/// The first four are the colours the binary plots always used; the rest
+/// (matplotlib's tab10) serve `rain activation` with several names.
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(128, 128, 128),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
 
 /// One named series of (x, y) points.
 pub struct Series<'a> {
     pub name: String,
     pub points: &'a [(f64, f64)],
+    /// The colour's index (default: the series' own index).
+    pub color: Option<usize>,
+    /// Drawn dashed.
+    pub dashed: bool,
+}
+
+impl<'a> Series<'a> {
+    /// A solid line in the next colour.
+    pub fn new(name: impl Into<String>, points: &'a [(f64, f64)]) -> Self {
+        Series { name: name.into(), points, color: None, dashed: false }
+    }
 }
 
 fn range(series: &[Series<'_>], axis: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
@@ -33,6 +56,18 @@ pub fn lines(
     series: &[Series<'_>],
     unit_square: bool,
 ) -> Result<String, String> {
+    lines_with_legend(title, x_label, y_label, series, unit_square, SeriesLabelPosition::MiddleRight)
+}
+
+/// [`lines`] with the legend at `legend`.
+pub fn lines_with_legend(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series<'_>],
+    unit_square: bool,
+    legend: SeriesLabelPosition,
+) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
@@ -51,18 +86,26 @@ pub fn lines(
             .map_err(|e| e.to_string())?;
         chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| e.to_string())?;
         for (i, s) in series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    s.points.iter().copied().filter(|p| p.1.is_finite()),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            let color = COLORS[s.color.unwrap_or(i) % COLORS.len()];
+            let points = s.points.iter().copied().filter(|p| p.1.is_finite());
+            let drawn = if s.dashed {
+                chart.draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(2)))
+            } else {
+                chart.draw_series(LineSeries::new(points, color.stroke_width(2)))
+            };
+            // A dash in the legend is two short strokes; a solid line one
+            // stroke (drawn twice, so that both are the same element type).
+            let (first, second) = if s.dashed { ((0, 7), (11, 18)) } else { ((0, 18), (0, 18)) };
+            let legend = move |(x, y): (i32, i32)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(first.0, 0), (first.1, 0)], color.stroke_width(2))
+                    + PathElement::new(vec![(second.0, 0), (second.1, 0)], color.stroke_width(2))
+            };
+            drawn.map_err(|e| e.to_string())?.label(s.name.clone()).legend(legend);
         }
         chart
             .configure_series_labels()
+            .position(legend)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()

@@ -224,6 +224,130 @@ fn a_closed_stdout_pipe_ends_rain_quietly() {
 }
 
 #[test]
+fn activation_compares_several_on_one_chart() {
+    let d = scratch("activations");
+    let names = [
+        "gelu",
+        "gelu_tanh",
+        "selu",
+        "hardswish",
+        "snake:0.5",
+        "squareplus",
+        "log_sigmoid",
+        "x * sigmoid(x)",
+    ];
+    let o = rain()
+        .arg("activation")
+        .args(names)
+        .args(["--range", "-5:5", "--out"])
+        .arg(d.join("o"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let svg = std::fs::read_to_string(d.join("o").join("activation.svg")).unwrap();
+    for name in names {
+        // Each is tabulated and named in the legend, with its derivative.
+        assert!(stdout.contains(&format!("{name}:")), "{name} not tabulated:\n{stdout}");
+        assert!(svg.contains(&format!(">\n{name}\n<")), "{name} not in the legend");
+        assert!(svg.contains(&format!("{name}&apos; (autodiff)")), "{name}' not in the legend");
+    }
+    // And every built-in can be plotted by name.
+    for name in tapegrad::nn::BUILTIN_NAMES {
+        let o = rain().args(["activation", name, "--out"]).arg(d.join(name)).output().unwrap();
+        assert!(o.status.success(), "{name}: {}", text(&o).1);
+    }
+}
+
+#[test]
+fn train_with_classes_reports_the_confusion_matrix_and_baselines() {
+    let d = scratch("classes");
+    let data = slice(&d);
+    let out = d.join("out");
+    let o = rain()
+        .args(["train", "--classes", "--data", data.to_str().unwrap(), "--epochs", "20", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for needle in [
+        "no rain (<= 0)",
+        "light (0, 0.02]",
+        "heavy (> 0.02)",
+        "softmax output",
+        "macro-F1",
+        "logistic regression",
+        "always no rain",
+        "confusion matrix of this model",
+        "precision / recall / F1",
+        "autodiff vs guide",
+        "gradients agree",
+    ] {
+        assert!(stdout.contains(needle), "missing '{needle}' in:\n{stdout}");
+    }
+    for f in ["model.json", "metrics.json", "cost.svg"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["gradient_check"]["passed"], true);
+    let counts = &m["test"]["model"]["confusion"]["counts"];
+    assert_eq!(counts.as_array().unwrap().len(), 3);
+    let total: u64 = counts
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, m["data"]["report"]["test_rows"].as_u64().unwrap());
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["architecture"]["head"], "softmax");
+    // The saved model predicts a class per row.
+    let o = rain()
+        .args([
+            "predict",
+            "--model",
+            out.join("model.json").to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().next(), Some("row,p_none,p_light,p_heavy,class"));
+    let row = stdout.lines().skip(1).find(|l| !l.ends_with(",,,,")).unwrap();
+    assert!(row.ends_with(",none") || row.ends_with(",light") || row.ends_with(",heavy"), "{row}");
+}
+
+#[test]
+fn bad_class_thresholds_are_one_line_and_exit_2() {
+    let d = scratch("bad-classes");
+    let data = slice(&d);
+    let q = quick(&data);
+    let run = |extra: &[&str], want: &str| {
+        let mut a: Vec<&str> = q.iter().map(|s| s.as_str()).collect();
+        a.extend(extra);
+        fails(&a, &d, want);
+    };
+    run(&["--classes", "0.05,0.01"], "thresholds must increase strictly, and 0.01 follows 0.05");
+    run(&["--classes", "0,0"], "thresholds must increase strictly");
+    run(&["--classes", "0,-0.05"], "threshold -0.05 is negative");
+    run(&["--classes=-0.01,0.02"], "threshold -0.01 is negative");
+    run(&["--classes", "0,abc"], "'abc' is not a number");
+    run(&["--classes", "0,,0.1"], "has an empty threshold");
+    run(&["--classes", "0,inf"], "is not a finite number");
+    // The largest precipitation in the data is 1.21 in/h: nothing above 5.
+    run(&["--classes", "0,5"], "no training rows in class 'heavy (> 5)'");
+    run(&["--classes", "0,0.02", "--positive", ">0.1"], "cannot be used with");
+    run(&["--classes", "0,0.02", "--pos-weight", "3"], "cannot be used with");
+    run(&["--classes", "0,0.02", "--threshold", "0.3"], "cannot be used with");
+}
+
+#[test]
 fn bad_input_is_one_line_and_exit_2() {
     let d = scratch("bad");
     let data = slice(&d);

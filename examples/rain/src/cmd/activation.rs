@@ -1,8 +1,9 @@
-//! `rain activation`: plot an activation with its first and second
-//! derivatives, computed by autodiff.
+//! `rain activation`: plot activations with their derivatives, computed
+//! by autodiff. One name or formula: `f`, `f'` and `f''` on one chart.
+//! Several: every `f` (solid) and `f'` (dashed) on one chart, to compare.
 
 use super::common::{create_dir, write_file};
-use crate::plots;
+use crate::plots::{self, Series};
 use clap::Args as ClapArgs;
 use rain::error::RainError;
 use std::path::PathBuf;
@@ -12,9 +13,11 @@ use tapegrad::tensor::ndarray::Array1;
 /// The arguments of `rain activation`.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// A built-in name or a formula in x.
-    #[arg(allow_hyphen_values = true)]
-    pub expr: String,
+    /// Built-in names or formulas in x, one or more (e.g. gelu gelu_tanh
+    /// "x * sigmoid(1.702 * x)"); several are drawn on one chart. A
+    /// formula that starts with '-' goes after a "--".
+    #[arg(required = true, num_args = 1..)]
+    pub expr: Vec<String>,
     /// Plot range A:B.
     #[arg(long, default_value = "-4:4", allow_hyphen_values = true)]
     pub range: String,
@@ -23,9 +26,25 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+/// The (x, y) points of a curve.
+type Points = Vec<(f64, f64)>;
+
+/// One activation on the grid: its name, `f`, `f'` and `f''`.
+struct Curves {
+    name: String,
+    f: Array1<f64>,
+    d1: Array1<f64>,
+    d2: Array1<f64>,
+}
+
 /// Runs `rain activation`.
 pub fn run(args: &Args) -> Result<(), RainError> {
-    let act = Activation::<f64>::parse(&args.expr).map_err(NnError::from)?;
+    // Every name is parsed before any work, so a bad one fails alone.
+    let acts = args
+        .expr
+        .iter()
+        .map(|e| Activation::<f64>::parse(e).map_err(NnError::from))
+        .collect::<Result<Vec<_>, _>>()?;
     let (a, b) = args
         .range
         .split_once(':')
@@ -34,27 +53,61 @@ pub fn run(args: &Args) -> Result<(), RainError> {
         .ok_or_else(|| RainError::bad("--range", &args.range, "expected A:B with A < B, e.g. -4:4"))?;
     let n = 401;
     let xs = Array1::linspace(a, b, n);
-    // f, f' by backward and f'' by differentiating the recorded backward pass.
-    let d = tapegrad::tensor::derivatives(|z| act.apply(z), &xs.clone().into_dyn(), 2);
-    let flat = |v: &tapegrad::tensor::Value<f64>| v.iter().copied().collect::<Array1<f64>>();
-    let (f, d1, d2) = (flat(&d[0]), flat(&d[1]), flat(&d[2]));
-    println!("{:>8} {:>14} {:>14} {:>14}", "x", "f(x)", "f'(x)", "f''(x)");
-    for k in (0..n).step_by(50) {
-        println!("{:>8.3} {:>14.6} {:>14.6} {:>14.6}", xs[k], f[k], d1[k], d2[k]);
+    let curves: Vec<Curves> = acts
+        .iter()
+        .map(|act| {
+            // f, f' by backward and f'' by differentiating the recorded backward pass.
+            let d = tapegrad::tensor::derivatives(|z| act.apply(z), &xs.clone().into_dyn(), 2);
+            let flat = |v: &tapegrad::tensor::Value<f64>| v.iter().copied().collect::<Array1<f64>>();
+            Curves { name: act.name(), f: flat(&d[0]), d1: flat(&d[1]), d2: flat(&d[2]) }
+        })
+        .collect();
+    for c in &curves {
+        if curves.len() > 1 {
+            println!("{}:", c.name);
+        }
+        println!("{:>8} {:>14} {:>14} {:>14}", "x", "f(x)", "f'(x)", "f''(x)");
+        for k in (0..n).step_by(50) {
+            println!("{:>8.3} {:>14.6} {:>14.6} {:>14.6}", xs[k], c.f[k], c.d1[k], c.d2[k]);
+        }
     }
     let pts = |v: &Array1<f64>| xs.iter().zip(v.iter()).map(|(&x, &y)| (x, y)).collect::<Vec<_>>();
-    let (pf, p1, p2) = (pts(&f), pts(&d1), pts(&d2));
-    let svg = plots::lines(
-        &format!("activation {}", act.name()),
-        "x",
-        "value",
-        &[
-            plots::Series { name: "f(x)".into(), points: &pf },
-            plots::Series { name: "f'(x) (autodiff)".into(), points: &p1 },
-            plots::Series { name: "f''(x) (grad of grad)".into(), points: &p2 },
-        ],
-        false,
-    )
+    let svg = if let [c] = curves.as_slice() {
+        let (pf, p1, p2) = (pts(&c.f), pts(&c.d1), pts(&c.d2));
+        plots::lines(
+            &format!("activation {}", c.name),
+            "x",
+            "value",
+            &[
+                Series::new("f(x)", &pf),
+                Series::new("f'(x) (autodiff)", &p1),
+                Series::new("f''(x) (grad of grad)", &p2),
+            ],
+            false,
+        )
+    } else {
+        let points: Vec<[Points; 2]> = curves.iter().map(|c| [pts(&c.f), pts(&c.d1)]).collect();
+        let mut series = Vec::new();
+        for (i, (c, [pf, p1])) in curves.iter().zip(&points).enumerate() {
+            series.push(Series { name: c.name.clone(), points: pf, color: Some(i), dashed: false });
+            series.push(Series {
+                name: format!("{}' (autodiff)", c.name),
+                points: p1,
+                color: Some(i),
+                dashed: true,
+            });
+        }
+        // Upper left: where activations of x rarely go (they are near 0
+        // or below for x < 0).
+        plots::lines_with_legend(
+            "activations (solid) and their derivatives (dashed)",
+            "x",
+            "value",
+            &series,
+            false,
+            plotters::prelude::SeriesLabelPosition::UpperLeft,
+        )
+    }
     .map_err(|e| RainError::bad("plot", "activation", e))?;
     create_dir(&args.out)?;
     let path = args.out.join("activation.svg");

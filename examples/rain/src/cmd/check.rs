@@ -28,7 +28,7 @@ pub fn run(args: &Args) -> Result<(), RainError> {
     let ds = data::load(&spec)?;
     let std = tapegrad::nn::Standardization::fit(ds.train_x.view(), &spec.features)?;
     let x = std.apply(ds.train_x.view())?;
-    let arch = args.model.architecture(spec.features.len())?;
+    let arch = args.model.architecture(spec.features.len(), &spec.target)?;
     let loss = tapegrad::nn::Loss::new(args.l2, 1.0)?;
     if args.batch == 0 {
         return Err(RainError::bad("--batch", 0, "must be at least 1"));

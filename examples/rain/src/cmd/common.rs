@@ -3,12 +3,18 @@
 //! check's lines. Subcommand files import from here, never from each
 //! other or from `main.rs`.
 
+use crate::plots::{self, Series};
 use clap::{Args, ValueEnum};
-use rain::data::{Missing, PositiveRule, Spec, Split};
+use indicatif::{ProgressBar, ProgressStyle};
+use rain::data::{Classes, Missing, PositiveRule, Spec, Split, Target};
 use rain::error::RainError;
 use std::path::{Path, PathBuf};
 use tapegrad::nn::check::GradCheck;
-use tapegrad::nn::{Activation, Architecture, Init, NnError};
+use tapegrad::nn::{
+    fit, Activation, Architecture, Head, History, Init, Model, NnError, Optimizer, TrainConfig,
+};
+use tapegrad::tensor::ndarray::Array2;
+use tapegrad::tensor::Element;
 
 /// The element type of the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,6 +39,20 @@ pub struct DataArgs {
     /// Which label values are positive: >v, >=v, <v, <=v, =text, contains:text.
     #[arg(long, default_value = ">0", allow_hyphen_values = true)]
     pub positive: String,
+    /// Instead of --positive: classes of the label at increasing
+    /// thresholds in inches per hour (class k: T_k < precip <= T_(k+1)),
+    /// trained with a softmax head. Alone, --classes is 0,0.02: no rain,
+    /// light (0.01-0.02) and heavy (0.03 and more), 0.02 being the median
+    /// of the rainy training hours.
+    #[arg(
+        long,
+        value_name = "T1,T2",
+        value_parser = parse_classes,
+        conflicts_with = "positive",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_CLASSES
+    )]
+    pub classes: Option<Classes>,
     /// Train where COLUMN is in LO-HI, test elsewhere.
     #[arg(long, default_value = "month:1-10", conflicts_with = "test_fraction")]
     pub split: String,
@@ -82,6 +102,18 @@ pub fn default_data() -> PathBuf {
     rain::default_data()
 }
 
+/// The thresholds of `--classes` given without a value: no rain, light
+/// (0.01-0.02 in/h), heavy (0.03 in/h and more). The data records
+/// precipitation in steps of 0.01 inches; 0.02 is the median of the rainy
+/// training hours, so the two rain classes are nearly equal (333 and 322
+/// of the 655 rainy training hours).
+pub const DEFAULT_CLASSES: &str = "0,0.02";
+
+/// Parses `--classes` (see [`Classes::parse`]).
+pub fn parse_classes(s: &str) -> Result<Classes, String> {
+    Classes::parse(s)
+}
+
 /// Parses `--layers`: sizes separated by commas, or `none`.
 pub fn parse_layers(s: &str) -> Result<Layers, String> {
     let t = s.trim();
@@ -125,7 +157,10 @@ impl DataArgs {
             path: self.data.clone(),
             features: self.features.iter().map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect(),
             label: self.label.clone(),
-            positive: PositiveRule::parse(&self.positive)?,
+            target: match &self.classes {
+                Some(c) => Target::Classes(c.clone()),
+                None => Target::Binary(PositiveRule::parse(&self.positive)?),
+            },
             split,
             missing: self.missing,
         })
@@ -133,11 +168,16 @@ impl DataArgs {
 }
 
 impl ModelArgs {
-    /// The guide's network for `inputs` features with these hidden layers.
-    pub fn architecture(&self, inputs: usize) -> Result<Architecture, RainError> {
+    /// The guide's network for `inputs` features with these hidden layers,
+    /// and the head the target needs: binary, or softmax over its classes.
+    pub fn architecture(&self, inputs: usize, target: &Target) -> Result<Architecture, RainError> {
         // Parse once here so a bad formula fails before any work.
         Activation::<f64>::parse(&self.activation).map_err(NnError::from)?;
-        Ok(Architecture::guide(inputs, &self.layers.0).with_hidden_activation(&self.activation))
+        let arch = match target {
+            Target::Binary(_) => Architecture::guide(inputs, &self.layers.0),
+            Target::Classes(c) => Architecture::softmax(inputs, &self.layers.0, c.count()),
+        };
+        Ok(arch.with_hidden_activation(&self.activation))
     }
     /// The weight initialiser.
     pub fn init(&self) -> Result<Init, RainError> {
@@ -190,5 +230,111 @@ pub fn grad_verdict(check: &GradCheck) -> String {
         format!("gradients agree (guide <= {guide:.0e}, finite differences <= {fd:.0e})")
     } else {
         format!("GRADIENTS DISAGREE beyond the tolerances (guide {guide:.0e}, finite differences {fd:.0e})")
+    }
+}
+
+/// What a training run was asked for, checked, shared by the binary and
+/// the multi-class runs of `rain train`.
+pub struct TrainSetup {
+    /// The data request.
+    pub spec: Spec,
+    /// The network.
+    pub arch: Architecture,
+    /// The weight initialiser.
+    pub init: Init,
+    /// Training configuration (loss, schedule, batches, ...).
+    pub cfg: TrainConfig,
+    /// The optimizer's name and learning rate (for fresh optimizers).
+    pub optimizer: String,
+    /// The learning rate.
+    pub lr: f64,
+    /// Print the human report.
+    pub human: bool,
+    /// Print the full gradient tables.
+    pub check_grads: bool,
+    /// The updates the run will make, for the progress bar.
+    pub updates: u64,
+    /// The output folder.
+    pub out: PathBuf,
+    /// The `config` object of metrics.json.
+    pub config_json: serde_json::Value,
+    /// One line describing the model and its training.
+    pub model_line: String,
+}
+
+impl TrainSetup {
+    /// Prints a line of the human report.
+    pub fn say(&self, s: &str) {
+        if self.human {
+            println!("{s}");
+        }
+    }
+
+    /// A fresh optimizer of the run's kind.
+    pub fn optimizer<T: Element>(&self) -> Result<Box<dyn Optimizer<T>>, RainError> {
+        Ok(tapegrad::nn::optim::by_name::<T>(&self.optimizer, self.lr)?)
+    }
+}
+
+/// Trains `model` with a progress bar (when the report is printed).
+pub fn train_with_progress<T: Element>(
+    setup: &TrainSetup,
+    model: &mut Model<T>,
+    opt: &mut dyn Optimizer<T>,
+    x: &Array2<T>,
+    y: &Array2<T>,
+) -> Result<History, NnError> {
+    let bar = if setup.human { ProgressBar::new(setup.updates) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "  training {bar:30} {pos}/{len} updates, epoch {prefix}, cost {msg} [{elapsed}]",
+        )
+        .expect("valid template"),
+    );
+    let history = fit(model, opt, x.view(), y.view(), &setup.cfg, |p| {
+        bar.set_position(p.iteration as u64);
+        if p.iteration % 16 == 0 || p.epoch_cost.is_some() {
+            bar.set_prefix(p.epoch.to_string());
+            bar.set_message(format!("{:.5}", p.cost));
+        }
+    });
+    bar.finish_and_clear();
+    history
+}
+
+/// The gradient check's figures per layer, for metrics.json.
+pub fn grad_json(check: &GradCheck) -> serde_json::Value {
+    serde_json::json!(check
+        .layers()
+        .iter()
+        .map(
+            |l| serde_json::json!({"vs_guide": l.vs_guide, "vs_finite_differences": l.vs_finite_differences})
+        )
+        .collect::<Vec<_>>())
+}
+
+/// The training cost per update and per epoch, as an SVG.
+pub fn cost_svg(history: &History, y_label: &str) -> Result<String, RainError> {
+    let iters: Vec<(f64, f64)> =
+        history.iteration_costs.iter().enumerate().map(|(i, &c)| ((i + 1) as f64, c)).collect();
+    let per_epoch = history.iteration_costs.len() as f64 / history.epoch_costs.len().max(1) as f64;
+    let epochs: Vec<(f64, f64)> =
+        history.epoch_costs.iter().enumerate().map(|(e, &c)| ((e + 1) as f64 * per_epoch, c)).collect();
+    plots::lines(
+        "training cost",
+        "update",
+        y_label,
+        &[Series::new("per update (batch)", &iters), Series::new("per epoch (mean)", &epochs)],
+        false,
+    )
+    .map_err(|e| RainError::bad("plot", "svg", e))
+}
+
+/// The head of a model, for messages.
+pub fn head_name(head: Head) -> &'static str {
+    match head {
+        Head::Binary => "sigmoid output",
+        Head::Softmax => "softmax output",
+        Head::Regression => "identity output",
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod check;
+pub mod classes;
 pub mod common;
 pub mod predict;
 pub mod train;

@@ -1,11 +1,14 @@
 //! `rain predict`: apply a saved model (and its standardisation) to a CSV
-//! file.
+//! file: a probability and a label per row for a binary model, the class
+//! probabilities and the class for a softmax model (`rain train
+//! --classes`), the outputs for a regression model.
 
 use super::common::{threshold, write_file};
 use clap::Args as ClapArgs;
 use rain::data;
 use rain::error::RainError;
 use std::path::PathBuf;
+use tapegrad::nn::Head;
 use tapegrad::tensor::ndarray::Array2;
 
 /// The arguments of `rain predict`.
@@ -20,7 +23,8 @@ pub struct Args {
     /// Output CSV (default: stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Threshold for the label (default: the one saved with the model).
+    /// Threshold for the label of a binary model (default: the one saved
+    /// with the model).
     #[arg(long)]
     pub threshold: Option<f64>,
 }
@@ -46,6 +50,14 @@ pub fn run(args: &Args) -> Result<(), RainError> {
         });
     }
     let rows = table.features(&features)?;
+    let head = saved.model.head();
+    if head != Head::Binary && args.threshold.is_some() {
+        return Err(RainError::bad(
+            "--threshold",
+            args.threshold.unwrap_or(0.0),
+            format!("applies to binary models; this one has a {head} head"),
+        ));
+    }
     let threshold = threshold(match args.threshold {
         Some(t) => t,
         None => saved.metadata.get("threshold").and_then(|v| v.as_f64()).unwrap_or(0.5),
@@ -61,16 +73,57 @@ pub fn run(args: &Args) -> Result<(), RainError> {
         Some(s) => s.apply(x.view())?,
         None => x,
     };
-    let p = saved.model.predict_proba(x.view())?;
-    let mut out = String::from("row,probability,label\n");
+    let outputs = saved.model.predict(x.view())?;
+    let n_out = outputs.nrows();
+    // Class names and the logit adjustment saved by `rain train --classes`.
+    let classes = saved.metadata.get("classes");
+    let list = |key: &str| -> Option<Vec<serde_json::Value>> { classes?.get(key)?.as_array().cloned() };
+    let short: Vec<String> = match list("short_names") {
+        Some(v) if v.len() == n_out => v.iter().map(|s| s.as_str().unwrap_or("?").to_string()).collect(),
+        _ => (0..n_out).map(|k| format!("class{k}")).collect(),
+    };
+    let log_prior: Vec<f64> = match list("log_prior") {
+        Some(v) if v.len() == n_out => v.iter().map(|p| p.as_f64().unwrap_or(0.0)).collect(),
+        _ => vec![0.0; n_out],
+    };
+    let tau = classes.and_then(|c| c.get("tau")).and_then(|t| t.as_f64()).unwrap_or(0.0);
+    let mut out = match head {
+        Head::Binary => String::from("row,probability,label\n"),
+        Head::Softmax => {
+            format!("row,{},class\n", short.iter().map(|s| format!("p_{s}")).collect::<Vec<_>>().join(","))
+        }
+        Head::Regression => {
+            format!("row,{}\n", (1..=n_out).map(|k| format!("y{k}")).collect::<Vec<_>>().join(","))
+        }
+    };
+    let blanks = match head {
+        Head::Binary => 2,
+        Head::Softmax => n_out + 1,
+        Head::Regression => n_out,
+    };
     let mut k = 0;
     for r in 0..rows.len() {
-        if complete.get(k) == Some(&r) {
-            out += &format!("{},{},{}\n", r + 2, p[k], u8::from(p[k] >= threshold));
-            k += 1;
-        } else {
-            out += &format!("{},,\n", r + 2);
+        if complete.get(k) != Some(&r) {
+            out += &format!("{}{}\n", r + 2, ",".repeat(blanks));
+            continue;
         }
+        let col = outputs.column(k);
+        match head {
+            Head::Binary => out += &format!("{},{},{}\n", r + 2, col[0], u8::from(col[0] >= threshold)),
+            Head::Softmax => {
+                // argmax_k ln p_k - tau ln prior_k, the rule rain train
+                // chose (plain argmax for tau 0), the first of equals.
+                let score = |c: usize| col[c].ln() - tau * log_prior[c];
+                let class = (1..n_out).fold(0, |best, c| if score(c) > score(best) { c } else { best });
+                let ps: Vec<String> = col.iter().map(|p| p.to_string()).collect();
+                out += &format!("{},{},{}\n", r + 2, ps.join(","), short[class]);
+            }
+            Head::Regression => {
+                let ys: Vec<String> = col.iter().map(|y| y.to_string()).collect();
+                out += &format!("{},{}\n", r + 2, ys.join(","));
+            }
+        }
+        k += 1;
     }
     match &args.out {
         Some(path) => {

@@ -1,21 +1,22 @@
 //! `rain train`: load, clean and standardise the data, check gradients,
-//! train, and report test metrics beside two baselines.
+//! train, and report test metrics beside two baselines. With `--classes`,
+//! the multi-class run of `classes.rs`.
 
+use super::classes;
 use super::common::{
-    create_dir, grad_lines, grad_verdict, parse_batch, threshold, write_file, Batch, DataArgs, Dtype,
-    ModelArgs,
+    cost_svg, create_dir, grad_json, grad_lines, grad_verdict, head_name, parse_batch, threshold,
+    train_with_progress, write_file, Batch, DataArgs, Dtype, ModelArgs, TrainSetup,
 };
 use crate::plots::{self, Series};
 use clap::Args as ClapArgs;
-use indicatif::{ProgressBar, ProgressStyle};
-use rain::data::{self, Report, Spec};
+use rain::data::{self, Report, Spec, Target};
 use rain::error::RainError;
 use std::path::PathBuf;
 use std::time::Instant;
 use tapegrad::nn::check::GradCheck;
 use tapegrad::nn::metrics::{self, Metrics};
 use tapegrad::nn::{
-    fit, io, optim, Architecture, EarlyStopping, History, Loss, Model, Schedule, Standardization, TrainConfig,
+    io, Architecture, EarlyStopping, History, Loss, Model, Schedule, Standardization, TrainConfig,
 };
 use tapegrad::tensor::ndarray::s;
 use tapegrad::tensor::Element;
@@ -56,13 +57,14 @@ pub struct Args {
     /// Dropout rate on hidden layers, in [0, 1).
     #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
     pub dropout: f64,
-    /// Weight of positive examples in the cost (imbalanced classes).
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    /// Weight of positive examples in the cost (imbalanced classes; not
+    /// with --classes).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, conflicts_with = "classes")]
     pub pos_weight: f64,
     /// Threshold on the probability for the rain label. Default: for each
     /// model, the threshold with the best F1 on the training rows (with 3%
-    /// rain, 0.5 would almost never say rain).
-    #[arg(long)]
+    /// rain, 0.5 would almost never say rain). Not with --classes.
+    #[arg(long, conflicts_with = "classes")]
     pub threshold: Option<f64>,
     /// Output folder for the model, metrics and plots.
     #[arg(long, default_value = "rain-out")]
@@ -80,17 +82,6 @@ pub struct Args {
     /// Print a machine-readable summary on stdout (and nothing else).
     #[arg(long)]
     pub json: bool,
-}
-
-/// The gradient check's figures per layer, for metrics.json.
-fn grad_json(check: &GradCheck) -> serde_json::Value {
-    serde_json::json!(check
-        .layers()
-        .iter()
-        .map(
-            |l| serde_json::json!({"vs_guide": l.vs_guide, "vs_finite_differences": l.vs_finite_differences})
-        )
-        .collect::<Vec<_>>())
 }
 
 /// Runs `rain train`.
@@ -115,20 +106,15 @@ fn evaluate(labels: &[bool], scores: &[f64], threshold: f64) -> Outcome {
     }
 }
 
-fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
-    let human = !args.quiet && !args.json;
-    let say = |s: &str| {
-        if human {
-            println!("{s}");
-        }
-    };
-    // Everything that can be checked before reading data is checked here.
+/// Everything that can be checked before reading data, checked.
+fn setup(args: &Args) -> Result<TrainSetup, RainError> {
     let spec: Spec = args.data.spec()?;
-    let arch = args.model.architecture(spec.features.len())?;
+    let arch = args.model.architecture(spec.features.len(), &spec.target)?;
     let init = args.model.init()?;
     let loss = Loss::new(args.l2, args.pos_weight)?;
-    let mut opt = optim::by_name::<T>(&args.optimizer, args.lr)?;
-    let given_threshold = args.threshold.map(threshold).transpose()?;
+    // The optimizer's name and rate, checked once here.
+    tapegrad::nn::optim::by_name::<f64>(&args.optimizer, args.lr)?;
+    args.threshold.map(threshold).transpose()?;
     let cfg = TrainConfig {
         epochs: if args.iterations.is_some() { usize::MAX } else { args.epochs },
         batch_size: match args.batch_size {
@@ -155,27 +141,15 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     // Epochs, dropout, patience and the rest, checked once by the library
     // (and again by fit): here so that a bad value fails before any work.
     cfg.validate()?;
-
-    let ds = data::load(&spec)?;
-    say(&ds.report.describe(&spec));
-    let stdz = Standardization::fit(ds.train_x.view(), &spec.features)?;
-    let xtr = stdz.apply(ds.train_x.view())?;
-    let xte = stdz.apply(ds.test_x.view())?;
-    say(&format!(
-        "  standardised with the training rows' mean {:?} and std {:?}",
-        stdz.mean.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
-        stdz.std.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>()
-    ));
-
-    let mut model = Model::<T>::new(&arch, init, args.data.seed)?;
-    let n_check = 64.min(xtr.ncols());
-    let (xc, yc) = (xtr.slice(s![.., ..n_check]).to_owned(), ds.train_y.slice(s![.., ..n_check]).to_owned());
-    let before = GradCheck::run(&model, xc.view(), yc.view(), &loss)?;
-    say(&format!(
-        "\nmodel: layers {:?}, {} hidden, {} output; {} init; {} (lr {}), batch {}, {}, {}",
+    let dtype = match args.model.dtype {
+        Dtype::F32 => "f32",
+        Dtype::F64 => "f64",
+    };
+    let model_line = format!(
+        "model: layers {:?}, {} hidden, {}; {} init; {} (lr {}), batch {}, {}, {}",
         arch.sizes(),
         args.model.activation,
-        arch.layers.last().map(|l| l.activation.as_str()).unwrap_or("?"),
+        head_name(arch.head),
         init,
         args.optimizer,
         args.lr,
@@ -187,35 +161,73 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
             Some(n) => format!("{n} iterations"),
             None => format!("{} epochs", args.epochs),
         },
-        T::NAME
+        dtype
+    );
+    let config_json = serde_json::json!({"layers": arch.sizes(), "activation": args.model.activation,
+        "head": arch.head, "init": init.to_string(), "optimizer": args.optimizer, "lr": args.lr,
+        "epochs": args.epochs, "iterations": args.iterations, "batch_size": format!("{:?}", args.batch_size),
+        "l2": args.l2, "dropout": args.dropout, "pos_weight": args.pos_weight, "dtype": dtype,
+        "seed": args.data.seed});
+    Ok(TrainSetup {
+        spec,
+        arch,
+        init,
+        cfg,
+        optimizer: args.optimizer.clone(),
+        lr: args.lr,
+        human: !args.quiet && !args.json,
+        check_grads: args.check_grads,
+        updates: 0,
+        out: args.out.clone(),
+        config_json,
+        model_line,
+    })
+}
+
+/// The number of updates training will make on `m` examples.
+fn updates(args: &Args, m: usize) -> u64 {
+    let batches = match args.batch_size {
+        Batch::Full => 1,
+        Batch::Size(b) => m.div_ceil(b),
+    };
+    args.iterations.unwrap_or(args.epochs * batches) as u64
+}
+
+fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
+    let mut setup = setup(args)?;
+    let ds = data::load(&setup.spec)?;
+    setup.updates = updates(args, ds.train_x.ncols());
+    if let Target::Classes(c) = &setup.spec.target {
+        let c = c.clone();
+        return classes::run::<T>(&setup, &c, &ds, args.json);
+    }
+    let given_threshold = args.threshold.map(threshold).transpose()?;
+    let (spec, arch, init, cfg) = (&setup.spec, &setup.arch, setup.init, &setup.cfg);
+    let loss = cfg.loss;
+    let say = |s: &str| setup.say(s);
+    say(&ds.report.describe(spec));
+    let stdz = Standardization::fit(ds.train_x.view(), &spec.features)?;
+    let xtr = stdz.apply(ds.train_x.view())?;
+    let xte = stdz.apply(ds.test_x.view())?;
+    say(&format!(
+        "  standardised with the training rows' mean {:?} and std {:?}",
+        stdz.mean.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+        stdz.std.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>()
     ));
+
+    let mut model = Model::<T>::new(arch, init, args.data.seed)?;
+    let n_check = 64.min(xtr.ncols());
+    let (xc, yc) = (xtr.slice(s![.., ..n_check]).to_owned(), ds.train_y.slice(s![.., ..n_check]).to_owned());
+    let before = GradCheck::run(&model, xc.view(), yc.view(), &loss)?;
+    say(&format!("\n{}", setup.model_line));
     say(&format!("gradient check before training ({n_check} training examples, f64):"));
     say(&if args.check_grads { before.to_string() } else { grad_lines(&before) });
 
     let xt = xtr.mapv(T::cast);
     let yt = ds.train_y.mapv(T::cast);
-    let batches = match args.batch_size {
-        Batch::Full => 1,
-        Batch::Size(b) => xt.ncols().div_ceil(b),
-    };
-    let total = args.iterations.unwrap_or(args.epochs * batches) as u64;
-    let bar = if human { ProgressBar::new(total) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "  training {bar:30} {pos}/{len} updates, epoch {prefix}, cost {msg} [{elapsed}]",
-        )
-        .expect("valid template"),
-    );
+    let mut opt = setup.optimizer::<T>()?;
     let t0 = Instant::now();
-    let history = fit(&mut model, opt.as_mut(), xt.view(), yt.view(), &cfg, |p| {
-        bar.set_position(p.iteration as u64);
-        if p.iteration % 16 == 0 || p.epoch_cost.is_some() {
-            bar.set_prefix(p.epoch.to_string());
-            bar.set_message(format!("{:.5}", p.cost));
-        }
-    });
-    bar.finish_and_clear();
-    let history = history?;
+    let history = train_with_progress(&setup, &mut model, opt.as_mut(), &xt, &yt)?;
     let train_secs = t0.elapsed().as_secs_f64();
     say(&format!(
         "  trained in {train_secs:.1} s: {} updates, final epoch cost {:.5}",
@@ -230,9 +242,9 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     // Baseline: logistic regression, the same code with no hidden layer.
     let lr_arch = Architecture::guide(spec.features.len(), &[]);
     let mut lr_model = Model::<T>::new(&lr_arch, init, args.data.seed)?;
-    let mut lr_opt = optim::by_name::<T>(&args.optimizer, args.lr)?;
+    let mut lr_opt = setup.optimizer::<T>()?;
     let lr_cfg = TrainConfig { dropout: 0.0, ..cfg.clone() };
-    let lr_hist = fit(&mut lr_model, lr_opt.as_mut(), xt.view(), yt.view(), &lr_cfg, |_| {})?;
+    let lr_hist = tapegrad::nn::fit(&mut lr_model, lr_opt.as_mut(), xt.view(), yt.view(), &lr_cfg, |_| {})?;
 
     let labels: Vec<bool> = ds.test_y.iter().map(|&v| v == 1.0).collect();
     let train_labels: Vec<bool> = ds.train_y.iter().map(|&v| v == 1.0).collect();
@@ -268,14 +280,13 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     }
 
     // Outputs, written only now that everything succeeded.
+    let mut config = setup.config_json.clone();
+    config["threshold"] = serde_json::json!(t_ours);
+    config["threshold_rule"] = serde_json::json!(how);
     let summary = serde_json::json!({
         "data": {"file": spec.path, "report": ds.report, "features": spec.features, "label": spec.label,
-                 "positive": spec.positive.to_string(), "split": spec.split.to_string(), "missing": spec.missing},
-        "config": {"layers": arch.sizes(), "activation": args.model.activation, "init": init.to_string(),
-                   "optimizer": args.optimizer, "lr": args.lr, "epochs": args.epochs, "iterations": args.iterations,
-                   "batch_size": format!("{:?}", args.batch_size), "l2": args.l2, "dropout": args.dropout,
-                   "pos_weight": args.pos_weight, "dtype": T::NAME, "seed": args.data.seed, "threshold": t_ours,
-                   "threshold_rule": how},
+                 "positive": spec.target.to_string(), "split": spec.split.to_string(), "missing": spec.missing},
+        "config": config,
         "train_seconds": train_secs,
         "final_epoch_cost": history.epoch_costs.last(),
         "logistic_regression_final_epoch_cost": lr_hist.epoch_costs.last(),
@@ -285,7 +296,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     let files = render_outputs(&history, &ours, &logreg, &ds.report)?;
     create_dir(&args.out)?;
     let meta =
-        serde_json::json!({"threshold": t_ours, "label": spec.label, "positive": spec.positive.to_string()});
+        serde_json::json!({"threshold": t_ours, "label": spec.label, "positive": spec.target.to_string()});
     io::save(&args.out.join("model.json"), &model, Some(&stdz), meta)?;
     write_file(
         &args.out.join("metrics.json"),
@@ -332,34 +343,19 @@ fn render_outputs(
     report: &Report,
 ) -> Result<Vec<(&'static str, String)>, RainError> {
     let plot_err = |e: String| RainError::bad("plot", "svg", e);
-    let iters: Vec<(f64, f64)> =
-        history.iteration_costs.iter().enumerate().map(|(i, &c)| ((i + 1) as f64, c)).collect();
-    let per_epoch = history.iteration_costs.len() as f64 / history.epoch_costs.len().max(1) as f64;
-    let epochs: Vec<(f64, f64)> =
-        history.epoch_costs.iter().enumerate().map(|(e, &c)| ((e + 1) as f64 * per_epoch, c)).collect();
-    let cost = plots::lines(
-        "training cost",
-        "update",
-        "cross-entropy",
-        &[
-            Series { name: "per update (batch)".into(), points: &iters },
-            Series { name: "per epoch (mean)".into(), points: &epochs },
-        ],
-        false,
-    )
-    .map_err(plot_err)?;
+    let cost = cost_svg(history, "cross-entropy")?;
     let diag = [(0.0, 0.0), (1.0, 1.0)];
     let roc = plots::lines(
         "ROC, test split",
         "false positive rate",
         "true positive rate",
         &[
-            Series { name: format!("this model (AUC {})", fmt_opt(ours.metrics.roc_auc)), points: &ours.roc },
-            Series {
-                name: format!("logistic regression (AUC {})", fmt_opt(logreg.metrics.roc_auc)),
-                points: &logreg.roc,
-            },
-            Series { name: "always no rain (AUC 0.5)".into(), points: &diag },
+            Series::new(format!("this model (AUC {})", fmt_opt(ours.metrics.roc_auc)), &ours.roc),
+            Series::new(
+                format!("logistic regression (AUC {})", fmt_opt(logreg.metrics.roc_auc)),
+                &logreg.roc,
+            ),
+            Series::new("always no rain (AUC 0.5)", &diag),
         ],
         true,
     )
@@ -371,15 +367,12 @@ fn render_outputs(
         "recall",
         "precision",
         &[
-            Series {
-                name: format!("this model (AP {})", fmt_opt(ours.metrics.average_precision)),
-                points: &ours.pr,
-            },
-            Series {
-                name: format!("logistic regression (AP {})", fmt_opt(logreg.metrics.average_precision)),
-                points: &logreg.pr,
-            },
-            Series { name: format!("always no rain (AP {rate:.3})"), points: &flat },
+            Series::new(format!("this model (AP {})", fmt_opt(ours.metrics.average_precision)), &ours.pr),
+            Series::new(
+                format!("logistic regression (AP {})", fmt_opt(logreg.metrics.average_precision)),
+                &logreg.pr,
+            ),
+            Series::new(format!("always no rain (AP {rate:.3})"), &flat),
         ],
         true,
     )
