@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes crates/nn/tests/reference/activations.rs: values and first
+"""Writes crates/nn/tests/it/reference/activations.rs: values and first
 derivatives of the nn crate's built-in activations added in issue 18,
 computed independently with Python's math module (the C library's erf,
 exp, tanh and sin, not tapegrad's ops) from their textbook definitions,
@@ -121,7 +121,7 @@ def main():
         out.append("        [%s]," % ", ".join(repr(d(x)) for x in POINTS))
         out.append("    ),")
     out.append("];")
-    path = os.path.join("crates", "nn", "tests", "reference", "activations.rs")
+    path = os.path.join("crates", "nn", "tests", "it", "reference", "activations.rs")
     with open(path, "w") as fh:
         fh.write("\n".join(out) + "\n")
     print("wrote", path)

@@ -105,7 +105,7 @@ fn closure_models_refuse_to_save_and_leave_no_file() {
 /// format (the fields of the version-1 struct), with parameters chosen so
 /// that the hidden pre-activations reach |z| > 2, where the two GELUs
 /// differ by ~1e-3.
-const V1_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1-gelu-binary.json");
+const V1_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures/v1-gelu-binary.json");
 
 /// The fixture's network by hand, with `g` as the hidden activation.
 fn v1_by_hand(x: [f64; 2], g: fn(f64) -> f64) -> f64 {

@@ -1,6 +1,6 @@
 //! The built-in activations against an independent reference: values and
 //! first derivatives from Python's math module, frozen in
-//! `tests/reference/activations.rs` by `scripts/reference_activations.py`.
+//! `tests/it/reference/activations.rs` by `scripts/reference_activations.py`.
 
 mod reference {
     pub mod activations {
