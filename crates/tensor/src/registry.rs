@@ -23,7 +23,8 @@
 //! - [`LINEAR`] entries: linear, and their JVP is the function of the
 //!   tangent.
 
-use crate::testutil::{random, user, Domain};
+use crate::testutil::user::{self, USER};
+use crate::testutil::{random, Domain};
 use crate::{gradcheck, gradgradcheck, jvp, Element, Tape, Tensor};
 use ndarray::{arr2, ArrayD, IxDyn, Zip};
 use std::collections::{BTreeMap, BTreeSet};
@@ -538,11 +539,6 @@ struct OpSource {
     linear: bool,
     file: String,
 }
-
-/// The name the source scan gives the one `Op` impl of users' ops
-/// (custom.rs), whose name is the user's: the registry's user-op lines use
-/// test ops of this name.
-pub(crate) const USER: &str = "user-defined";
 
 /// Every op the crate defines, read from its source: the name each `Op`
 /// impl's `fn name` returns (for users' ops, [`USER`]). Test modules (`#[cfg(test)] mod ...`) are left

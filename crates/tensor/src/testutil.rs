@@ -156,7 +156,11 @@ pub(crate) mod planted {
 
 /// Users' ops, written through the public traits only, as a user would.
 pub(crate) mod user {
-    use crate::registry::USER;
+    /// The name the registry's source scan gives the one `Op` impl of
+    /// users' ops (custom.rs), whose name is the user's: the registry's
+    /// user-op lines use test ops of this name.
+    pub(crate) const USER: &str = "user-defined";
+
     use crate::{CustomOp, Element, FirstOrderOp, Tensor};
     use ndarray::{ArrayD, ArrayViewD, Zip};
 
