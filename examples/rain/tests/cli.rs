@@ -56,15 +56,7 @@ fn quick(data: &Path) -> Vec<String> {
 
 #[test]
 fn train_writes_model_metrics_and_plots() {
-    let d = scratch("train");
-    let data = slice(&d);
-    let out = d.join("out");
-    let o = rain()
-        .args(["train", "--data", data.to_str().unwrap(), "--epochs", "20", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&o);
-    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let (out, _, stdout) = train_on_the_slice("train", &[]);
     for needle in [
         "rows read",
         "dropped",
@@ -261,16 +253,7 @@ fn activation_compares_several_on_one_chart() {
 
 #[test]
 fn train_with_classes_reports_the_confusion_matrix_and_baselines() {
-    let d = scratch("classes");
-    let data = slice(&d);
-    let out = d.join("out");
-    let o = rain()
-        .args(["train", "--classes", "--data", data.to_str().unwrap(), "--epochs", "20", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&o);
-    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let (out, data, stdout) = train_on_the_slice("classes", &["--classes"]);
     for needle in [
         "no rain (<= 0)",
         "light (0, 0.02]",
@@ -429,4 +412,22 @@ fn bad_input_is_one_line_and_exit_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("corrupt or truncated"));
+}
+
+/// `rain train` for 20 epochs on the data slice in a scratch folder named
+/// `name`, with `extra` arguments; it must succeed. Returns the output
+/// folder, the data slice and standard output.
+fn train_on_the_slice(name: &str, extra: &[&str]) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let d = scratch(name);
+    let data = slice(&d);
+    let out = d.join("out");
+    let o = rain()
+        .arg("train")
+        .args(extra)
+        .args(["--data", data.to_str().unwrap(), "--epochs", "20", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    (out, data, stdout)
 }

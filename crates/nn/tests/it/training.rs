@@ -81,19 +81,7 @@ fn training_is_reproducible_bit_for_bit() {
 
 #[test]
 fn divergence_stops_with_an_error_naming_the_iteration() {
-    let (x, y) = two_moons(100, 6);
-    let x = x * 1e3;
-    let mut model = Model::<f64>::new(&Architecture::guide(2, &[8]), Init::HeNormal, 0).unwrap();
-    let cfg = TrainConfig { epochs: 50, loss: Loss::new(0.0, 1.0).unwrap(), ..Default::default() };
-    let err = fit(
-        &mut model,
-        &mut tapegrad_nn::GradientDescent::new(1e6).unwrap(),
-        x.view(),
-        y.view(),
-        &cfg,
-        |_| {},
-    )
-    .unwrap_err();
+    let err = diverge(TrainConfig { epochs: 50, loss: Loss::new(0.0, 1.0).unwrap(), ..Default::default() });
     match &err {
         NnError::NonFinite { iteration, .. } => assert!(*iteration >= 1),
         e => panic!("unexpected {e}"),
@@ -103,19 +91,7 @@ fn divergence_stops_with_an_error_naming_the_iteration() {
 
 #[test]
 fn divergence_under_tracing_names_the_op_and_line() {
-    let (x, y) = two_moons(100, 6);
-    let x = x * 1e3;
-    let mut model = Model::<f64>::new(&Architecture::guide(2, &[8]), Init::HeNormal, 0).unwrap();
-    let cfg = TrainConfig { epochs: 50, trace_nonfinite: true, ..Default::default() };
-    let err = fit(
-        &mut model,
-        &mut tapegrad_nn::GradientDescent::new(1e6).unwrap(),
-        x.view(),
-        y.view(),
-        &cfg,
-        |_| {},
-    )
-    .unwrap_err();
+    let err = diverge(TrainConfig { epochs: 50, trace_nonfinite: true, ..Default::default() });
     let NnError::NonFinite { trace: Some(trace), .. } = &err else { panic!("no trace in {err}") };
     // The first non-finite value appears inside the library's layer code.
     assert!(trace.contains(" produced ") && trace.contains(".rs:"), "{trace}");
@@ -174,4 +150,14 @@ fn bad_hyper_parameters_are_typed_errors() {
     let bad_x = Array2::<f64>::zeros((3, 10));
     let e = fit(&mut model, &mut opt, bad_x.view(), y.view(), &TrainConfig::default(), |_| {}).unwrap_err();
     assert!(e.to_string().contains("the data has 3 features"), "{e}");
+}
+
+/// The error of a run made to diverge: inputs of order 1000 and a learning
+/// rate of a million.
+fn diverge(cfg: TrainConfig) -> NnError {
+    let (x, y) = two_moons(100, 6);
+    let x = x * 1e3;
+    let mut model = Model::<f64>::new(&Architecture::guide(2, &[8]), Init::HeNormal, 0).unwrap();
+    let mut gd = tapegrad_nn::GradientDescent::new(1e6).unwrap();
+    fit(&mut model, &mut gd, x.view(), y.view(), &cfg, |_| {}).unwrap_err()
 }
