@@ -9,6 +9,13 @@ fn rain() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rain"))
 }
 
+/// `rain predict` with the model a run wrote to `out`, on `data`.
+fn predict(out: &Path, data: &Path) -> Command {
+    let mut c = rain();
+    c.arg("predict").arg("--model").arg(out.join("model.json")).arg("--data").arg(data);
+    c
+}
+
 /// A scratch folder per test.
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rain-cli-{}-{name}", std::process::id()));
@@ -142,18 +149,7 @@ fn predict_applies_the_saved_standardisation() {
     let out = d.join("out");
     assert!(rain().args(quick(&data)).arg("--out").arg(&out).status().unwrap().success());
     let preds = d.join("preds.csv");
-    let o = rain()
-        .args([
-            "predict",
-            "--model",
-            out.join("model.json").to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-        ])
-        .arg(&preds)
-        .output()
-        .unwrap();
+    let o = predict(&out, &data).arg("--out").arg(&preds).output().unwrap();
     assert!(o.status.success(), "{}", text(&o).1);
     let csv = std::fs::read_to_string(&preds).unwrap();
     let mut lines = csv.lines();
@@ -289,16 +285,7 @@ fn train_with_classes_reports_the_confusion_matrix_and_baselines() {
         serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(model["architecture"]["head"], "softmax");
     // The saved model predicts a class per row.
-    let o = rain()
-        .args([
-            "predict",
-            "--model",
-            out.join("model.json").to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = predict(&out, &data).output().unwrap();
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     assert_eq!(stdout.lines().next(), Some("row,p_none,p_light,p_heavy,class"));
