@@ -154,3 +154,21 @@ fn a_version_is_reported_as_written() {
     std::fs::write(&path, v.to_string()).unwrap();
     assert!(io::load::<f64>(&path).unwrap_err().to_string().contains("format version none;"));
 }
+
+#[test]
+fn an_unknown_dtype_is_an_error() {
+    // Defect 8 of issue 21: a dtype that no tapegrad writes was ignored.
+    for dtype in ["f16", "float64", ""] {
+        let mut v = valid("dtype");
+        v["dtype"] = json!(dtype);
+        let path = dir().join("dtype.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = io::load::<f64>(&path).unwrap_err();
+        assert!(matches!(e, NnError::Mismatch { .. }) && e.to_string().contains(&format!("'{dtype}'")), "{e}");
+    }
+    let mut v = valid("dtype-f32");
+    v["dtype"] = json!("f32");
+    let path = dir().join("dtype-f32.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    io::load::<f64>(&path).unwrap();
+}

@@ -1,9 +1,9 @@
 //! The nn crate's integration tests, in one binary (each test binary links
 //! the crates and instantiates their generic code again). The allocation
-//! count stays a binary of its own: its counting allocator would see the
-//! other tests' threads.
+//! count's allocator serves the whole binary; it counts per thread.
 
 mod activations;
+mod allocations;
 mod formula_input;
 mod guide_formulas;
 mod heads;

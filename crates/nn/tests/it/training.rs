@@ -161,3 +161,74 @@ fn diverge(cfg: TrainConfig) -> NnError {
     let mut gd = tapegrad_nn::GradientDescent::new(1e6).unwrap();
     fit(&mut model, &mut gd, x.view(), y.view(), &cfg, |_| {}).unwrap_err()
 }
+
+/// An optimizer that records the learning rate of every update.
+struct RecordRates(Vec<f64>, f64);
+
+impl tapegrad_nn::Optimizer<f64> for RecordRates {
+    fn step(&mut self, _: &mut tapegrad_nn::Params<f64>, _: &tapegrad_nn::Params<f64>) {
+        self.0.push(self.1);
+    }
+    fn learning_rate(&self) -> f64 {
+        self.1
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.1 = lr;
+    }
+    fn name(&self) -> &'static str {
+        "record"
+    }
+}
+
+fn rates_of(cfg: &TrainConfig, m: usize) -> Vec<f64> {
+    let (x, y) = two_moons(m, 3);
+    let mut model = Model::<f64>::new(&Architecture::guide(2, &[3]), Init::HeNormal, 0).unwrap();
+    let mut opt = RecordRates(Vec::new(), 1.0);
+    fit(&mut model, &mut opt, x.view(), y.view(), cfg, |_| {}).unwrap();
+    opt.0
+}
+
+#[test]
+fn cosine_annealing_ends_with_the_epochs() {
+    // 6 epochs of 4 batches: one rate per epoch, from 1 down towards 0.
+    let cfg = TrainConfig {
+        epochs: 6,
+        batch_size: Some(10),
+        schedule: Schedule::Cosine { min_lr: 0.0 },
+        ..Default::default()
+    };
+    let rates = rates_of(&cfg, 40);
+    assert_eq!(rates.len(), 24);
+    for e in 0..6 {
+        let expect = 0.5 * (1.0 + (std::f64::consts::PI * e as f64 / 6.0).cos());
+        for r in &rates[4 * e..4 * e + 4] {
+            approx::assert_relative_eq!(*r, expect, max_relative = 1e-15); // the same formula
+        }
+    }
+}
+
+#[test]
+fn cosine_annealing_ends_with_the_updates_when_they_end_the_run() {
+    // Issue 21, defect 6: with --iterations the schedule ran over the
+    // default 30 epochs, and every update after epoch 30 had rate 0. Full
+    // batch, 300 updates: the rate falls over all 300 and is never 0
+    // before the last.
+    let cfg = TrainConfig {
+        epochs: usize::MAX,
+        max_iterations: Some(300),
+        schedule: Schedule::Cosine { min_lr: 0.0 },
+        ..Default::default()
+    };
+    let rates = rates_of(&cfg, 20);
+    assert_eq!(rates.len(), 300);
+    for (i, r) in rates.iter().enumerate() {
+        let expect = 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / 300.0).cos());
+        approx::assert_relative_eq!(*r, expect, max_relative = 1e-12, epsilon = 1e-15);
+    }
+    assert!(rates[299] > 1e-5 && rates[150] < 0.6 && rates[150] > 0.4, "{:?}", &rates[295..]);
+    // Mini-batches with the iterations ending the run mid-epoch: the same.
+    let cfg = TrainConfig { batch_size: Some(7), epochs: 30, max_iterations: Some(50), ..cfg };
+    let rates = rates_of(&cfg, 20);
+    assert_eq!(rates.len(), 50);
+    assert!(rates.windows(2).all(|w| w[1] < w[0]), "{rates:?}");
+}

@@ -1,7 +1,8 @@
 //! How many heap allocations a training step makes, counted by a global
 //! allocator: the per-step overhead on a small network (the W2 workload)
-//! was once a third malloc and free. In a test binary of its own, so that
-//! no other test's allocations are counted; the counter is per thread.
+//! was once a third malloc and free. The allocator is this test binary's,
+//! but its counter is per thread, so the other tests, each on a thread of
+//! its own, are not counted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
