@@ -220,35 +220,126 @@ pub fn finite_difference_gradients<T: Element>(
     loss: &Loss,
     eps: f64,
 ) -> Result<Params<f64>, NnError> {
-    let mut model = model.cast::<f64>()?;
+    let model = model.cast::<f64>()?;
     let x = x.mapv(|v| v.as_f64());
+    let y = y.mapv(|v| v.as_f64());
+    let entries: Vec<Vec<usize>> = model.params().values().map(|p| (0..p.len()).collect()).collect();
+    let values = finite_differences_at(model, x.view(), y.view(), loss, eps, &entries, &mut |_, _| {})?;
+    Ok(values
+        .into_iter()
+        .map(|(name, shape, v)| (name, Array2::from_shape_vec(shape, v).expect("one value per element")))
+        .collect())
+}
+
+/// Central differences at the listed elements (row-major indices) of each
+/// parameter, in the order of `model.params()`: per parameter its name,
+/// shape and one value per listed element. `on_progress(done, total)`
+/// follows the cost evaluations.
+fn finite_differences_at(
+    mut model: Model<f64>,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView2<'_, f64>,
+    loss: &Loss,
+    eps: f64,
+    entries: &[Vec<usize>],
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<(String, (usize, usize), Vec<f64>)>, NnError> {
     model.check_input(x.nrows())?;
-    let y = model.targets(y.mapv(|v| v.as_f64()).view(), x.ncols())?;
+    let y = model.targets(y, x.ncols())?;
     loss.check_head(model.head())?;
     let names: Vec<String> = model.params().keys().cloned().collect();
-    let mut out = Params::new();
-    for name in names {
-        let shape = model.params()[&name].raw_dim();
-        let mut g = Array2::zeros(shape);
-        for idx in 0..g.len() {
-            let (r, c) = (idx / g.ncols(), idx % g.ncols());
+    let total = entries.iter().map(Vec::len).sum::<usize>();
+    let mut done = 0;
+    let mut out = Vec::with_capacity(names.len());
+    for (name, idx) in names.into_iter().zip(entries) {
+        let shape = model.params()[&name].dim();
+        let mut values = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let (r, c) = (i / shape.1, i % shape.1);
             let orig = model.params()[&name][[r, c]];
             model.params_mut()[&name][[r, c]] = orig + eps;
-            let fp = crate::train::cost_on_targets(&model, loss, x.view(), y.view());
+            let fp = crate::train::cost_on_targets(&model, loss, x, y.view());
             model.params_mut()[&name][[r, c]] = orig - eps;
-            let fm = crate::train::cost_on_targets(&model, loss, x.view(), y.view());
+            let fm = crate::train::cost_on_targets(&model, loss, x, y.view());
             model.params_mut()[&name][[r, c]] = orig;
-            g[[r, c]] = (fp - fm) / (2.0 * eps);
+            values.push((fp - fm) / (2.0 * eps));
+            done += 1;
+            on_progress(done, total);
         }
-        out.insert(name, g);
+        out.push((name, shape, values));
     }
     Ok(out)
+}
+
+/// How close two gradients must be: `max |given - reference| <= abs + rel *
+/// scale`, `scale` being the largest magnitude on either side. The
+/// relative part follows the gradient's size; the absolute floor is what a
+/// measurement can resolve at all (finite differences carry rounding error
+/// of about `machine epsilon * |cost| / step` whatever the gradient's
+/// size, so a tiny gradient cannot be held to a relative bound).
+///
+/// A bare `f64` converts to a purely relative tolerance (no floor).
+///
+/// ```
+/// use tapegrad_nn::check::Tolerance;
+/// let t = Tolerance::new(1e-9, 1e-6);
+/// assert!(t.allows(1e-9, 0.0));     // within the floor
+/// assert!(t.allows(1e-6, 1.0));     // within the relative part
+/// assert!(!t.allows(1e-5, 1.0));
+/// assert!(!t.allows(f64::NAN, 1.0));
+/// assert_eq!(Tolerance::from(1e-6), Tolerance::new(0.0, 1e-6));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    /// The absolute floor.
+    pub abs: f64,
+    /// The bound relative to the gradient's scale.
+    pub rel: f64,
+}
+
+impl Tolerance {
+    /// A tolerance of `abs + rel * scale`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_nn::check::Tolerance::new(1e-9, 1e-6).rel, 1e-6);
+    /// ```
+    pub const fn new(abs: f64, rel: f64) -> Self {
+        Tolerance { abs, rel }
+    }
+
+    /// Whether a largest difference `max_abs_diff` is within the tolerance
+    /// for gradients of magnitude up to `scale` (never for a NaN).
+    ///
+    /// ```
+    /// assert!(tapegrad_nn::check::Tolerance::new(0.0, 1e-3).allows(1e-3, 1.0));
+    /// ```
+    pub fn allows(&self, max_abs_diff: f64, scale: f64) -> bool {
+        max_abs_diff <= self.abs + self.rel * scale
+    }
+}
+
+impl From<f64> for Tolerance {
+    fn from(rel: f64) -> Self {
+        Tolerance { abs: 0.0, rel }
+    }
+}
+
+impl fmt::Display for Tolerance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.abs == 0.0 {
+            write!(f, "|diff| <= {:.0e} x scale", self.rel)
+        } else {
+            write!(f, "|diff| <= {:.0e} + {:.0e} x scale", self.abs, self.rel)
+        }
+    }
 }
 
 /// One row of a [`GradientReport`].
 ///
 /// ```
-/// let r = tapegrad_nn::check::ParamCheck { name: "W1".into(), shape: (2, 3), max_abs_diff: 0.0, max_rel_diff: 0.0, passed: true };
+/// let r = tapegrad_nn::check::ParamCheck {
+///     name: "W1".into(), shape: (2, 3), checked: 6, max_abs_diff: 0.0, max_rel_diff: 0.0, passed: true,
+/// };
 /// assert!(r.passed);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -257,6 +348,10 @@ pub struct ParamCheck {
     pub name: String,
     /// Its shape.
     pub shape: (usize, usize),
+    /// How many of its elements were compared: all of them, or a seeded
+    /// sample when a full finite-difference check would take too long
+    /// (see [`GradCheck`]).
+    pub checked: usize,
     /// `max |user - reference|` over its elements; NaN when a difference
     /// is NaN.
     pub max_abs_diff: f64,
@@ -266,8 +361,8 @@ pub struct ParamCheck {
     /// either side holds a NaN or an infinity; infinite when a gradient is
     /// missing or of the wrong shape.
     pub max_rel_diff: f64,
-    /// Whether every element on both sides is finite and
-    /// `max_rel_diff <= tolerance`.
+    /// Whether every element on both sides is finite and the largest
+    /// difference is within the [`Tolerance`].
     pub passed: bool,
 }
 
@@ -289,14 +384,14 @@ pub struct GradientReport {
     /// One row per model parameter, in order.
     pub rows: Vec<ParamCheck>,
     /// The tolerance applied.
-    pub tolerance: f64,
+    pub tolerance: Tolerance,
 }
 
 impl GradientReport {
     /// Whether every parameter passed.
     ///
     /// ```
-    /// assert!(tapegrad_nn::check::GradientReport { rows: vec![], tolerance: 1e-9 }.passed());
+    /// assert!(tapegrad_nn::check::GradientReport { rows: vec![], tolerance: 1e-9.into() }.passed());
     /// ```
     pub fn passed(&self) -> bool {
         self.rows.iter().all(|r| r.passed)
@@ -305,7 +400,7 @@ impl GradientReport {
     /// The rows that failed.
     ///
     /// ```
-    /// assert!(tapegrad_nn::check::GradientReport { rows: vec![], tolerance: 1e-9 }.failures().is_empty());
+    /// assert!(tapegrad_nn::check::GradientReport { rows: vec![], tolerance: 1e-9.into() }.failures().is_empty());
     /// ```
     pub fn failures(&self) -> Vec<&ParamCheck> {
         self.rows.iter().filter(|r| !r.passed).collect()
@@ -316,15 +411,21 @@ impl fmt::Display for GradientReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<10} {:>9} {:>13} {:>13}  result (tolerance {:.0e})",
+            "{:<10} {:>11} {:>13} {:>13}  result (pass: {})",
             "parameter", "shape", "max |diff|", "max rel diff", self.tolerance
         )?;
         for r in &self.rows {
+            let total = r.shape.0 * r.shape.1;
             let shape = format!("{}x{}", r.shape.0, r.shape.1);
             let result = if r.passed { "ok" } else { "FAIL" };
+            let sampled = if r.checked < total {
+                format!(" ({} of {total} entries sampled)", r.checked)
+            } else {
+                String::new()
+            };
             writeln!(
                 f,
-                "{:<10} {:>9} {:>13.3e} {:>13.3e}  {result}",
+                "{:<10} {:>11} {:>13.3e} {:>13.3e}  {result}{sampled}",
                 r.name, shape, r.max_abs_diff, r.max_rel_diff
             )?;
         }
@@ -343,10 +444,11 @@ fn max_or_nan(values: impl IntoIterator<Item = f64>) -> f64 {
 /// pass, or anywhere) with `reference`, and reports per parameter.
 /// Parameters missing from `given` fail, and so does any parameter with a
 /// NaN or an infinity on either side (reported as a relative difference of
-/// NaN).
+/// NaN). A parameter passes when its largest difference is within
+/// `tolerance` ([`Tolerance`]; a bare `f64` is relative, with no floor).
 ///
 /// ```
-/// use tapegrad_nn::{check::compare_gradients, Params};
+/// use tapegrad_nn::{check::{compare_gradients, Tolerance}, Params};
 /// use tapegrad_tensor::ndarray::arr2;
 /// let mut a = Params::new();
 /// a.insert("W1".to_string(), arr2(&[[1.0, 2.0]]));
@@ -355,38 +457,57 @@ fn max_or_nan(values: impl IntoIterator<Item = f64>) -> f64 {
 /// let r = compare_gradients(&b, &a, 1e-6);
 /// assert!(!r.passed());
 /// assert!((r.rows[0].max_rel_diff - 0.1 / 2.1).abs() < 1e-12);
+/// // Gradients of 1e-9 that differ by 1e-10: relative 0.1, within a floor of 1e-9.
+/// let (tiny, off) = (params(1e-9), params(1.1e-9));
+/// # fn params(v: f64) -> Params { let mut p = Params::new(); p.insert("b1".into(), arr2(&[[v]])); p }
+/// assert!(!compare_gradients(&off, &tiny, 1e-6).passed());
+/// assert!(compare_gradients(&off, &tiny, Tolerance::new(1e-9, 1e-6)).passed());
 /// ```
-pub fn compare_gradients(given: &Params<f64>, reference: &Params<f64>, tolerance: f64) -> GradientReport {
+pub fn compare_gradients(
+    given: &Params<f64>,
+    reference: &Params<f64>,
+    tolerance: impl Into<Tolerance>,
+) -> GradientReport {
+    let tolerance = tolerance.into();
     let rows = reference
         .iter()
-        .map(|(name, r)| {
-            let shape = r.dim();
-            match given.get(name) {
-                Some(g) if g.dim() == shape => {
-                    let finite = g.iter().chain(r.iter()).all(|v| v.is_finite());
-                    let max_abs_diff = max_or_nan(g.iter().zip(r.iter()).map(|(a, b)| (a - b).abs()));
-                    let scale = max_or_nan(g.iter().chain(r.iter()).map(|v| v.abs()));
-                    let max_rel_diff = if !finite {
-                        f64::NAN
-                    } else if max_abs_diff == 0.0 {
-                        0.0
-                    } else {
-                        max_abs_diff / scale
-                    };
-                    let passed = finite && max_rel_diff <= tolerance;
-                    ParamCheck { name: name.clone(), shape, max_abs_diff, max_rel_diff, passed }
-                }
-                _ => ParamCheck {
-                    name: name.clone(),
-                    shape,
-                    max_abs_diff: f64::INFINITY,
-                    max_rel_diff: f64::INFINITY,
-                    passed: false,
-                },
+        .map(|(name, r)| match given.get(name) {
+            Some(g) if g.dim() == r.dim() => {
+                compare_entries(name, r.dim(), g.iter().copied().zip(r.iter().copied()), tolerance)
             }
+            _ => ParamCheck {
+                name: name.clone(),
+                shape: r.dim(),
+                checked: 0,
+                max_abs_diff: f64::INFINITY,
+                max_rel_diff: f64::INFINITY,
+                passed: false,
+            },
         })
         .collect();
     GradientReport { rows, tolerance }
+}
+
+/// One parameter's row from pairs `(given, reference)` of its elements
+/// (all of them, or a sample).
+fn compare_entries(
+    name: &str,
+    shape: (usize, usize),
+    pairs: impl Iterator<Item = (f64, f64)> + Clone,
+    tolerance: Tolerance,
+) -> ParamCheck {
+    let finite = pairs.clone().all(|(a, b)| a.is_finite() && b.is_finite());
+    let max_abs_diff = max_or_nan(pairs.clone().map(|(a, b)| (a - b).abs()));
+    let scale = max_or_nan(pairs.clone().map(|(a, b)| a.abs().max(b.abs())));
+    let max_rel_diff = if !finite {
+        f64::NAN
+    } else if max_abs_diff == 0.0 {
+        0.0
+    } else {
+        max_abs_diff / scale
+    };
+    let passed = finite && tolerance.allows(max_abs_diff, scale);
+    ParamCheck { name: name.to_string(), shape, checked: pairs.count(), max_abs_diff, max_rel_diff, passed }
 }
 
 /// Compares user-supplied gradients with tapegrad's autodiff gradients of
@@ -408,17 +529,18 @@ pub fn check_gradients<T: Element>(
     y: ArrayView2<'_, T>,
     loss: &Loss,
     given: &Params<f64>,
-    tolerance: f64,
+    tolerance: impl Into<Tolerance>,
 ) -> Result<GradientReport, NnError> {
     let reference = autodiff_gradients(model, x, y, loss)?;
     Ok(compare_gradients(given, &reference, tolerance))
 }
 
 /// One layer's line of a [`GradCheck`]: the largest relative difference
-/// over `W[l]` and `b[l]` (NaN if either has a non-finite value).
+/// over `W[l]` and `b[l]` (NaN if either has a non-finite value), and
+/// whether both passed their tolerances.
 ///
 /// ```
-/// let l = tapegrad_nn::check::LayerCheck { vs_guide: None, vs_finite_differences: 1e-9 };
+/// let l = tapegrad_nn::check::LayerCheck { vs_guide: None, vs_finite_differences: 1e-9, passed: true };
 /// assert!(l.vs_guide.is_none());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -428,6 +550,8 @@ pub struct LayerCheck {
     pub vs_guide: Option<f64>,
     /// Autodiff against central finite differences.
     pub vs_finite_differences: f64,
+    /// Whether `W[l]` and `b[l]` are within the tolerances, both ways.
+    pub passed: bool,
 }
 
 /// A model's gradients checked three ways, in f64: tapegrad's autodiff
@@ -443,6 +567,13 @@ pub struct LayerCheck {
 /// difference measures the mean of the two one-sided slopes and cannot
 /// check anything; the jitter moves every `Z` off the kink without
 /// changing what is being verified.
+///
+/// Finite differences cost two evaluations of the cost per parameter
+/// element, so for a wide network they would take minutes. Beyond
+/// [`GradCheck::FINITE_DIFFERENCE_BUDGET`] multiply-adds, each parameter
+/// is checked at a seeded random sample of its elements (at least
+/// [`GradCheck::MIN_SAMPLE`] of them); the table says how many. The
+/// guide's formulas are always compared in full.
 ///
 /// # Errors
 /// When the data does not fit the model or the model cannot be cast to
@@ -468,21 +599,38 @@ pub struct GradCheck {
 impl GradCheck {
     /// The tolerance against the guide's formulas: they and the tape do
     /// the same arithmetic in different orders, so they differ by a few
-    /// ulps of each gradient's scale.
+    /// ulps of each gradient's scale, or of the terms summed into it when
+    /// the gradient itself is tiny (the floor).
     ///
     /// ```
-    /// assert!(tapegrad_nn::check::GradCheck::GUIDE_TOLERANCE < 1e-9);
+    /// assert!(tapegrad_nn::check::GradCheck::GUIDE_TOLERANCE.rel < 1e-9);
     /// ```
-    pub const GUIDE_TOLERANCE: f64 = 1e-10;
+    pub const GUIDE_TOLERANCE: Tolerance = Tolerance::new(1e-12, 1e-10);
     /// The tolerance against finite differences: with a step of `1e-6`, a
-    /// central difference carries about `1e-10` of rounding and `1e-12` of
-    /// truncation error, relative.
+    /// central difference carries truncation error of about `1e-12`
+    /// relative, and rounding error of about `1e-16 |cost| / 1e-6`, near
+    /// `1e-10` absolute whatever the gradient's size (the floor, with a
+    /// margin).
     ///
     /// ```
     /// use tapegrad_nn::check::GradCheck;
-    /// assert!(GradCheck::FINITE_DIFFERENCE_TOLERANCE > GradCheck::GUIDE_TOLERANCE);
+    /// assert!(GradCheck::FINITE_DIFFERENCE_TOLERANCE.abs > GradCheck::GUIDE_TOLERANCE.abs);
     /// ```
-    pub const FINITE_DIFFERENCE_TOLERANCE: f64 = 1e-6;
+    pub const FINITE_DIFFERENCE_TOLERANCE: Tolerance = Tolerance::new(1e-8, 1e-6);
+    /// The multiply-adds of the products in all the finite-difference
+    /// evaluations together, beyond which parameters are sampled: about a
+    /// second on one core.
+    ///
+    /// ```
+    /// assert!(tapegrad_nn::check::GradCheck::FINITE_DIFFERENCE_BUDGET >= 1e8);
+    /// ```
+    pub const FINITE_DIFFERENCE_BUDGET: f64 = 1e9;
+    /// The fewest elements of a parameter that a sampled check compares.
+    ///
+    /// ```
+    /// assert!(tapegrad_nn::check::GradCheck::MIN_SAMPLE >= 1);
+    /// ```
+    pub const MIN_SAMPLE: usize = 8;
     /// The finite-difference step.
     const STEP: f64 = 1e-6;
     /// The largest bias jitter: far larger than the step (so that no `Z`
@@ -508,6 +656,34 @@ impl GradCheck {
         y: ArrayView2<'_, f64>,
         loss: &Loss,
     ) -> Result<Self, NnError> {
+        Self::run_with_progress(model, x, y, loss, |_, _| {})
+    }
+
+    /// [`GradCheck::run`], calling `on_progress(done, total)` as the
+    /// finite-difference evaluations proceed (for a progress bar).
+    ///
+    /// # Errors
+    /// As [`GradCheck::run`].
+    ///
+    /// ```
+    /// use tapegrad_nn::{check::GradCheck, Architecture, Init, Loss, Model};
+    /// use tapegrad_tensor::ndarray::Array2;
+    /// // 3 -> 2000 -> 1: 10,001 parameters, sampled.
+    /// let model = Model::<f64>::new(&Architecture::guide(3, &[2000]), Init::HeNormal, 0).unwrap();
+    /// let (x, y) = (Array2::from_elem((3, 64), 0.5), Array2::from_elem((1, 64), 1.0));
+    /// let mut last = (0, 0);
+    /// let check = GradCheck::run_with_progress(&model, x.view(), y.view(), &Loss::default(), |d, t| last = (d, t)).unwrap();
+    /// assert!(check.passed(), "{check}");
+    /// assert_eq!(last.0, last.1);
+    /// assert!(check.vs_finite_differences().rows.iter().any(|r| r.checked < r.shape.0 * r.shape.1));
+    /// ```
+    pub fn run_with_progress<T: Element>(
+        model: &Model<T>,
+        x: ArrayView2<'_, f64>,
+        y: ArrayView2<'_, f64>,
+        loss: &Loss,
+        mut on_progress: impl FnMut(usize, usize),
+    ) -> Result<Self, NnError> {
         let mut m64 = model.cast::<f64>()?;
         let mut k = 0u64;
         for layer in m64.layers_mut() {
@@ -521,8 +697,18 @@ impl GradCheck {
         // No guide formula for this model (another activation): n/a. The
         // data was checked by autodiff_gradients above.
         let guide = guide_backward(&m64, x, y, loss.l2()).ok();
-        let fd = finite_difference_gradients(&m64, x, y, loss, Self::STEP)?;
-        let vs_finite_differences = compare_gradients(&fd, &auto, Self::FINITE_DIFFERENCE_TOLERANCE);
+        let entries = Self::sample(&m64, x.ncols());
+        let fd = finite_differences_at(m64.clone(), x, y, loss, Self::STEP, &entries, &mut on_progress)?;
+        let rows = fd
+            .iter()
+            .zip(&entries)
+            .map(|((name, shape, values), idx)| {
+                let a = auto[name].as_slice().expect("standard layout");
+                let pairs = values.iter().zip(idx).map(|(&v, &i)| (v, a[i]));
+                compare_entries(name, *shape, pairs, Self::FINITE_DIFFERENCE_TOLERANCE)
+            })
+            .collect();
+        let vs_finite_differences = GradientReport { rows, tolerance: Self::FINITE_DIFFERENCE_TOLERANCE };
         let vs_guide = guide.as_ref().map(|g| compare_gradients(g, &auto, Self::GUIDE_TOLERANCE));
         let per_layer = |report: &GradientReport, l: usize| {
             let names = Layer::names(l);
@@ -530,13 +716,48 @@ impl GradCheck {
                 report.rows.iter().filter(|r| r.name == names.w || r.name == names.b).map(|r| r.max_rel_diff),
             )
         };
+        let layer_passed = |report: &GradientReport, l: usize| {
+            let names = Layer::names(l);
+            report.rows.iter().filter(|r| r.name == names.w || r.name == names.b).all(|r| r.passed)
+        };
         let layers = (1..=m64.num_layers())
             .map(|l| LayerCheck {
                 vs_guide: vs_guide.as_ref().map(|g| per_layer(g, l)),
                 vs_finite_differences: per_layer(&vs_finite_differences, l),
+                passed: layer_passed(&vs_finite_differences, l)
+                    && vs_guide.as_ref().is_none_or(|g| layer_passed(g, l)),
             })
             .collect();
         Ok(GradCheck { layers, vs_guide, vs_finite_differences })
+    }
+
+    /// The elements each parameter is checked at: all of them within the
+    /// budget, else a seeded sample of an equal share of it per parameter
+    /// (sorted, at least [`GradCheck::MIN_SAMPLE`]).
+    fn sample(model: &Model<f64>, m: usize) -> Vec<Vec<usize>> {
+        use rand::SeedableRng;
+        let sizes: Vec<usize> = model.params().values().map(|p| p.len()).collect();
+        let total: usize = sizes.iter().sum();
+        // Each evaluation multiplies every weight by every example once.
+        let per_eval = (total as f64) * (m.max(1) as f64);
+        let affordable = Self::FINITE_DIFFERENCE_BUDGET / (2.0 * per_eval);
+        if (total as f64) <= affordable {
+            return sizes.iter().map(|&n| (0..n).collect()).collect();
+        }
+        let share = ((affordable / sizes.len().max(1) as f64) as usize).max(Self::MIN_SAMPLE);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x9e37_79b9);
+        sizes
+            .iter()
+            .map(|&n| {
+                if n <= share {
+                    (0..n).collect()
+                } else {
+                    let mut v = rand::seq::index::sample(&mut rng, n, share).into_vec();
+                    v.sort_unstable();
+                    v
+                }
+            })
+            .collect()
     }
 
     /// Per layer `1..=L` (index `l - 1`), the largest relative differences.
@@ -546,7 +767,7 @@ impl GradCheck {
     /// # use tapegrad_tensor::ndarray::array;
     /// let model = Model::<f64>::new(&Architecture::guide(1, &[2, 2]), Init::HeNormal, 0).unwrap();
     /// let check = GradCheck::run(&model, array![[1.0, -1.0]].view(), array![[1.0, 0.0]].view(), &Loss::default()).unwrap();
-    /// assert!(check.layers().iter().all(|l| l.vs_finite_differences <= GradCheck::FINITE_DIFFERENCE_TOLERANCE));
+    /// assert!(check.layers().iter().all(|l| l.passed));
     /// ```
     pub fn layers(&self) -> &[LayerCheck] {
         &self.layers

@@ -57,7 +57,7 @@ pub enum NnError {
         hint: &'static str,
     },
     /// The cost became NaN or infinite during training.
-    #[error("the cost became {cost} at iteration {iteration} (epoch {epoch}); training stopped. Try a smaller learning rate (it was {learning_rate}){}", trace.as_ref().map(|t| format!("; the first non-finite value: {t}")).unwrap_or_default())]
+    #[error("{}", non_finite(*cost, *iteration, *epoch, *learning_rate, trace.as_deref()))]
     NonFinite {
         /// The 1-based iteration (update) at which it happened.
         iteration: usize,
@@ -117,4 +117,25 @@ pub enum NnError {
     /// A model that cannot be saved (a closure activation).
     #[error("cannot save the model: {0}")]
     Unsaveable(String),
+}
+
+/// The message of [`NnError::NonFinite`]: what happened, the first op that
+/// produced a non-finite value when known, and the likely cause. Before the
+/// first update the learning rate cannot be the cause.
+fn non_finite(cost: f64, iteration: usize, epoch: usize, learning_rate: f64, trace: Option<&str>) -> String {
+    let what = format!("the cost became {cost} at iteration {iteration} (epoch {epoch}); training stopped");
+    let first = trace.map(|t| format!("; the first non-finite value: {t}")).unwrap_or_default();
+    let cause = if iteration == 1 {
+        "; this is before any update, so not the learning rate: a function is applied outside its domain \
+         (such as log or sqrt of a negative number) or overflows on this data"
+            .to_string()
+    } else if trace.is_some() {
+        format!(
+            "; if that function's input is outside its domain (such as log or sqrt of a negative number), \
+             change it; if values grew until they overflowed, try a smaller learning rate (it was {learning_rate})"
+        )
+    } else {
+        format!("; try a smaller learning rate (it was {learning_rate})")
+    };
+    format!("{what}{first}{cause}")
 }

@@ -176,6 +176,26 @@ pub fn save<T: Element>(
     standardization: Option<&Standardization>,
     metadata: serde_json::Value,
 ) -> Result<(), NnError> {
+    write_atomic(path, to_json(model, standardization, metadata)?.as_bytes())
+}
+
+/// The text of a model file, as [`save`] writes it (for callers that place
+/// the file themselves).
+///
+/// # Errors
+/// Models with closure activations (not saveable).
+///
+/// ```
+/// use tapegrad_nn::{io, Architecture, Init, Model};
+/// let model = Model::<f64>::new(&Architecture::guide(3, &[4]), Init::HeNormal, 0).unwrap();
+/// let text = io::to_json(&model, None, serde_json::Value::Null).unwrap();
+/// assert!(text.contains("\"format\""));
+/// ```
+pub fn to_json<T: Element>(
+    model: &Model<T>,
+    standardization: Option<&Standardization>,
+    metadata: serde_json::Value,
+) -> Result<String, NnError> {
     if let Some(crate::Activation::Custom(name, _)) =
         model.activations().iter().find(|a| matches!(a, crate::Activation::Custom(..)))
     {
@@ -200,8 +220,7 @@ pub fn save<T: Element>(
         standardization: standardization.cloned(),
         metadata,
     };
-    let text = serde_json::to_string_pretty(&file).expect("model serialises");
-    write_atomic(path, text.as_bytes())
+    Ok(serde_json::to_string_pretty(&file).expect("model serialises"))
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, sync, rename).
@@ -284,6 +303,11 @@ pub fn load<T: Element>(path: &Path) -> Result<SavedModel<T>, NnError> {
         }
     }
     let mismatch = |detail: String| NnError::Mismatch { path: p(), detail };
+    // The values are read as T whatever was written, but an element type
+    // that no tapegrad writes means the file is not what it claims.
+    if !["f32", "f64"].contains(&file.dtype.as_str()) {
+        return Err(mismatch(format!("unknown dtype '{}' (tapegrad writes f32 or f64)", file.dtype)));
+    }
     let mut params = Params::new();
     for (name, t) in file.params {
         // Checked: a crafted shape's product can overflow.

@@ -21,7 +21,8 @@ pub struct Confusion {
     pub fp: usize,
     /// True negatives.
     pub tn: usize,
-    /// False negatives.
+    /// False negatives (`"fn"` when serialised).
+    #[serde(rename = "fn")]
     pub fn_: usize,
 }
 
@@ -277,8 +278,23 @@ pub struct Metrics {
     pub roc_auc: Option<f64>,
     /// Average precision (threshold-free).
     pub average_precision: Option<f64>,
-    /// The threshold with the best F1, and that F1.
+    /// The threshold with the best F1, and that F1 (serialised as
+    /// `{"threshold": t, "f1": f}`).
+    #[serde(serialize_with = "threshold_and_f1")]
     pub best_f1: Option<(f64, f64)>,
+}
+
+fn threshold_and_f1<S: serde::Serializer>(v: &Option<(f64, f64)>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    match v {
+        None => s.serialize_none(),
+        Some((threshold, f1)) => {
+            let mut st = s.serialize_struct("BestF1", 2)?;
+            st.serialize_field("threshold", threshold)?;
+            st.serialize_field("f1", f1)?;
+            st.end()
+        }
+    }
 }
 
 impl Metrics {

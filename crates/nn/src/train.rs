@@ -32,7 +32,8 @@ pub struct TrainConfig {
     pub dropout: f64,
     /// Clip gradients to this global L2 norm.
     pub clip_norm: Option<f64>,
-    /// Learning rate per epoch, from the optimizer's initial rate.
+    /// The learning rate over the run, from the optimizer's initial rate
+    /// (see [`Schedule`]: cosine annealing ends with the run).
     pub schedule: Schedule,
     /// Stop when the validation cost has not improved for a while.
     pub early_stopping: Option<EarlyStopping>,
@@ -253,11 +254,16 @@ pub fn fit<T: Element>(
     let mut since_best = 0;
     let mut iteration = 0;
     let mut out_of_iterations = false;
+    // The schedule follows whichever ends the run: the epochs, stepping
+    // once an epoch, or the updates, stepping every update.
+    let n_batches = m.div_ceil(batch);
+    let by_updates = cfg.max_iterations.filter(|&n| n < cfg.epochs.saturating_mul(n_batches));
     for epoch in 0..cfg.epochs {
         if out_of_iterations {
             break;
         }
-        optimizer.set_learning_rate(cfg.schedule.learning_rate(base_lr, epoch));
+        let progress = epoch as f64 / cfg.epochs as f64;
+        optimizer.set_learning_rate(cfg.schedule.learning_rate(base_lr, epoch, progress));
         let full_batch = batch == m;
         if !full_batch {
             // A fresh seeded shuffle of 0..m each epoch (refilled, not
@@ -269,14 +275,20 @@ pub fn fit<T: Element>(
         }
         let mut epoch_sum = 0.0;
         let mut seen = 0;
-        let n_batches = m.div_ceil(batch);
-        for k in 0..n_batches {
-            let idx = &order[k * batch..((k + 1) * batch).min(m)];
-            let (xb, yb) = if full_batch {
+        let batch_at = |idx: &[usize]| {
+            if full_batch {
                 (xt.clone(), yt.clone())
             } else {
                 (gather_columns(&xt, idx), gather_columns(&yt, idx))
-            };
+            }
+        };
+        for k in 0..n_batches {
+            if let Some(n) = by_updates {
+                let progress = iteration as f64 / n as f64;
+                optimizer.set_learning_rate(cfg.schedule.learning_rate(base_lr, epoch, progress));
+            }
+            let idx = &order[k * batch..((k + 1) * batch).min(m)];
+            let (xb, yb) = batch_at(idx);
             tape.clear();
             // The loss reads only the logits of a sigmoid output: skip the sigmoid.
             let x = tape.constant(xb);
@@ -285,6 +297,21 @@ pub fn fit<T: Element>(
             let c = cost.item().as_f64();
             iteration += 1;
             if !c.is_finite() {
+                if !cfg.trace_nonfinite {
+                    // Record the step again with tracing, to name the op.
+                    drop((fwd, cost));
+                    tape.clear();
+                    tape.trace_nonfinite(true);
+                    let (xb, yb) = batch_at(idx);
+                    let fwd = model.record(
+                        &tape,
+                        tape.constant(xb),
+                        dropout.as_mut(),
+                        ReluLayers::Fused,
+                        OutputMode::Logits,
+                    );
+                    let _ = cfg.loss.cost(model, &fwd, tape.constant(yb));
+                }
                 return Err(NnError::NonFinite {
                     iteration,
                     epoch: epoch + 1,

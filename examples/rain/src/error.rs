@@ -1,4 +1,5 @@
-//! The CLI's errors: each is one line for the user, exit status 2.
+//! The CLI's errors: each is one line for the user, exit status 2 (1 for a
+//! failed gradient check, see [`RainError::exit_code`]).
 
 use std::path::PathBuf;
 use tapegrad::nn::NnError;
@@ -35,9 +36,26 @@ pub enum RainError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Nn(#[from] NnError),
+    #[error("gradients disagree {when}: {detail} (exit status 1)")]
+    GradientsDisagree { when: &'static str, detail: String },
 }
 
 impl RainError {
+    /// The process's exit status for this error: 1 when a check ran and
+    /// failed (the input was fine), 2 for bad input.
+    ///
+    /// ```
+    /// let e = rain::RainError::GradientsDisagree { when: "before training", detail: "W1".into() };
+    /// assert_eq!(e.exit_code(), 1);
+    /// assert_eq!(rain::RainError::bad("--lr", -1, "must be positive").exit_code(), 2);
+    /// ```
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RainError::GradientsDisagree { .. } => 1,
+            _ => 2,
+        }
+    }
+
     /// A bad command-line value.
     pub fn bad(what: &'static str, value: impl ToString, reason: impl ToString) -> Self {
         RainError::BadArgument { what, value: value.to_string(), reason: reason.to_string() }

@@ -6,6 +6,7 @@
 
 pub mod data;
 pub mod error;
+pub mod output;
 
 pub use error::RainError;
 

@@ -127,12 +127,16 @@ pub fn by_name<T: Element>(name: &str, lr: f64) -> Result<Box<dyn Optimizer<T>>,
     })
 }
 
-/// A learning-rate schedule over epochs (0-based).
+/// A learning-rate schedule. Step and exponential decay count epochs
+/// (0-based); cosine annealing follows the run's length, whichever ends
+/// training: over the epochs, one step per epoch, or, when
+/// [`crate::TrainConfig::max_iterations`] ends the run first, over the
+/// updates, one step per update. [`crate::fit`] computes the progress.
 ///
 /// ```
 /// use tapegrad_nn::Schedule;
-/// assert_eq!(Schedule::Step { every: 10, gamma: 0.5 }.learning_rate(0.1, 25), 0.025);
-/// assert_eq!(Schedule::Constant.learning_rate(0.1, 99), 0.1);
+/// assert_eq!(Schedule::Step { every: 10, gamma: 0.5 }.learning_rate(0.1, 25, 0.0), 0.025);
+/// assert_eq!(Schedule::Constant.learning_rate(0.1, 99, 0.5), 0.1);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum Schedule {
@@ -151,31 +155,33 @@ pub enum Schedule {
         /// The factor.
         gamma: f64,
     },
-    /// Cosine annealing from the base rate to `min_lr` over `epochs`.
+    /// Cosine annealing from the base rate, at the start of the run, to
+    /// `min_lr`, at its end: `min_lr + (base - min_lr) (1 + cos(pi t)) / 2`
+    /// with `t` the share of the run done.
     Cosine {
-        /// The length of the schedule.
-        epochs: usize,
         /// The final rate.
         min_lr: f64,
     },
 }
 
 impl Schedule {
-    /// The rate for `epoch` given the base rate.
+    /// The rate given the base rate, the epoch (0-based) and `progress`,
+    /// the share of the run done in `[0, 1]` (see the type's doc).
     ///
     /// ```
     /// use tapegrad_nn::Schedule;
-    /// let s = Schedule::Cosine { epochs: 10, min_lr: 0.0 };
-    /// assert_eq!(s.learning_rate(1.0, 0), 1.0);
-    /// assert!(s.learning_rate(1.0, 10) < 1e-12);
+    /// let s = Schedule::Cosine { min_lr: 0.0 };
+    /// assert_eq!(s.learning_rate(1.0, 0, 0.0), 1.0);
+    /// assert!((s.learning_rate(1.0, 3, 0.5) - 0.5).abs() < 1e-15);
+    /// assert!(s.learning_rate(1.0, 9, 1.0) < 1e-12);
     /// ```
-    pub fn learning_rate(&self, base: f64, epoch: usize) -> f64 {
+    pub fn learning_rate(&self, base: f64, epoch: usize, progress: f64) -> f64 {
         match *self {
             Schedule::Constant => base,
             Schedule::Step { every, gamma } => base * gamma.powi((epoch / every.max(1)) as i32),
             Schedule::Exponential { gamma } => base * gamma.powi(epoch as i32),
-            Schedule::Cosine { epochs, min_lr } => {
-                let t = (epoch.min(epochs) as f64) / (epochs.max(1) as f64);
+            Schedule::Cosine { min_lr } => {
+                let t = progress.clamp(0.0, 1.0);
                 min_lr + 0.5 * (base - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
             }
         }

@@ -164,7 +164,10 @@ fn an_unknown_dtype_is_an_error() {
         let path = dir().join("dtype.json");
         std::fs::write(&path, v.to_string()).unwrap();
         let e = io::load::<f64>(&path).unwrap_err();
-        assert!(matches!(e, NnError::Mismatch { .. }) && e.to_string().contains(&format!("'{dtype}'")), "{e}");
+        assert!(
+            matches!(e, NnError::Mismatch { .. }) && e.to_string().contains(&format!("'{dtype}'")),
+            "{e}"
+        );
     }
     let mut v = valid("dtype-f32");
     v["dtype"] = json!("f32");

@@ -2,13 +2,20 @@
 //! by autodiff. One name or formula: `f`, `f'` and `f''` on one chart.
 //! Several: every `f` (solid) and `f'` (dashed) on one chart, to compare.
 
-use super::common::{create_dir, write_file};
 use crate::plots::{self, Series};
 use clap::Args as ClapArgs;
 use rain::error::RainError;
+use rain::output::Staged;
 use std::path::PathBuf;
 use tapegrad::nn::{Activation, NnError};
 use tapegrad::tensor::ndarray::Array1;
+
+/// Examples in `rain activation --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  rain activation gelu                     f, f' and f'' on one chart
+  rain activation relu gelu swish \"x * tanh(softplus(x))\" --range -6:6
+  rain activation -- \"-x * sigmoid(-x)\"    a formula that starts with '-'";
 
 /// The arguments of `rain activation`.
 #[derive(ClapArgs, Debug)]
@@ -19,10 +26,10 @@ pub struct Args {
     #[arg(required = true, num_args = 1..)]
     pub expr: Vec<String>,
     /// Plot range A:B.
-    #[arg(long, default_value = "-4:4", allow_hyphen_values = true)]
+    #[arg(long, default_value = "-4:4", value_name = "A:B", allow_hyphen_values = true)]
     pub range: String,
-    /// Output folder for activation.svg.
-    #[arg(long, default_value = "rain-out")]
+    /// Output folder for activation.svg (only that file is replaced).
+    #[arg(long, default_value = "rain-out", value_name = "DIR")]
     pub out: PathBuf,
 }
 
@@ -109,9 +116,10 @@ pub fn run(args: &Args) -> Result<(), RainError> {
         )
     }
     .map_err(|e| RainError::bad("plot", "activation", e))?;
-    create_dir(&args.out)?;
     let path = args.out.join("activation.svg");
-    write_file(&path, svg.as_bytes())?;
+    let staged = Staged::file(&path)?;
+    staged.write("", svg.as_bytes())?;
+    staged.commit()?;
     println!("wrote {}", path.display());
     Ok(())
 }

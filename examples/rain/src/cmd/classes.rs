@@ -12,16 +12,13 @@
 //! value with the best macro-F1 on the training rows, chosen per model,
 //! never on the test split. `tau = 0` is plain argmax, reported too.
 
-use super::common::{
-    cost_svg, create_dir, grad_json, grad_lines, grad_verdict, train_with_progress, write_file, TrainSetup,
-};
+use super::common::{check_and_train, checks_json, cost_svg, training_json, TrainSetup};
 use rain::data::{Classes, Dataset};
 use rain::error::RainError;
-use std::time::Instant;
-use tapegrad::nn::check::GradCheck;
+use rain::output::Staged;
 use tapegrad::nn::metrics::MulticlassMetrics;
 use tapegrad::nn::{io, Architecture, Model, Standardization, TrainConfig};
-use tapegrad::tensor::ndarray::{s, Array2};
+use tapegrad::tensor::ndarray::Array2;
 use tapegrad::tensor::Element;
 
 /// Runs the multi-class task on loaded data.
@@ -29,6 +26,7 @@ pub fn run<T: Element>(
     setup: &TrainSetup,
     classes: &Classes,
     ds: &Dataset,
+    staged: Staged,
     json: bool,
 ) -> Result<(), RainError> {
     let (spec, arch, cfg) = (&setup.spec, &setup.arch, &setup.cfg);
@@ -42,29 +40,9 @@ pub fn run<T: Element>(
     let seed = cfg.seed;
 
     let mut model = Model::<T>::new(arch, setup.init, seed)?;
-    let n_check = 64.min(xtr.ncols());
-    let (xc, yc) = (xtr.slice(s![.., ..n_check]).to_owned(), ds.train_y.slice(s![.., ..n_check]).to_owned());
-    let before = GradCheck::run(&model, xc.view(), yc.view(), &cfg.loss)?;
-    say(&format!("\n{}", setup.model_line));
-    say(&format!("gradient check before training ({n_check} training examples, f64):"));
-    say(&if setup.check_grads { before.to_string() } else { grad_lines(&before) });
-
     // Labels as class indices (1, m): the softmax head takes them as they are.
-    let xt = xtr.mapv(T::cast);
-    let yt = ds.train_y.mapv(T::cast);
-    let mut opt = setup.optimizer::<T>()?;
-    let t0 = Instant::now();
-    let history = train_with_progress(setup, &mut model, opt.as_mut(), &xt, &yt)?;
-    let train_secs = t0.elapsed().as_secs_f64();
-    say(&format!(
-        "  trained in {train_secs:.1} s: {} updates, final epoch cost {:.5}",
-        history.iteration_costs.len(),
-        history.epoch_costs.last().copied().unwrap_or(f64::NAN)
-    ));
-    let after = GradCheck::run(&model, xc.view(), yc.view(), &cfg.loss)?;
-    say("gradient check after training:");
-    say(&if setup.check_grads { after.to_string() } else { grad_lines(&after) });
-    say(&format!("  {}", grad_verdict(&after)));
+    let trained = check_and_train(setup, &mut model, &xtr, &ds.train_y)?;
+    let (xt, yt) = (xtr.mapv(T::cast), ds.train_y.mapv(T::cast));
 
     // Baseline: multinomial logistic regression, the same code with no
     // hidden layer (and so no dropout).
@@ -130,34 +108,31 @@ pub fn run<T: Element>(
     ));
     say(&format!("confusion matrix of logistic regression:\n{}", confusion_table(&logreg, classes)));
 
-    // Outputs, written only now that everything succeeded.
+    // Outputs, staged, and moved into place together at the end.
     let mut config = setup.config_json.clone();
     config["classes"] = serde_json::json!({"thresholds": classes.thresholds(), "names": names});
     let summary = serde_json::json!({
+        "schema": "rain-metrics/1",
         "data": {"file": spec.path, "report": ds.report, "features": spec.features, "label": spec.label,
                  "target": spec.target.to_string(), "split": spec.split.to_string(), "missing": spec.missing},
         "config": config,
-        "train_seconds": train_secs,
-        "final_epoch_cost": history.epoch_costs.last(),
+        "training": training_json(cfg, &trained),
         "logistic_regression_final_epoch_cost": lr_hist.epoch_costs.last(),
-        "gradient_check": {"before": grad_json(&before), "after": grad_json(&after), "passed": before.passed() && after.passed()},
+        "gradient_check": checks_json(&trained),
         "decision": {"rule": "argmax_k z_k - tau ln prior_k, tau in 0..=2 (step 0.05) with the best macro-F1 on the training rows",
                      "log_prior": log_prior, "tau_model": tau_ours, "tau_logistic_regression": tau_lr},
         "test": {"classes": names, "model": ours, "logistic_regression": logreg,
                  "model_argmax": ours_argmax, "logistic_regression_argmax": logreg_argmax,
                  "majority": {"class": majority, "metrics": base}},
     });
-    let cost = cost_svg(&history, "cross-entropy")?;
-    create_dir(&setup.out)?;
+    let cost = cost_svg(&trained.history, "cross-entropy")?;
     let short: Vec<String> = (0..k).map(|c| classes.short_name(c)).collect();
     let meta = serde_json::json!({"label": spec.label, "classes": {"thresholds": classes.thresholds(), "names": names,
         "short_names": short, "log_prior": log_prior, "tau": tau_ours}});
-    io::save(&setup.out.join("model.json"), &model, Some(&stdz), meta)?;
-    write_file(
-        &setup.out.join("metrics.json"),
-        serde_json::to_string_pretty(&summary).expect("json").as_bytes(),
-    )?;
-    write_file(&setup.out.join("cost.svg"), cost.as_bytes())?;
+    staged.write("model.json", io::to_json(&model, Some(&stdz), meta)?.as_bytes())?;
+    staged.write("metrics.json", serde_json::to_string_pretty(&summary).expect("json").as_bytes())?;
+    staged.write("cost.svg", cost.as_bytes())?;
+    staged.commit()?;
     say(&format!("\nwrote {}/{{model.json, metrics.json, cost.svg}}", setup.out.display()));
     if json {
         println!("{}", serde_json::to_string(&summary).expect("json"));

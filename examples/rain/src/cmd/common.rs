@@ -5,16 +5,68 @@
 
 use crate::plots::{self, Series};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rain::data::{Classes, Missing, PositiveRule, Spec, Split, Target};
 use rain::error::RainError;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use tapegrad::nn::check::GradCheck;
 use tapegrad::nn::{
     fit, Activation, Architecture, Head, History, Init, Model, NnError, Optimizer, TrainConfig,
 };
-use tapegrad::tensor::ndarray::Array2;
+use tapegrad::tensor::ndarray::{s, Array2};
 use tapegrad::tensor::Element;
+
+/// The activations section of `train`, `check` and `activation --help`:
+/// the built-in names and the formula grammar, from the library's own
+/// lists.
+pub fn activations_help() -> String {
+    format!(
+        "Activations: a built-in name ({}; leaky_relu:A, elu:A, snake:A and squareplus:B take a parameter) \
+         or a formula in x: numbers, x, pi, e, + - * / ^, comparisons < <= > >= == != (1 or 0), parentheses \
+         and the functions {}; e.g. \"x * sigmoid(1.702 * x)\" or \"where(x > 0, x, 0.1 * x)\". \
+         Derivatives come from autodiff.",
+        tapegrad::nn::BUILTIN_NAMES.join(", "),
+        tapegrad::nn::Formula::functions().join(", ")
+    )
+}
+
+/// The name a value enum is written with on the command line.
+pub fn value_name<E: ValueEnum>(e: &E) -> String {
+    e.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+/// The optimizers (see `tapegrad::nn::optim`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerName {
+    // No doc comments on the values: clap would list them one per line.
+    Gd,
+    Momentum,
+    Nesterov,
+    Rmsprop,
+    Adam,
+    Adamw,
+}
+
+/// The learning-rate schedules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleName {
+    Constant,
+    Cosine,
+    Step,
+    Exp,
+}
+
+/// The weight initialisers (see `tapegrad::nn::Init`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitName {
+    Zeros,
+    Guide,
+    He,
+    HeUniform,
+    Xavier,
+    XavierUniform,
+}
 
 /// The element type of the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -31,13 +83,13 @@ pub struct DataArgs {
     #[arg(long, default_value_os_t = default_data())]
     pub data: PathBuf,
     /// Feature columns, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "temp,humid,pressure")]
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN,...", default_value = "temp,humid,pressure")]
     pub features: Vec<String>,
     /// Label column.
-    #[arg(long, default_value = "precip")]
+    #[arg(long, default_value = "precip", value_name = "COLUMN")]
     pub label: String,
     /// Which label values are positive: >v, >=v, <v, <=v, =text, contains:text.
-    #[arg(long, default_value = ">0", allow_hyphen_values = true)]
+    #[arg(long, default_value = ">0", value_name = "RULE", allow_hyphen_values = true)]
     pub positive: String,
     /// Instead of --positive: classes of the label at increasing
     /// thresholds in inches per hour (class k: T_k < precip <= T_(k+1)),
@@ -54,13 +106,13 @@ pub struct DataArgs {
     )]
     pub classes: Option<Classes>,
     /// Train where COLUMN is in LO-HI, test elsewhere.
-    #[arg(long, default_value = "month:1-10", conflicts_with = "test_fraction")]
+    #[arg(long, default_value = "month:1-10", value_name = "COLUMN:LO-HI", conflicts_with = "test_fraction")]
     pub split: String,
     /// Instead of --split: a random share of rows for test.
-    #[arg(long)]
+    #[arg(long, value_name = "SHARE", allow_hyphen_values = true)]
     pub test_fraction: Option<f64>,
     /// Seed for the random split, initialisation, shuffles and dropout.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_name = "N", allow_hyphen_values = true)]
     pub seed: u64,
     /// Rows with a missing feature: drop them, or fill with the training mean.
     #[arg(long, value_enum, default_value_t = Missing::Drop)]
@@ -71,17 +123,14 @@ pub struct DataArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Hidden layer sizes, comma-separated ("none" for logistic regression).
-    #[arg(long, default_value = "16", value_parser = parse_layers)]
+    #[arg(long, default_value = "16", value_name = "N,N,...|none", value_parser = parse_layers)]
     pub layers: Layers,
-    /// Hidden activation: a built-in name or a formula in x, e.g. "x * sigmoid(1.702 * x)".
-    #[arg(long, default_value = "relu", allow_hyphen_values = true)]
+    /// Hidden activation: a built-in name or a formula in x (see "Activations" below).
+    #[arg(long, default_value = "relu", value_name = "NAME|FORMULA", allow_hyphen_values = true)]
     pub activation: String,
-    /// Weight initialiser: zeros, guide, he, he-uniform, xavier, xavier-uniform.
-    #[arg(long, default_value = "he")]
-    pub init: String,
-    /// Element type.
-    #[arg(long, value_enum, default_value_t = Dtype::F64)]
-    pub dtype: Dtype,
+    /// Weight initialiser ("guide" is the guide's randn * 0.01).
+    #[arg(long, value_enum, default_value_t = InitName::He)]
+    pub init: InitName,
 }
 
 /// Hidden layer sizes, each at least 1.
@@ -117,8 +166,13 @@ pub fn parse_classes(s: &str) -> Result<Classes, String> {
 /// Parses `--layers`: sizes separated by commas, or `none`.
 pub fn parse_layers(s: &str) -> Result<Layers, String> {
     let t = s.trim();
-    if t == "none" || t.is_empty() {
+    if t == "none" {
         return Ok(Layers(Vec::new()));
+    }
+    if t.is_empty() {
+        return Err(
+            "empty layer list: give sizes such as 16 or 20,7,5, or \"none\" for logistic regression".into()
+        );
     }
     t.split(',')
         .map(|p| match p.trim().parse::<usize>() {
@@ -181,21 +235,9 @@ impl ModelArgs {
     }
     /// The weight initialiser.
     pub fn init(&self) -> Result<Init, RainError> {
-        self.init.parse::<Init>().map_err(|e| RainError::bad("--init", &self.init, e))
+        let name = value_name(&self.init);
+        name.parse::<Init>().map_err(|e| RainError::bad("--init", name, e))
     }
-}
-
-/// Writes `text` to `path` atomically, mapping errors.
-pub fn write_file(path: &Path, text: &[u8]) -> Result<(), RainError> {
-    tapegrad::nn::io::write_atomic(path, text).map_err(|e| match e {
-        NnError::Io { path, source } => RainError::Write { path, source },
-        other => RainError::Nn(other),
-    })
-}
-
-/// Creates `dir` and its parents, mapping errors.
-pub fn create_dir(dir: &Path) -> Result<(), RainError> {
-    std::fs::create_dir_all(dir).map_err(|source| RainError::Write { path: dir.to_path_buf(), source })
 }
 
 /// The one check of a label threshold, from the command line or a model
@@ -208,16 +250,17 @@ pub fn threshold(t: f64) -> Result<f64, RainError> {
     }
 }
 
-/// One line per layer: the largest relative differences of autodiff
-/// against the guide's formulas and against finite differences.
+/// One line per layer: the largest differences of autodiff against the
+/// guide's formulas and against finite differences, and the verdict.
 pub fn grad_lines(check: &GradCheck) -> String {
     let mut s = String::new();
     for (l, layer) in check.layers().iter().enumerate() {
         let g = layer.vs_guide.map_or("n/a".to_string(), |v| format!("{v:.1e}"));
         s += &format!(
-            "    layer {}: max rel diff autodiff vs guide {g}, vs finite differences {:.1e}\n",
+            "    layer {}: max rel diff autodiff vs guide {g}, vs finite differences {:.1e}: {}\n",
             l + 1,
-            layer.vs_finite_differences
+            layer.vs_finite_differences,
+            if layer.passed { "ok" } else { "FAIL" }
         );
     }
     s
@@ -226,11 +269,89 @@ pub fn grad_lines(check: &GradCheck) -> String {
 /// Whether the gradients agree, with the tolerances.
 pub fn grad_verdict(check: &GradCheck) -> String {
     let (guide, fd) = (GradCheck::GUIDE_TOLERANCE, GradCheck::FINITE_DIFFERENCE_TOLERANCE);
+    let how = format!("guide: {guide}; finite differences: {fd}; scale: the largest gradient element");
     if check.passed() {
-        format!("gradients agree (guide <= {guide:.0e}, finite differences <= {fd:.0e})")
+        format!("gradients agree ({how})")
     } else {
-        format!("GRADIENTS DISAGREE beyond the tolerances (guide {guide:.0e}, finite differences {fd:.0e})")
+        format!("GRADIENTS DISAGREE beyond the tolerances ({how})")
     }
+}
+
+/// Runs the gradient check on the first `n` columns (at most 64) of the
+/// training data, with a progress bar on stderr once it has taken a second
+/// (when `human`).
+pub fn gradient_check<T: Element>(
+    model: &Model<T>,
+    x: &Array2<f64>,
+    y: &Array2<f64>,
+    loss: &tapegrad::nn::Loss,
+    n: usize,
+    human: bool,
+) -> Result<GradCheck, RainError> {
+    let n = n.min(x.ncols());
+    let (xc, yc) = (x.slice(s![.., ..n]), y.slice(s![.., ..n]));
+    let bar = ProgressBar::hidden();
+    bar.set_style(
+        ProgressStyle::with_template("  gradient check {bar:30} {pos}/{len} cost evaluations [{elapsed}]")
+            .expect("valid template"),
+    );
+    let (t0, mut shown) = (Instant::now(), false);
+    let check = GradCheck::run_with_progress(model, xc, yc, loss, |done, total| {
+        if human && !shown && t0.elapsed() > Duration::from_secs(1) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok(check)
+}
+
+/// The bytes of memory training `arch` in `T` takes, roughly: the
+/// parameters with their gradients and optimizer state, and a batch's
+/// activations and their gradients.
+pub fn training_bytes(arch: &Architecture, batch: usize, element: usize) -> f64 {
+    let sizes = arch.sizes();
+    let params: f64 = sizes.windows(2).map(|w| (w[1] * (w[0] + 1)) as f64).sum();
+    let units: f64 = sizes.iter().map(|&n| n as f64).sum();
+    (params * 6.0 + units * batch as f64 * 6.0) * element as f64
+}
+
+/// Refuses a network that would not fit in the memory this machine has
+/// available (read from /proc/meminfo; no check where it cannot be read).
+pub fn check_fits(arch: &Architecture, batch: usize, element: usize) -> Result<(), RainError> {
+    let need = training_bytes(arch, batch, element);
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024.0)
+    });
+    match available {
+        Some(have) if need > have => Err(RainError::bad(
+            "--layers",
+            arch.sizes().iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+            format!(
+                "training this network on batches of {batch} needs about {:.1} GB, and this machine has {:.1} GB available; \
+                 use fewer or narrower layers or a smaller --batch-size",
+                need / 1e9,
+                have / 1e9
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What to do with the gradient check around training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckMode {
+    /// No check (`--no-check`).
+    Skip,
+    /// Check and report; a disagreement is printed, training goes on.
+    Report,
+    /// Check; a disagreement ends the run with exit status 1
+    /// (`--strict-check`).
+    Strict,
 }
 
 /// What a training run was asked for, checked, shared by the binary and
@@ -252,6 +373,8 @@ pub struct TrainSetup {
     pub human: bool,
     /// Print the full gradient tables.
     pub check_grads: bool,
+    /// The gradient check around training.
+    pub check: CheckMode,
     /// The updates the run will make, for the progress bar.
     pub updates: u64,
     /// The output folder.
@@ -274,6 +397,102 @@ impl TrainSetup {
     pub fn optimizer<T: Element>(&self) -> Result<Box<dyn Optimizer<T>>, RainError> {
         Ok(tapegrad::nn::optim::by_name::<T>(&self.optimizer, self.lr)?)
     }
+}
+
+/// A trained model's record: the training history, the two gradient
+/// checks (unless skipped) and the training time.
+pub struct Trained {
+    /// Costs per update and epoch, validation costs, early stopping.
+    pub history: History,
+    /// The check before training.
+    pub before: Option<GradCheck>,
+    /// The check after training.
+    pub after: Option<GradCheck>,
+    /// Seconds of training.
+    pub seconds: f64,
+}
+
+/// The examples of the gradient check.
+const CHECK_EXAMPLES: usize = 64;
+
+/// Checks gradients (as `setup.check` says), trains `model` on standardised
+/// inputs `x` and labels `y`, and checks again, reporting each step.
+pub fn check_and_train<T: Element>(
+    setup: &TrainSetup,
+    model: &mut Model<T>,
+    x: &Array2<f64>,
+    y: &Array2<f64>,
+) -> Result<Trained, RainError> {
+    let n = CHECK_EXAMPLES.min(x.ncols());
+    let check = |model: &Model<T>, when: &'static str| -> Result<Option<GradCheck>, RainError> {
+        if setup.check == CheckMode::Skip {
+            return Ok(None);
+        }
+        let c = gradient_check(model, x, y, &setup.cfg.loss, n, setup.human)?;
+        setup.say(&format!("gradient check {when} ({n} training examples, f64):"));
+        setup.say(&if setup.check_grads { c.to_string() } else { grad_lines(&c) });
+        setup.say(&format!("  {}", grad_verdict(&c)));
+        if setup.check == CheckMode::Strict && !c.passed() {
+            return Err(RainError::GradientsDisagree { when, detail: failures(&c) });
+        }
+        Ok(Some(c))
+    };
+    setup.say(&format!("\n{}", setup.model_line));
+    if setup.check == CheckMode::Skip {
+        setup.say("gradient check skipped (--no-check)");
+    }
+    let before = check(model, "before training")?;
+    let (xt, yt) = (x.mapv(T::cast), y.mapv(T::cast));
+    let mut opt = setup.optimizer::<T>()?;
+    let t0 = Instant::now();
+    let history = train_with_progress(setup, model, opt.as_mut(), &xt, &yt)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    setup.say(&format!(
+        "  trained in {seconds:.1} s: {} updates, {} epochs, final epoch cost {:.5}",
+        history.iteration_costs.len(),
+        history.epoch_costs.len(),
+        history.epoch_costs.last().copied().unwrap_or(f64::NAN)
+    ));
+    if let Some(line) = early_stopping_line(&setup.cfg, &history) {
+        setup.say(&format!("  {line}"));
+    }
+    let after = check(model, "after training")?;
+    Ok(Trained { history, before, after, seconds })
+}
+
+/// What early stopping did, in one line (`None` without it).
+pub fn early_stopping_line(cfg: &TrainConfig, h: &History) -> Option<String> {
+    let es = cfg.early_stopping?;
+    let best = h.validation_costs.get(h.best_epoch.checked_sub(1)?).copied().unwrap_or(f64::NAN);
+    Some(if h.stopped_early {
+        format!(
+            "early stopping: stopped after epoch {} (no lower validation cost for {} epochs); kept epoch {}, validation cost {best:.5}",
+            h.epoch_costs.len(),
+            es.patience,
+            h.best_epoch
+        )
+    } else {
+        format!(
+            "early stopping: did not trigger in {} epochs; kept epoch {}, validation cost {best:.5}",
+            h.epoch_costs.len(),
+            h.best_epoch
+        )
+    })
+}
+
+/// The failing parameters of a check, for one line.
+pub fn failures(check: &GradCheck) -> String {
+    let mut out = Vec::new();
+    let reports = check.vs_guide().into_iter().map(|r| ("guide", r));
+    for (what, report) in reports.chain([("finite differences", check.vs_finite_differences())]) {
+        for r in report.failures() {
+            out.push(format!(
+                "{} vs {what} (max |diff| {:.2e}, rel {:.2e})",
+                r.name, r.max_abs_diff, r.max_rel_diff
+            ));
+        }
+    }
+    out.join(", ")
 }
 
 /// Trains `model` with a progress bar (when the report is printed).
@@ -302,32 +521,82 @@ pub fn train_with_progress<T: Element>(
     history
 }
 
-/// The gradient check's figures per layer, for metrics.json.
-pub fn grad_json(check: &GradCheck) -> serde_json::Value {
-    serde_json::json!(check
-        .layers()
-        .iter()
-        .map(
-            |l| serde_json::json!({"vs_guide": l.vs_guide, "vs_finite_differences": l.vs_finite_differences})
-        )
-        .collect::<Vec<_>>())
+/// The gradient checks for metrics.json (see docs/metrics-json.md).
+pub fn checks_json(t: &Trained) -> serde_json::Value {
+    let one = |c: &Option<GradCheck>| {
+        c.as_ref().map(|c| {
+            serde_json::json!({
+                "passed": c.passed(),
+                "layers": c.layers().iter().map(|l| serde_json::json!({
+                    "vs_guide_max_rel_diff": l.vs_guide,
+                    "vs_finite_differences_max_rel_diff": l.vs_finite_differences,
+                    "passed": l.passed,
+                })).collect::<Vec<_>>(),
+            })
+        })
+    };
+    let tol = |t: tapegrad::nn::check::Tolerance| serde_json::json!({"abs": t.abs, "rel": t.rel});
+    serde_json::json!({
+        "skipped": t.before.is_none(),
+        "tolerances": {"guide": tol(GradCheck::GUIDE_TOLERANCE), "finite_differences": tol(GradCheck::FINITE_DIFFERENCE_TOLERANCE)},
+        "before": one(&t.before),
+        "after": one(&t.after),
+    })
 }
 
-/// The training cost per update and per epoch, as an SVG.
+/// The training record for metrics.json (see docs/metrics-json.md).
+pub fn training_json(cfg: &TrainConfig, t: &Trained) -> serde_json::Value {
+    let h = &t.history;
+    let es = cfg.early_stopping.map(|es| {
+        serde_json::json!({
+            "patience": es.patience,
+            "validation_fraction": es.validation_fraction,
+            "stopped_early": h.stopped_early,
+            "best_epoch": h.best_epoch,
+            "best_validation_cost": h.best_epoch.checked_sub(1).and_then(|i| h.validation_costs.get(i)),
+            "validation_costs": h.validation_costs,
+        })
+    });
+    serde_json::json!({
+        "updates": h.iteration_costs.len(),
+        "epochs": h.epoch_costs.len(),
+        "seconds": t.seconds,
+        "final_epoch_cost": h.epoch_costs.last(),
+        "epoch_costs": h.epoch_costs,
+        "early_stopping": es,
+    })
+}
+
+/// The training cost per update and per epoch, as an SVG; with early
+/// stopping, the validation cost per epoch and the kept epoch too.
 pub fn cost_svg(history: &History, y_label: &str) -> Result<String, RainError> {
     let iters: Vec<(f64, f64)> =
         history.iteration_costs.iter().enumerate().map(|(i, &c)| ((i + 1) as f64, c)).collect();
     let per_epoch = history.iteration_costs.len() as f64 / history.epoch_costs.len().max(1) as f64;
-    let epochs: Vec<(f64, f64)> =
-        history.epoch_costs.iter().enumerate().map(|(e, &c)| ((e + 1) as f64 * per_epoch, c)).collect();
-    plots::lines(
-        "training cost",
-        "update",
-        y_label,
-        &[Series::new("per update (batch)", &iters), Series::new("per epoch (mean)", &epochs)],
-        false,
-    )
-    .map_err(|e| RainError::bad("plot", "svg", e))
+    let at_epochs = |v: &[f64]| -> Vec<(f64, f64)> {
+        v.iter().enumerate().map(|(e, &c)| ((e + 1) as f64 * per_epoch, c)).collect()
+    };
+    let (epochs, validation) = (at_epochs(&history.epoch_costs), at_epochs(&history.validation_costs));
+    let mut series =
+        vec![Series::new("per update (batch)", &iters), Series::new("per epoch (mean)", &epochs)];
+    let mut title = "training cost".to_string();
+    let kept;
+    if !validation.is_empty() {
+        series.push(Series::new("validation, per epoch", &validation));
+        let x = history.best_epoch as f64 * per_epoch;
+        let (lo, hi) = iters
+            .iter()
+            .chain(&validation)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+        kept = [(x, lo), (x, hi)];
+        series.push(Series::new(format!("kept epoch {}", history.best_epoch), &kept));
+        title = if history.stopped_early {
+            format!("training cost (stopped early after epoch {})", history.epoch_costs.len())
+        } else {
+            format!("training cost (early stopping did not trigger in {} epochs)", history.epoch_costs.len())
+        };
+    }
+    plots::lines(&title, "update", y_label, &series, false).map_err(|e| RainError::bad("plot", "svg", e))
 }
 
 /// The head of a model, for messages.

@@ -3,13 +3,26 @@
 //! probabilities and the class for a softmax model (`rain train
 //! --classes`), the outputs for a regression model.
 
-use super::common::{threshold, write_file};
+use super::common::threshold;
 use clap::Args as ClapArgs;
 use rain::data;
 use rain::error::RainError;
+use rain::output::Staged;
 use std::path::PathBuf;
 use tapegrad::nn::Head;
 use tapegrad::tensor::ndarray::Array2;
+
+/// The text after the options in `rain predict --help`.
+pub const HELP: &str = "\
+Output columns (CSV): row, the line of the input file the record starts on; then
+  binary model:     probability (of the positive class), label (1 when probability >= threshold)
+  softmax model:    p_CLASS for each class, class (the predicted class's short name)
+  regression model: y1, y2, ... (the outputs)
+A row with a missing feature gets its row number and empty fields.
+
+Examples:
+  rain predict --model rain-out/model.json --data new.csv
+  rain predict --model rain-out/model.json --data new.csv --out predictions.csv --threshold 0.3";
 
 /// The arguments of `rain predict`.
 #[derive(ClapArgs, Debug)]
@@ -127,7 +140,9 @@ pub fn run(args: &Args) -> Result<(), RainError> {
     }
     match &args.out {
         Some(path) => {
-            write_file(path, out.as_bytes())?;
+            let staged = Staged::file(path)?;
+            staged.write("", out.as_bytes())?;
+            staged.commit()?;
             eprintln!(
                 "wrote {} predictions to {} ({} rows with a missing feature left blank)",
                 complete.len(),

@@ -4,22 +4,33 @@
 
 use super::classes;
 use super::common::{
-    cost_svg, create_dir, grad_json, grad_lines, grad_verdict, head_name, parse_batch, threshold,
-    train_with_progress, write_file, Batch, DataArgs, Dtype, ModelArgs, TrainSetup,
+    check_and_train, check_fits, checks_json, cost_svg, head_name, parse_batch, threshold, training_json,
+    value_name, Batch, CheckMode, DataArgs, Dtype, ModelArgs, OptimizerName, ScheduleName, TrainSetup,
 };
 use crate::plots::{self, Series};
 use clap::Args as ClapArgs;
 use rain::data::{self, Report, Spec, Target};
 use rain::error::RainError;
+use rain::output::Staged;
 use std::path::PathBuf;
-use std::time::Instant;
-use tapegrad::nn::check::GradCheck;
 use tapegrad::nn::metrics::{self, Metrics};
 use tapegrad::nn::{
     io, Architecture, EarlyStopping, History, Loss, Model, Schedule, Standardization, TrainConfig,
 };
-use tapegrad::tensor::ndarray::s;
 use tapegrad::tensor::Element;
+
+/// Examples in `rain train --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  rain train                                  the defaults: 16 relu units, Adam, mini-batches of 64
+  rain train --layers 20,7,5 --activation \"x * tanh(softplus(x))\"
+  rain train --iterations 2500 --batch-size full --optimizer gd --lr 0.1 --schedule constant
+  rain train --early-stopping 5 --epochs 100
+  rain train --classes                        no rain / light / heavy, softmax head
+  rain train --strict-check --json            exit status 1 if the gradient check fails
+
+Outputs: DIR/model.json, metrics.json (schema: docs/metrics-json.md), cost.svg, roc.svg, pr.svg,
+written together at the end; the folder is replaced as a whole.";
 
 /// The arguments of `rain train` (and of bare `rain`).
 #[derive(ClapArgs, Debug, Clone)]
@@ -28,65 +39,84 @@ pub struct Args {
     pub data: DataArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Optimizer: gd, momentum, nesterov, rmsprop, adam, adamw.
-    #[arg(long, default_value = "adam")]
-    pub optimizer: String,
+    /// Element type of the model and its training.
+    #[arg(long, value_enum, default_value_t = Dtype::F64)]
+    pub dtype: Dtype,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
+    pub optimizer: OptimizerName,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.003, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 0.003, value_name = "RATE", allow_hyphen_values = true)]
     pub lr: f64,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 30, conflicts_with = "iterations")]
+    #[arg(long, default_value_t = 30, value_name = "N", conflicts_with = "iterations")]
     pub epochs: usize,
     /// Instead of --epochs: the number of updates.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub iterations: Option<usize>,
-    /// Learning-rate schedule over the epochs: constant, cosine (to 0),
-    /// step (x0.5 every 10 epochs) or exp (x0.95 per epoch).
-    #[arg(long, default_value = "cosine")]
-    pub schedule: String,
+    /// Learning-rate schedule over the run (its epochs, or its updates with
+    /// --iterations): cosine (to 0 at the end), constant, step (x0.5 every
+    /// 10 epochs) or exp (x0.95 per epoch).
+    #[arg(long, value_enum, default_value_t = ScheduleName::Cosine)]
+    pub schedule: ScheduleName,
     /// Stop when the cost on a held-out 10% of the training rows has not
-    /// improved for this many epochs, and keep the best epoch's weights.
-    #[arg(long)]
+    /// improved for PATIENCE epochs, and keep the best epoch's weights.
+    #[arg(long, value_name = "PATIENCE")]
     pub early_stopping: Option<usize>,
     /// Examples per update, or "full" for the guide's full batch.
-    #[arg(long, default_value = "64", value_parser = parse_batch)]
+    #[arg(long, default_value = "64", value_name = "N|full", value_parser = parse_batch)]
     pub batch_size: Batch,
     /// L2 strength lambda (cost + lambda/2m sum ||W||^2, m = batch size).
-    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 0.1, value_name = "LAMBDA", allow_hyphen_values = true)]
     pub l2: f64,
     /// Dropout rate on hidden layers, in [0, 1).
-    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 0.1, value_name = "RATE", allow_hyphen_values = true)]
     pub dropout: f64,
     /// Weight of positive examples in the cost (imbalanced classes; not
     /// with --classes).
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, conflicts_with = "classes")]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "W",
+        allow_hyphen_values = true,
+        conflicts_with = "classes"
+    )]
     pub pos_weight: f64,
     /// Threshold on the probability for the rain label. Default: for each
     /// model, the threshold with the best F1 on the training rows (with 3%
     /// rain, 0.5 would almost never say rain). Not with --classes.
-    #[arg(long, conflicts_with = "classes")]
+    #[arg(long, value_name = "P", allow_hyphen_values = true, conflicts_with = "classes")]
     pub threshold: Option<f64>,
-    /// Output folder for the model, metrics and plots.
-    #[arg(long, default_value = "rain-out")]
+    /// Output folder; the run replaces it as a whole, once everything
+    /// succeeded (model.json, metrics.json, cost.svg, roc.svg, pr.svg).
+    #[arg(long, default_value = "rain-out", value_name = "DIR")]
     pub out: PathBuf,
     /// When the cost turns NaN or infinite, name the first op (and source
     /// line) that produced a non-finite value.
     #[arg(long)]
     pub trace_nonfinite: bool,
-    /// Print the full gradient table, not one line per layer.
+    /// Print the full gradient tables, not one line per layer.
     #[arg(long)]
     pub check_grads: bool,
+    /// Skip the gradient checks before and after training.
+    #[arg(long, conflicts_with_all = ["check_grads", "strict_check"])]
+    pub no_check: bool,
+    /// End the run with exit status 1, writing nothing, when a gradient
+    /// check fails.
+    #[arg(long)]
+    pub strict_check: bool,
     /// Print only errors.
     #[arg(long)]
     pub quiet: bool,
-    /// Print a machine-readable summary on stdout (and nothing else).
+    /// Print a machine-readable summary on stdout (and nothing else): the
+    /// contents of metrics.json on one line.
     #[arg(long)]
     pub json: bool,
 }
 
 /// Runs `rain train`.
 pub fn run(args: &Args) -> Result<(), RainError> {
-    match args.model.dtype {
+    match args.dtype {
         Dtype::F32 => run_typed::<f32>(args),
         Dtype::F64 => run_typed::<f64>(args),
     }
@@ -112,8 +142,9 @@ fn setup(args: &Args) -> Result<TrainSetup, RainError> {
     let arch = args.model.architecture(spec.features.len(), &spec.target)?;
     let init = args.model.init()?;
     let loss = Loss::new(args.l2, args.pos_weight)?;
-    // The optimizer's name and rate, checked once here.
-    tapegrad::nn::optim::by_name::<f64>(&args.optimizer, args.lr)?;
+    let optimizer = value_name(&args.optimizer);
+    // The optimizer's rate, checked once here.
+    tapegrad::nn::optim::by_name::<f64>(&optimizer, args.lr)?;
     args.threshold.map(threshold).transpose()?;
     let cfg = TrainConfig {
         epochs: if args.iterations.is_some() { usize::MAX } else { args.epochs },
@@ -126,12 +157,11 @@ fn setup(args: &Args) -> Result<TrainSetup, RainError> {
         dropout: args.dropout,
         max_iterations: args.iterations,
         trace_nonfinite: args.trace_nonfinite,
-        schedule: match args.schedule.as_str() {
-            "constant" => Schedule::Constant,
-            "cosine" => Schedule::Cosine { epochs: args.epochs, min_lr: 0.0 },
-            "step" => Schedule::Step { every: 10, gamma: 0.5 },
-            "exp" => Schedule::Exponential { gamma: 0.95 },
-            other => return Err(RainError::bad("--schedule", other, "use constant, cosine, step or exp")),
+        schedule: match args.schedule {
+            ScheduleName::Constant => Schedule::Constant,
+            ScheduleName::Cosine => Schedule::Cosine { min_lr: 0.0 },
+            ScheduleName::Step => Schedule::Step { every: 10, gamma: 0.5 },
+            ScheduleName::Exp => Schedule::Exponential { gamma: 0.95 },
         },
         early_stopping: args
             .early_stopping
@@ -141,17 +171,14 @@ fn setup(args: &Args) -> Result<TrainSetup, RainError> {
     // Epochs, dropout, patience and the rest, checked once by the library
     // (and again by fit): here so that a bad value fails before any work.
     cfg.validate()?;
-    let dtype = match args.model.dtype {
-        Dtype::F32 => "f32",
-        Dtype::F64 => "f64",
-    };
+    let dtype = value_name(&args.dtype);
     let model_line = format!(
         "model: layers {:?}, {} hidden, {}; {} init; {} (lr {}), batch {}, {}, {}",
         arch.sizes(),
         args.model.activation,
         head_name(arch.head),
         init,
-        args.optimizer,
+        optimizer,
         args.lr,
         match args.batch_size {
             Batch::Full => "full".to_string(),
@@ -163,20 +190,30 @@ fn setup(args: &Args) -> Result<TrainSetup, RainError> {
         },
         dtype
     );
+    // The `config` object of metrics.json (docs/metrics-json.md).
     let config_json = serde_json::json!({"layers": arch.sizes(), "activation": args.model.activation,
-        "head": arch.head, "init": init.to_string(), "optimizer": args.optimizer, "lr": args.lr,
-        "epochs": args.epochs, "iterations": args.iterations, "batch_size": format!("{:?}", args.batch_size),
+        "head": arch.head, "init": init.to_string(), "optimizer": optimizer, "lr": args.lr,
+        "schedule": value_name(&args.schedule),
+        "epochs": if args.iterations.is_some() { None } else { Some(args.epochs) }, "iterations": args.iterations,
+        "batch_size": match args.batch_size { Batch::Full => serde_json::json!("full"), Batch::Size(n) => serde_json::json!(n) },
         "l2": args.l2, "dropout": args.dropout, "pos_weight": args.pos_weight, "dtype": dtype,
-        "seed": args.data.seed});
+        "seed": args.data.seed, "early_stopping_patience": args.early_stopping});
     Ok(TrainSetup {
         spec,
         arch,
         init,
         cfg,
-        optimizer: args.optimizer.clone(),
+        optimizer,
         lr: args.lr,
         human: !args.quiet && !args.json,
         check_grads: args.check_grads,
+        check: if args.no_check {
+            CheckMode::Skip
+        } else if args.strict_check {
+            CheckMode::Strict
+        } else {
+            CheckMode::Report
+        },
         updates: 0,
         out: args.out.clone(),
         config_json,
@@ -196,14 +233,21 @@ fn updates(args: &Args, m: usize) -> u64 {
 fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     let mut setup = setup(args)?;
     let ds = data::load(&setup.spec)?;
-    setup.updates = updates(args, ds.train_x.ncols());
+    let m = ds.train_x.ncols();
+    setup.updates = updates(args, m);
+    let batch = match args.batch_size {
+        Batch::Full => m,
+        Batch::Size(b) => b.min(m),
+    };
+    check_fits(&setup.arch, batch, std::mem::size_of::<T>())?;
+    // Refused before any work: the previous output stays as it is.
+    let staged = Staged::folder(&args.out)?;
     if let Target::Classes(c) = &setup.spec.target {
         let c = c.clone();
-        return classes::run::<T>(&setup, &c, &ds, args.json);
+        return classes::run::<T>(&setup, &c, &ds, staged, args.json);
     }
     let given_threshold = args.threshold.map(threshold).transpose()?;
     let (spec, arch, init, cfg) = (&setup.spec, &setup.arch, setup.init, &setup.cfg);
-    let loss = cfg.loss;
     let say = |s: &str| setup.say(s);
     say(&ds.report.describe(spec));
     let stdz = Standardization::fit(ds.train_x.view(), &spec.features)?;
@@ -216,30 +260,11 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     ));
 
     let mut model = Model::<T>::new(arch, init, args.data.seed)?;
-    let n_check = 64.min(xtr.ncols());
-    let (xc, yc) = (xtr.slice(s![.., ..n_check]).to_owned(), ds.train_y.slice(s![.., ..n_check]).to_owned());
-    let before = GradCheck::run(&model, xc.view(), yc.view(), &loss)?;
-    say(&format!("\n{}", setup.model_line));
-    say(&format!("gradient check before training ({n_check} training examples, f64):"));
-    say(&if args.check_grads { before.to_string() } else { grad_lines(&before) });
-
-    let xt = xtr.mapv(T::cast);
-    let yt = ds.train_y.mapv(T::cast);
-    let mut opt = setup.optimizer::<T>()?;
-    let t0 = Instant::now();
-    let history = train_with_progress(&setup, &mut model, opt.as_mut(), &xt, &yt)?;
-    let train_secs = t0.elapsed().as_secs_f64();
-    say(&format!(
-        "  trained in {train_secs:.1} s: {} updates, final epoch cost {:.5}",
-        history.iteration_costs.len(),
-        history.epoch_costs.last().copied().unwrap_or(f64::NAN)
-    ));
-    let after = GradCheck::run(&model, xc.view(), yc.view(), &loss)?;
-    say("gradient check after training:");
-    say(&if args.check_grads { after.to_string() } else { grad_lines(&after) });
-    say(&format!("  {}", grad_verdict(&after)));
+    let trained = check_and_train(&setup, &mut model, &xtr, &ds.train_y)?;
 
     // Baseline: logistic regression, the same code with no hidden layer.
+    let xt = xtr.mapv(T::cast);
+    let yt = ds.train_y.mapv(T::cast);
     let lr_arch = Architecture::guide(spec.features.len(), &[]);
     let mut lr_model = Model::<T>::new(&lr_arch, init, args.data.seed)?;
     let mut lr_opt = setup.optimizer::<T>()?;
@@ -279,32 +304,29 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         ));
     }
 
-    // Outputs, written only now that everything succeeded.
+    // Outputs, staged, and moved into place together at the end.
     let mut config = setup.config_json.clone();
     config["threshold"] = serde_json::json!(t_ours);
     config["threshold_rule"] = serde_json::json!(how);
     let summary = serde_json::json!({
+        "schema": "rain-metrics/1",
         "data": {"file": spec.path, "report": ds.report, "features": spec.features, "label": spec.label,
                  "positive": spec.target.to_string(), "split": spec.split.to_string(), "missing": spec.missing},
         "config": config,
-        "train_seconds": train_secs,
-        "final_epoch_cost": history.epoch_costs.last(),
+        "training": training_json(cfg, &trained),
         "logistic_regression_final_epoch_cost": lr_hist.epoch_costs.last(),
-        "gradient_check": {"before": grad_json(&before), "after": grad_json(&after), "passed": before.passed() && after.passed()},
+        "gradient_check": checks_json(&trained),
         "test": {"model": ours.metrics, "logistic_regression": logreg.metrics, "always_no_rain": no_rain.metrics},
     });
-    let files = render_outputs(&history, &ours, &logreg, &ds.report)?;
-    create_dir(&args.out)?;
+    let files = render_outputs(&trained.history, &ours, &logreg, &ds.report)?;
     let meta =
         serde_json::json!({"threshold": t_ours, "label": spec.label, "positive": spec.target.to_string()});
-    io::save(&args.out.join("model.json"), &model, Some(&stdz), meta)?;
-    write_file(
-        &args.out.join("metrics.json"),
-        serde_json::to_string_pretty(&summary).expect("json").as_bytes(),
-    )?;
+    staged.write("model.json", io::to_json(&model, Some(&stdz), meta)?.as_bytes())?;
+    staged.write("metrics.json", serde_json::to_string_pretty(&summary).expect("json").as_bytes())?;
     for (name, svg) in files {
-        write_file(&args.out.join(name), svg.as_bytes())?;
+        staged.write(name, svg.as_bytes())?;
     }
+    staged.commit()?;
     say(&format!("\nwrote {}/{{model.json, metrics.json, cost.svg, roc.svg, pr.svg}}", args.out.display()));
     if args.json {
         println!("{}", serde_json::to_string(&summary).expect("json"));
