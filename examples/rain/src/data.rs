@@ -404,7 +404,7 @@ fn is_missing(v: &str) -> bool {
 /// for messages.
 pub struct Table {
     path: PathBuf,
-    /// Column names.
+    /// Column names, unique (unnamed columns aside).
     pub header: Vec<String>,
     /// Data rows.
     pub records: Vec<csv::StringRecord>,
@@ -453,7 +453,9 @@ impl Table {
     /// # Errors
     /// A missing, unreadable or non-UTF-8 file; text that is not CSV (a
     /// record whose field count differs from the header's, naming its
-    /// line); a header with fewer than two columns.
+    /// line); a header with fewer than two columns, or naming a column
+    /// twice ([`RainError::DuplicateColumn`]; columns without a name may
+    /// repeat, nothing can ask for them).
     pub fn read(path: &Path) -> Result<Table, RainError> {
         let text = read_text(path)?;
         let not_csv = |detail: String| RainError::NotCsv { path: path.to_path_buf(), detail };
@@ -469,6 +471,16 @@ impl Table {
                 "the header has {} column(s); expected comma-separated names",
                 header.len()
             )));
+        }
+        for (second, name) in header.iter().enumerate().filter(|(_, h)| !h.is_empty()) {
+            if let Some(first) = header[..second].iter().position(|h| h == name) {
+                return Err(RainError::DuplicateColumn {
+                    path: path.to_path_buf(),
+                    column: name.clone(),
+                    first: first + 1,
+                    second: second + 1,
+                });
+            }
         }
         let mut counter = LineCounter { text: text.as_bytes(), at: 0, line: 1 };
         let mut records = Vec::new();
@@ -546,12 +558,31 @@ impl Table {
 /// Loads, cleans and splits the data as `spec` says, counting every step.
 ///
 /// # Errors
-/// Before reading the file: no features. Then everything [`Table::read`]
-/// refuses, a missing column, a value that is not a number (naming its
-/// file line), and too few rows or classes left after cleaning.
+/// Before reading the file: no features, a feature named twice
+/// ([`RainError::DuplicateFeature`]), or the label among the features
+/// ([`RainError::LabelIsFeature`]: the model would be perfect and
+/// useless). Then everything [`Table::read`] refuses, a missing column, a
+/// value that is not a number (naming its file line), and too few rows or
+/// classes left after cleaning.
 pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
     if spec.features.is_empty() {
         return Err(RainError::bad("--features", "", "name at least one column"));
+    }
+    for (second, name) in spec.features.iter().enumerate() {
+        if let Some(first) = spec.features[..second].iter().position(|f| f == name) {
+            return Err(RainError::DuplicateFeature {
+                feature: name.clone(),
+                first: first + 1,
+                second: second + 1,
+            });
+        }
+    }
+    if let Some(k) = spec.features.iter().position(|f| *f == spec.label) {
+        return Err(RainError::LabelIsFeature {
+            label: spec.label.clone(),
+            position: k + 1,
+            count: spec.features.len(),
+        });
     }
     let table = Table::read(&spec.path)?;
     let label_col = table.column(&spec.label)?;
@@ -892,5 +923,37 @@ mod tests {
     fn ragged_record_error_names_the_file_line() {
         let e = features_error("ragged", "a,b,c\n1,2,3\n\n\n4,5\n", &["a"]);
         assert!(e.contains("is not valid CSV: line 5 has 2 fields, the header has 3"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_header_column_is_refused() {
+        let e = features_error("dup-header", "temp,humid,temp\n1,2,3\n", &["humid"]);
+        assert!(e.contains("the header names column 'temp' twice (columns 1 and 3)"), "{e}");
+    }
+
+    #[test]
+    fn unnamed_header_columns_may_repeat() {
+        // Nothing can ask for a column without a name, so it is not ambiguous.
+        let t = Table::read(&csv_file("unnamed", "a,,b,\n1,2,3,4\n")).unwrap();
+        assert_eq!(t.header, ["a", "", "b", ""]);
+    }
+
+    #[test]
+    fn label_among_the_features_is_refused() {
+        let s = spec(csv_file("label-feature", GOOD), &["temp", "humid", "pressure", "precip"], "precip");
+        let e = load_error(&s);
+        assert!(e.contains("the label 'precip' is also feature 4 of 4"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_feature_is_refused() {
+        let e = load_error(&spec(csv_file("dup-feature", GOOD), &["temp", "humid", "temp"], "precip"));
+        assert!(e.contains("--features names 'temp' twice (features 1 and 3)"), "{e}");
+    }
+
+    #[test]
+    fn zero_features_are_refused() {
+        let e = load_error(&spec(csv_file("no-features", GOOD), &[], "precip"));
+        assert!(e.contains("invalid --features ''"), "{e}");
     }
 }
