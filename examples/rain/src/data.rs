@@ -879,34 +879,34 @@ mod tests {
     fn non_numeric_error_names_the_file_line_after_blank_lines() {
         // Line 1 header, 2 data, 3 and 4 blank, 5 data, 6 blank, 7 bad.
         let e = features_error("blank", "a,b\n1,2\n\n\n3,4\n\n5,warm\n", &["a", "b"]);
-        assert!(e.contains("row 7, column 'b': 'warm' is not a number"), "{e}");
+        assert!(e.contains("line 7, column 'b': 'warm' is not a number"), "{e}");
     }
 
     #[test]
     fn non_numeric_error_counts_quoted_newlines() {
         // The record on line 2 spans lines 2-4; the bad one is on line 5.
         let e = features_error("quoted", "a,b,note\n1,2,\"one\ntwo\nthree\"\n3,x,ok\n", &["a", "b"]);
-        assert!(e.contains("row 5, column 'b': 'x' is not a number"), "{e}");
+        assert!(e.contains("line 5, column 'b': 'x' is not a number"), "{e}");
     }
 
     #[test]
     fn non_numeric_error_names_the_line_with_crlf_endings() {
         let e = features_error("crlf", "a,b\r\n1,2\r\n\r\n3,4\r\nfive,6\r\n", &["a", "b"]);
-        assert!(e.contains("row 5, column 'a': 'five' is not a number"), "{e}");
+        assert!(e.contains("line 5, column 'a': 'five' is not a number"), "{e}");
     }
 
     #[test]
     fn non_numeric_label_error_names_the_file_line() {
         let text = GOOD.replace("3,35,66,1015,0.3\n", "\n\n3,35,66,1015,lots\n");
         let e = load_error(&spec(csv_file("label", &text), &["temp", "humid"], "precip"));
-        assert!(e.contains("row 9, column 'precip': 'lots' is not a number"), "{e}");
+        assert!(e.contains("line 9, column 'precip': 'lots' is not a number"), "{e}");
     }
 
     #[test]
     fn non_numeric_split_error_names_the_file_line() {
         let text = GOOD.replace("3,35,66,1015,0.3\n", "\nmarch,35,66,1015,0.3\n");
         let e = load_error(&spec(csv_file("split", &text), &["temp", "humid"], "precip"));
-        assert!(e.contains("row 8, column 'month': 'march' is not a number"), "{e}");
+        assert!(e.contains("line 8, column 'month': 'march' is not a number"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub enum RainError {
     NotCsv { path: PathBuf, detail: String },
     #[error("{path} has no column '{column}' (available: {available})")]
     MissingColumn { path: PathBuf, column: String, available: String },
-    #[error("{path}, row {row}, column '{column}': '{value}' is not a number")]
+    #[error("{path}, line {row}, column '{column}': '{value}' is not a number")]
     NonNumeric { path: PathBuf, row: usize, column: String, value: String },
     #[error("{path}: the header names column '{column}' twice (columns {first} and {second}); rename one")]
     DuplicateColumn { path: PathBuf, column: String, first: usize, second: usize },
