@@ -400,17 +400,62 @@ fn is_missing(v: &str) -> bool {
 }
 
 /// A CSV file as header and records, with a column lookup that names the
-/// available columns when one is missing.
+/// available columns when one is missing, and the file line of each record
+/// for messages.
 pub struct Table {
     path: PathBuf,
-    /// Column names.
+    /// Column names, unique (unnamed columns aside).
     pub header: Vec<String>,
     /// Data rows.
     pub records: Vec<csv::StringRecord>,
+    /// The file line on which each record starts, 1-based.
+    lines: Vec<usize>,
+}
+
+/// Line numbers of byte offsets in a text, for offsets met in increasing
+/// order (a reader's records), counting `\n`, `\r\n` and a lone `\r` as a
+/// line break, as the CSV reader does.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    /// Where the count stopped: every break before `at` is counted.
+    at: usize,
+    /// The line of byte `at`, 1-based.
+    line: usize,
+}
+
+impl LineCounter<'_> {
+    /// The line of the record that the reader places at `byte`.
+    ///
+    /// The reader skips empty lines before a record but leaves its
+    /// position where the skipping began, and with `\r\n` endings just
+    /// after the `\r`, so `csv::Position::line` names an earlier line
+    /// there (rust-csv issues 208 and 395). The record starts at the first
+    /// byte from `byte` on that ends no line; its line is counted here.
+    fn line_of(&mut self, byte: u64) -> usize {
+        let mut start = usize::try_from(byte).unwrap_or(usize::MAX).clamp(self.at, self.text.len());
+        while start < self.text.len() && matches!(self.text[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        let span = &self.text[self.at..start];
+        self.line += span
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && span.get(i + 1) != Some(&b'\n')))
+            .count();
+        self.at = start;
+        self.line
+    }
 }
 
 impl Table {
     /// Reads and parses the file.
+    ///
+    /// # Errors
+    /// A missing, unreadable or non-UTF-8 file; text that is not CSV (a
+    /// record whose field count differs from the header's, naming its
+    /// line); a header with fewer than two columns, or naming a column
+    /// twice ([`RainError::DuplicateColumn`]; columns without a name may
+    /// repeat, nothing can ask for them).
     pub fn read(path: &Path) -> Result<Table, RainError> {
         let text = read_text(path)?;
         let not_csv = |detail: String| RainError::NotCsv { path: path.to_path_buf(), detail };
@@ -427,11 +472,51 @@ impl Table {
                 header.len()
             )));
         }
-        let mut records = Vec::new();
-        for r in reader.records() {
-            records.push(r.map_err(|e| not_csv(e.to_string()))?);
+        for (second, name) in header.iter().enumerate().filter(|(_, h)| !h.is_empty()) {
+            if let Some(first) = header[..second].iter().position(|h| h == name) {
+                return Err(RainError::DuplicateColumn {
+                    path: path.to_path_buf(),
+                    column: name.clone(),
+                    first: first + 1,
+                    second: second + 1,
+                });
+            }
         }
-        Ok(Table { path: path.to_path_buf(), header, records })
+        let mut counter = LineCounter { text: text.as_bytes(), at: 0, line: 1 };
+        let mut records = Vec::new();
+        let mut lines = Vec::new();
+        loop {
+            let mut record = csv::StringRecord::new();
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {
+                    let byte = record.position().map_or(0, |p| p.byte());
+                    lines.push(counter.line_of(byte));
+                    records.push(record);
+                }
+                Err(e) => {
+                    return Err(not_csv(match e.kind() {
+                        csv::ErrorKind::UnequalLengths { pos: Some(pos), len, .. } => format!(
+                            "line {} has {len} fields, the header has {}",
+                            counter.line_of(pos.byte()),
+                            header.len()
+                        ),
+                        _ => e.to_string(),
+                    }))
+                }
+            }
+        }
+        Ok(Table { path: path.to_path_buf(), header, records, lines })
+    }
+
+    /// The file line (1-based) on which record `row` (0-based) starts,
+    /// blank lines and line breaks inside quoted fields counted.
+    ///
+    /// # Panics
+    /// If `row` is not below the number of records.
+    #[track_caller]
+    pub fn line(&self, row: usize) -> usize {
+        self.lines[row]
     }
 
     /// The index of a column; the error lists the available ones.
@@ -444,6 +529,9 @@ impl Table {
     }
 
     /// The number in `row` (0-based record) at `col`, `None` if missing.
+    ///
+    /// # Errors
+    /// [`RainError::NonNumeric`], naming the record's file line.
     pub fn number(&self, row: usize, col: usize) -> Result<Option<f64>, RainError> {
         let raw = self.records[row].get(col).unwrap_or("");
         if is_missing(raw) {
@@ -453,8 +541,7 @@ impl Table {
             Ok(v) if v.is_finite() => Ok(Some(v)),
             _ => Err(RainError::NonNumeric {
                 path: self.path.clone(),
-                // +2: 1-based, and the header is line 1.
-                row: row + 2,
+                row: self.line(row),
                 column: self.header[col].clone(),
                 value: raw.to_string(),
             }),
@@ -469,9 +556,33 @@ impl Table {
 }
 
 /// Loads, cleans and splits the data as `spec` says, counting every step.
+///
+/// # Errors
+/// Before reading the file: no features, a feature named twice
+/// ([`RainError::DuplicateFeature`]), or the label among the features
+/// ([`RainError::LabelIsFeature`]: the model would be perfect and
+/// useless). Then everything [`Table::read`] refuses, a missing column, a
+/// value that is not a number (naming its file line), and too few rows or
+/// classes left after cleaning.
 pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
     if spec.features.is_empty() {
         return Err(RainError::bad("--features", "", "name at least one column"));
+    }
+    for (second, name) in spec.features.iter().enumerate() {
+        if let Some(first) = spec.features[..second].iter().position(|f| f == name) {
+            return Err(RainError::DuplicateFeature {
+                feature: name.clone(),
+                first: first + 1,
+                second: second + 1,
+            });
+        }
+    }
+    if let Some(k) = spec.features.iter().position(|f| *f == spec.label) {
+        return Err(RainError::LabelIsFeature {
+            label: spec.label.clone(),
+            position: k + 1,
+            count: spec.features.len(),
+        });
     }
     let table = Table::read(&spec.path)?;
     let label_col = table.column(&spec.label)?;
@@ -494,7 +605,7 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
         } else {
             Some(spec.target.apply(raw).map_err(|_| RainError::NonNumeric {
                 path: spec.path.clone(),
-                row: r + 2,
+                row: table.line(r),
                 column: spec.label.clone(),
                 value: raw.to_string(),
             })?)
@@ -709,5 +820,140 @@ impl Report {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch CSV file, unique to the test, with `text` in it.
+    fn csv_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rain-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.csv"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The error of `Table::read` and then `Table::features(names)`.
+    fn features_error(name: &str, text: &str, names: &[&str]) -> String {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let result = Table::read(&csv_file(name, text)).and_then(|t| t.features(&names));
+        match result {
+            Ok(_) => panic!("{name}: no error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Months 1-2 train, month 3 test, both classes in each.
+    const GOOD: &str = "month,temp,humid,pressure,precip\n\
+        1,30,50,1010,0\n1,31,60,1011,0.1\n2,32,55,1012,0\n2,33,65,1013,0.2\n\
+        3,34,52,1014,0\n3,35,66,1015,0.3\n";
+
+    fn spec(path: PathBuf, features: &[&str], label: &str) -> Spec {
+        Spec {
+            path,
+            features: features.iter().map(|f| f.to_string()).collect(),
+            label: label.into(),
+            target: Target::Binary(PositiveRule::Gt(0.0)),
+            split: Split::Range { column: "month".into(), lo: 1.0, hi: 2.0 },
+            missing: Missing::Drop,
+        }
+    }
+
+    fn load_error(spec: &Spec) -> String {
+        match load(spec) {
+            Ok(_) => panic!("{}: no error", spec.path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn good_file_loads() {
+        let ds = load(&spec(csv_file("good", GOOD), &["temp", "humid"], "precip")).unwrap();
+        assert_eq!((ds.report.train_rows, ds.report.test_rows), (4, 2));
+    }
+
+    #[test]
+    fn non_numeric_error_names_the_file_line_after_blank_lines() {
+        // Line 1 header, 2 data, 3 and 4 blank, 5 data, 6 blank, 7 bad.
+        let e = features_error("blank", "a,b\n1,2\n\n\n3,4\n\n5,warm\n", &["a", "b"]);
+        assert!(e.contains("line 7, column 'b': 'warm' is not a number"), "{e}");
+    }
+
+    #[test]
+    fn non_numeric_error_counts_quoted_newlines() {
+        // The record on line 2 spans lines 2-4; the bad one is on line 5.
+        let e = features_error("quoted", "a,b,note\n1,2,\"one\ntwo\nthree\"\n3,x,ok\n", &["a", "b"]);
+        assert!(e.contains("line 5, column 'b': 'x' is not a number"), "{e}");
+    }
+
+    #[test]
+    fn non_numeric_error_names_the_line_with_crlf_endings() {
+        let e = features_error("crlf", "a,b\r\n1,2\r\n\r\n3,4\r\nfive,6\r\n", &["a", "b"]);
+        assert!(e.contains("line 5, column 'a': 'five' is not a number"), "{e}");
+    }
+
+    #[test]
+    fn non_numeric_label_error_names_the_file_line() {
+        let text = GOOD.replace("3,35,66,1015,0.3\n", "\n\n3,35,66,1015,lots\n");
+        let e = load_error(&spec(csv_file("label", &text), &["temp", "humid"], "precip"));
+        assert!(e.contains("line 9, column 'precip': 'lots' is not a number"), "{e}");
+    }
+
+    #[test]
+    fn non_numeric_split_error_names_the_file_line() {
+        let text = GOOD.replace("3,35,66,1015,0.3\n", "\nmarch,35,66,1015,0.3\n");
+        let e = load_error(&spec(csv_file("split", &text), &["temp", "humid"], "precip"));
+        assert!(e.contains("line 8, column 'month': 'march' is not a number"), "{e}");
+    }
+
+    #[test]
+    fn table_line_is_each_records_file_line() {
+        // Blank lines, a quoted field over three lines, \r\n and a lone \r.
+        let text = "a,b\n\n1,2\n\"x\ny\nz\",3\r\n\r\n4,5\r6,7\n\n\n8,9";
+        let t = Table::read(&csv_file("lines", text)).unwrap();
+        let lines: Vec<usize> = (0..t.records.len()).map(|r| t.line(r)).collect();
+        assert_eq!(lines, [3, 4, 8, 9, 12]);
+        assert_eq!(t.records[1].get(0), Some("x\ny\nz"));
+    }
+
+    #[test]
+    fn ragged_record_error_names_the_file_line() {
+        let e = features_error("ragged", "a,b,c\n1,2,3\n\n\n4,5\n", &["a"]);
+        assert!(e.contains("is not valid CSV: line 5 has 2 fields, the header has 3"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_header_column_is_refused() {
+        let e = features_error("dup-header", "temp,humid,temp\n1,2,3\n", &["humid"]);
+        assert!(e.contains("the header names column 'temp' twice (columns 1 and 3)"), "{e}");
+    }
+
+    #[test]
+    fn unnamed_header_columns_may_repeat() {
+        // Nothing can ask for a column without a name, so it is not ambiguous.
+        let t = Table::read(&csv_file("unnamed", "a,,b,\n1,2,3,4\n")).unwrap();
+        assert_eq!(t.header, ["a", "", "b", ""]);
+    }
+
+    #[test]
+    fn label_among_the_features_is_refused() {
+        let s = spec(csv_file("label-feature", GOOD), &["temp", "humid", "pressure", "precip"], "precip");
+        let e = load_error(&s);
+        assert!(e.contains("the label 'precip' is also feature 4 of 4"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_feature_is_refused() {
+        let e = load_error(&spec(csv_file("dup-feature", GOOD), &["temp", "humid", "temp"], "precip"));
+        assert!(e.contains("--features names 'temp' twice (features 1 and 3)"), "{e}");
+    }
+
+    #[test]
+    fn zero_features_are_refused() {
+        let e = load_error(&spec(csv_file("no-features", GOOD), &[], "precip"));
+        assert!(e.contains("invalid --features ''"), "{e}");
     }
 }

@@ -16,8 +16,14 @@ pub enum RainError {
     NotCsv { path: PathBuf, detail: String },
     #[error("{path} has no column '{column}' (available: {available})")]
     MissingColumn { path: PathBuf, column: String, available: String },
-    #[error("{path}, row {row}, column '{column}': '{value}' is not a number")]
+    #[error("{path}, line {row}, column '{column}': '{value}' is not a number")]
     NonNumeric { path: PathBuf, row: usize, column: String, value: String },
+    #[error("{path}: the header names column '{column}' twice (columns {first} and {second}); rename one")]
+    DuplicateColumn { path: PathBuf, column: String, first: usize, second: usize },
+    #[error("the label '{label}' is also feature {position} of {count} in --features: the model would read the answer from its input; remove it from --features")]
+    LabelIsFeature { label: String, position: usize, count: usize },
+    #[error("--features names '{feature}' twice (features {first} and {second}); list each column once")]
+    DuplicateFeature { feature: String, first: usize, second: usize },
     #[error("no {which} rows left after cleaning {path} ({why})")]
     NoRows { path: PathBuf, which: &'static str, why: String },
     #[error(

@@ -2,6 +2,10 @@
 //! file: a probability and a label per row for a binary model, the class
 //! probabilities and the class for a softmax model (`rain train
 //! --classes`), the outputs for a regression model.
+//!
+//! The `row` column is the line number in the input file on which the
+//! record starts (the header is line 1; blank lines and line breaks inside
+//! quoted fields are counted), so a row can be found in an editor.
 
 use super::common::threshold;
 use clap::Args as ClapArgs;
@@ -116,24 +120,25 @@ pub fn run(args: &Args) -> Result<(), RainError> {
     };
     let mut k = 0;
     for r in 0..rows.len() {
+        let line = table.line(r);
         if complete.get(k) != Some(&r) {
-            out += &format!("{}{}\n", r + 2, ",".repeat(blanks));
+            out += &format!("{}{}\n", line, ",".repeat(blanks));
             continue;
         }
         let col = outputs.column(k);
         match head {
-            Head::Binary => out += &format!("{},{},{}\n", r + 2, col[0], u8::from(col[0] >= threshold)),
+            Head::Binary => out += &format!("{},{},{}\n", line, col[0], u8::from(col[0] >= threshold)),
             Head::Softmax => {
                 // argmax_k ln p_k - tau ln prior_k, the rule rain train
                 // chose (plain argmax for tau 0), the first of equals.
                 let score = |c: usize| col[c].ln() - tau * log_prior[c];
                 let class = (1..n_out).fold(0, |best, c| if score(c) > score(best) { c } else { best });
                 let ps: Vec<String> = col.iter().map(|p| p.to_string()).collect();
-                out += &format!("{},{},{}\n", r + 2, ps.join(","), short[class]);
+                out += &format!("{},{},{}\n", line, ps.join(","), short[class]);
             }
             Head::Regression => {
                 let ys: Vec<String> = col.iter().map(|y| y.to_string()).collect();
-                out += &format!("{},{}\n", r + 2, ys.join(","));
+                out += &format!("{},{}\n", line, ys.join(","));
             }
         }
         k += 1;
