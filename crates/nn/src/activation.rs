@@ -169,6 +169,22 @@ pub const BUILTIN_NAMES: [&str; 17] = [
     "identity",
 ];
 
+/// A formula error for a bare word that is close to a built-in name or a
+/// function gets a "did you mean" (`reul` -> relu).
+fn suggest(text: &str, mut e: FormulaError) -> FormulaError {
+    if text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        let best = BUILTIN_NAMES
+            .iter()
+            .chain(Formula::functions())
+            .map(|n| (strsim::jaro_winkler(text, n), *n))
+            .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
+        if best.0 > 0.8 {
+            e.message = format!("did you mean {}? {}", best.1, e.message);
+        }
+    }
+    e
+}
+
 impl<T: Element> Activation<T> {
     /// A built-in by name (see [`BUILTIN_NAMES`]; `leaky_relu:0.2`,
     /// `elu:0.5`, `snake:0.5` and `squareplus:1` choose the parameter), or
@@ -216,7 +232,7 @@ impl<T: Element> Activation<T> {
                     "elu" => (1.0, &any, "a finite number"),
                     "snake" => (1.0, &positive, "a positive number"),
                     "squareplus" => (4.0, &positive, "a positive number"),
-                    _ => return Ok(Activation::Formula(Formula::parse(t)?)),
+                    _ => return Formula::parse(t).map(Activation::Formula).map_err(|e| suggest(t, e)),
                 };
                 let value = match param {
                     None => default,
@@ -390,6 +406,18 @@ impl<T: Element> fmt::Debug for Activation<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_misspelt_name_gets_a_did_you_mean() {
+        // Issue 21, defect 7: `rain trian`-style typos named nothing close.
+        let e = Activation::<f64>::parse("reul").unwrap_err();
+        assert!(e.message.starts_with("did you mean relu?"), "{e}");
+        let e = Activation::<f64>::parse("sigmod").unwrap_err();
+        assert!(e.message.starts_with("did you mean sigmoid?"), "{e}");
+        // Nothing close, or not a bare word: no guess.
+        assert!(!Activation::<f64>::parse("zzzz").unwrap_err().message.contains("did you mean"));
+        assert!(!Activation::<f64>::parse("x * reul").unwrap_err().message.contains("did you mean"));
+    }
+
     use super::*;
     use tapegrad_tensor::{gradcheck, ndarray::ArrayD, ndarray::IxDyn, Tape};
 

@@ -231,6 +231,9 @@ pub fn finite_difference_gradients<T: Element>(
         .collect())
 }
 
+/// A parameter's name, shape, and values at its checked elements.
+type Sampled = (String, (usize, usize), Vec<f64>);
+
 /// Central differences at the listed elements (row-major indices) of each
 /// parameter, in the order of `model.params()`: per parameter its name,
 /// shape and one value per listed element. `on_progress(done, total)`
@@ -243,7 +246,7 @@ fn finite_differences_at(
     eps: f64,
     entries: &[Vec<usize>],
     on_progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<(String, (usize, usize), Vec<f64>)>, NnError> {
+) -> Result<Vec<Sampled>, NnError> {
     model.check_input(x.nrows())?;
     let y = model.targets(y, x.ncols())?;
     loss.check_head(model.head())?;
@@ -459,7 +462,7 @@ fn max_or_nan(values: impl IntoIterator<Item = f64>) -> f64 {
 /// assert!((r.rows[0].max_rel_diff - 0.1 / 2.1).abs() < 1e-12);
 /// // Gradients of 1e-9 that differ by 1e-10: relative 0.1, within a floor of 1e-9.
 /// let (tiny, off) = (params(1e-9), params(1.1e-9));
-/// # fn params(v: f64) -> Params { let mut p = Params::new(); p.insert("b1".into(), arr2(&[[v]])); p }
+/// # fn params(v: f64) -> Params<f64> { let mut p = Params::new(); p.insert("b1".into(), arr2(&[[v]])); p }
 /// assert!(!compare_gradients(&off, &tiny, 1e-6).passed());
 /// assert!(compare_gradients(&off, &tiny, Tolerance::new(1e-9, 1e-6)).passed());
 /// ```
@@ -618,13 +621,14 @@ impl GradCheck {
     /// ```
     pub const FINITE_DIFFERENCE_TOLERANCE: Tolerance = Tolerance::new(1e-8, 1e-6);
     /// The multiply-adds of the products in all the finite-difference
-    /// evaluations together, beyond which parameters are sampled: about a
-    /// second on one core.
+    /// evaluations together, beyond which parameters are sampled: a small
+    /// fraction of a second on one core, so that the check of any network
+    /// that can be trained takes seconds at most.
     ///
     /// ```
     /// assert!(tapegrad_nn::check::GradCheck::FINITE_DIFFERENCE_BUDGET >= 1e8);
     /// ```
-    pub const FINITE_DIFFERENCE_BUDGET: f64 = 1e9;
+    pub const FINITE_DIFFERENCE_BUDGET: f64 = 2e8;
     /// The fewest elements of a parameter that a sampled check compares.
     ///
     /// ```
@@ -894,5 +898,36 @@ mod tests {
         }
         approx::assert_abs_diff_eq!(max_or_nan([1.0, 3.0, 2.0]), 3.0); // a pick, no arithmetic
         approx::assert_abs_diff_eq!(max_or_nan([]), 0.0);
+    }
+
+    #[test]
+    fn the_absolute_floor_passes_rounding_and_still_fails_a_real_error() {
+        // Issue 21, defect 5: the guide's initialisation gives gradients of
+        // 1e-9, where finite differences' rounding (1e-10) was 10% "off".
+        let reference = params(arr2(&[[1e-9, -2e-9]]));
+        let rounding = params(arr2(&[[1.1e-9, -2e-9]]));
+        let tol = GradCheck::FINITE_DIFFERENCE_TOLERANCE;
+        assert!(!compare_gradients(&rounding, &reference, tol.rel).passed());
+        assert!(compare_gradients(&rounding, &reference, tol).passed());
+        // A wrong gradient of ordinary size fails with the floor too.
+        let reference = params(arr2(&[[0.5, -0.25]]));
+        let wrong = params(arr2(&[[0.5, -0.5]]));
+        assert!(!compare_gradients(&wrong, &reference, tol).passed());
+    }
+
+    #[test]
+    fn a_sampled_check_still_fails_on_a_nan() {
+        use crate::{Architecture, Init};
+        // 1 -> 1000 -> 1 on 64 examples is beyond the budget: sampled.
+        let mut model = Model::<f64>::new(&Architecture::guide(1, &[1000]), Init::HeNormal, 0).unwrap();
+        let (x, y) = (Array2::from_elem((1, 64), 0.3), Array2::from_elem((1, 64), 1.0));
+        let check = GradCheck::run(&model, x.view(), y.view(), &Loss::default()).unwrap();
+        assert!(check.passed(), "{check}");
+        let w1 = check.vs_finite_differences().rows.iter().find(|r| r.name == "W1").unwrap();
+        assert!(w1.checked < 1000 && w1.checked >= GradCheck::MIN_SAMPLE, "{check}");
+        // A NaN in one weight makes the cost NaN: every sampled entry sees it.
+        model.params_mut()["W2"][[0, 123]] = f64::NAN;
+        let check = GradCheck::run(&model, x.view(), y.view(), &Loss::default()).unwrap();
+        assert!(!check.passed() && check.layers().iter().all(|l| !l.passed), "{check}");
     }
 }

@@ -387,12 +387,20 @@ pub struct Dataset {
     pub report: Report,
 }
 
-/// The file's text; an error names a missing, unreadable or non-UTF-8 file.
+/// The file's text ([`crate::default_data`] is the built-in copy of the
+/// shipped file); an error names a missing, unreadable or non-UTF-8 file.
 pub fn read_text(path: &Path) -> Result<String, RainError> {
+    if path == crate::default_data() {
+        return Ok(SHIPPED_CSV.to_string());
+    }
     let bytes = std::fs::read(path).map_err(|source| RainError::Read { path: path.to_path_buf(), source })?;
     String::from_utf8(bytes)
         .map_err(|e| RainError::NotUtf8 { path: path.to_path_buf(), offset: e.utf8_error().valid_up_to() })
 }
+
+/// The shipped weather data, inside the binary: `rain` runs wherever it is
+/// copied.
+static SHIPPED_CSV: &str = include_str!("../data/nyc-weather-2013.csv");
 
 fn is_missing(v: &str) -> bool {
     let t = v.trim();

@@ -42,6 +42,8 @@ pub enum RainError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Nn(#[from] NnError),
+    #[error("{path}: metadata '{key}' {reason}")]
+    BadModelMetadata { path: PathBuf, key: String, reason: String },
     #[error("gradients disagree {when}: {detail} (exit status 1)")]
     GradientsDisagree { when: &'static str, detail: String },
 }

@@ -191,12 +191,19 @@ impl Staged {
             Kind::Folder => (self.temp.join(name), self.target.join(name)),
             Kind::File => (self.temp.clone(), self.target.clone()),
         };
-        let _hold = staging();
-        let result = (|| {
-            let mut f = std::fs::File::create(&path)?;
-            f.write_all(bytes)?;
-            f.sync_all()
-        })();
+        let result = {
+            let _hold = staging();
+            (|| {
+                let mut f = std::fs::File::create(&path)?;
+                f.write_all(bytes)?;
+                f.sync_all()
+            })()
+        };
+        // A test hook: stretches the write phase so that the interrupt
+        // test can land signals inside it. Never set in normal use.
+        if let Some(ms) = std::env::var("RAIN_TEST_WRITE_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         result.map_err(write_error(&shown))
     }
 

@@ -83,10 +83,30 @@ fn training_is_reproducible_bit_for_bit() {
 fn divergence_stops_with_an_error_naming_the_iteration() {
     let err = diverge(TrainConfig { epochs: 50, loss: Loss::new(0.0, 1.0).unwrap(), ..Default::default() });
     match &err {
-        NnError::NonFinite { iteration, .. } => assert!(*iteration >= 1),
+        NnError::NonFinite { iteration, trace, .. } => {
+            assert!(*iteration > 1);
+            // Without tracing on, the failing step is recorded again with
+            // it, so the message still names the op.
+            assert!(trace.as_deref().is_some_and(|t| t.contains(" produced ")), "{err}");
+        }
         e => panic!("unexpected {e}"),
     }
-    assert!(err.to_string().contains("Try a smaller learning rate"), "{err}");
+    assert!(err.to_string().contains("try a smaller learning rate"), "{err}");
+}
+
+#[test]
+fn a_nan_before_any_update_blames_the_function_not_the_learning_rate() {
+    // Issue 21, defect 7: log(x) on negative inputs said "try a smaller
+    // learning rate", at iteration 1, before any update.
+    let (x, y) = two_moons(40, 2);
+    let arch = Architecture::guide(2, &[4]).with_hidden_activation("log(x)");
+    let mut model = Model::<f64>::new(&arch, Init::HeNormal, 0).unwrap();
+    let cfg = TrainConfig { epochs: 1, ..Default::default() };
+    let err = fit(&mut model, &mut tapegrad_nn::Adam::new(0.01).unwrap(), x.view(), y.view(), &cfg, |_| {})
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("at iteration 1 ") && msg.contains("log produced NaN"), "{msg}");
+    assert!(msg.contains("not the learning rate") && !msg.contains("try a smaller"), "{msg}");
 }
 
 #[test]

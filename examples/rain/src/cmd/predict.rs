@@ -32,23 +32,44 @@ Examples:
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     /// A model file written by `rain train`.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// CSV with the model's feature columns.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Output CSV (default: stdout).
-    #[arg(long)]
+    /// Output CSV (default: stdout), written whole or not at all.
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Threshold for the label of a binary model (default: the one saved
     /// with the model).
-    #[arg(long)]
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
     pub threshold: Option<f64>,
 }
 
 /// Runs `rain predict`.
 pub fn run(args: &Args) -> Result<(), RainError> {
+    if let Some(out) = &args.out {
+        // Writing over an input would destroy it.
+        let same = |p: &std::path::Path| match (out.canonicalize(), p.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        for (what, input) in [("--data", &args.data), ("--model", &args.model)] {
+            if same(input) {
+                return Err(RainError::bad(
+                    "--out",
+                    out.display(),
+                    format!("is the {what} file; the predictions would overwrite it"),
+                ));
+            }
+        }
+    }
     let saved = tapegrad::nn::io::load::<f64>(&args.model)?;
+    let bad_meta = |key: &str, why: &str| RainError::BadModelMetadata {
+        path: args.model.clone(),
+        key: key.to_string(),
+        reason: why.to_string(),
+    };
     let arch = saved.model.architecture().clone();
     let std = saved.standardization.as_ref();
     let features: Vec<String> = match std {
@@ -75,10 +96,14 @@ pub fn run(args: &Args) -> Result<(), RainError> {
             format!("applies to binary models; this one has a {head} head"),
         ));
     }
-    let threshold = threshold(match args.threshold {
-        Some(t) => t,
-        None => saved.metadata.get("threshold").and_then(|v| v.as_f64()).unwrap_or(0.5),
-    })?;
+    let saved_threshold = match saved.metadata.get("threshold") {
+        None => None,
+        Some(v) => match v.as_f64() {
+            Some(t) if (0.0..=1.0).contains(&t) => Some(t),
+            _ => return Err(bad_meta("threshold", &format!("{v} is not a probability in [0, 1]"))),
+        },
+    };
+    let threshold = threshold(args.threshold.or(saved_threshold).unwrap_or(0.5))?;
     let complete: Vec<usize> = (0..rows.len()).filter(|&r| rows[r].iter().all(|v| v.is_some())).collect();
     let mut x = Array2::zeros((features.len(), complete.len()));
     for (j, &r) in complete.iter().enumerate() {
@@ -95,15 +120,29 @@ pub fn run(args: &Args) -> Result<(), RainError> {
     // Class names and the logit adjustment saved by `rain train --classes`.
     let classes = saved.metadata.get("classes");
     let list = |key: &str| -> Option<Vec<serde_json::Value>> { classes?.get(key)?.as_array().cloned() };
+    // Absent: plain names and argmax; present but malformed: an error.
+    let present = |key: &str| classes.and_then(|c| c.get(key)).is_some();
     let short: Vec<String> = match list("short_names") {
-        Some(v) if v.len() == n_out => v.iter().map(|s| s.as_str().unwrap_or("?").to_string()).collect(),
-        _ => (0..n_out).map(|k| format!("class{k}")).collect(),
+        Some(v) if v.len() == n_out && v.iter().all(|s| s.is_string()) => {
+            v.iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect()
+        }
+        None if !present("short_names") => (0..n_out).map(|k| format!("class{k}")).collect(),
+        _ => return Err(bad_meta("classes.short_names", &format!("must be {n_out} names, one per output"))),
     };
     let log_prior: Vec<f64> = match list("log_prior") {
-        Some(v) if v.len() == n_out => v.iter().map(|p| p.as_f64().unwrap_or(0.0)).collect(),
-        _ => vec![0.0; n_out],
+        Some(v) if v.len() == n_out && v.iter().all(|p| p.as_f64().is_some_and(f64::is_finite)) => {
+            v.iter().map(|p| p.as_f64().unwrap_or_default()).collect()
+        }
+        None if !present("log_prior") => vec![0.0; n_out],
+        _ => return Err(bad_meta("classes.log_prior", &format!("must be {n_out} finite numbers"))),
     };
-    let tau = classes.and_then(|c| c.get("tau")).and_then(|t| t.as_f64()).unwrap_or(0.0);
+    let tau = match classes.and_then(|c| c.get("tau")) {
+        None => 0.0,
+        Some(t) => t
+            .as_f64()
+            .filter(|t| t.is_finite())
+            .ok_or_else(|| bad_meta("classes.tau", "must be a finite number"))?,
+    };
     let mut out = match head {
         Head::Binary => String::from("row,probability,label\n"),
         Head::Softmax => {

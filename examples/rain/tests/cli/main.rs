@@ -1,6 +1,9 @@
 //! The `rain` binary end to end on a small slice of the shipped data: the
-//! happy path of each subcommand and every bad-input case, each of which
-//! must print one line, exit with status 2 and leave no output files.
+//! happy path of each subcommand. The bad-input cases are in
+//! `bad_input.rs`, the interrupts in `interrupts.rs`.
+
+mod bad_input;
+mod interrupts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -44,19 +47,6 @@ fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
-/// Runs a failing case: status 2, one line on stderr containing `want`,
-/// no panic, and the output folder not created.
-fn fails(args: &[&str], dir: &Path, want: &str) {
-    let out_dir = dir.join("out");
-    let o = rain().args(args).arg("--out").arg(&out_dir).output().unwrap();
-    let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{args:?}\nstdout: {stdout}\nstderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line:\n{stderr}");
-    assert!(stderr.contains(want), "{args:?}: expected '{want}' in: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
-    assert!(!out_dir.exists(), "{args:?}: output folder was created");
-}
-
 fn quick(data: &Path) -> Vec<String> {
     ["--data", data.to_str().unwrap(), "--epochs", "2", "--quiet"].iter().map(|s| s.to_string()).collect()
 }
@@ -83,8 +73,13 @@ fn train_writes_model_metrics_and_plots() {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert!(m["test"]["model"]["roc_auc"].as_f64().unwrap() > 0.8);
-    assert_eq!(m["gradient_check"]["passed"], true);
+    assert_eq!(m["gradient_check"]["before"]["passed"], true);
+    assert_eq!(m["gradient_check"]["after"]["passed"], true);
     assert!(std::fs::read_to_string(out.join("roc.svg")).unwrap().starts_with("<svg"));
+    // No temporary files beside the output.
+    let parent: Vec<_> =
+        std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(parent.iter().all(|n| !n.to_string_lossy().starts_with('.')), "{parent:?}");
 }
 
 #[test]
@@ -270,7 +265,7 @@ fn train_with_classes_reports_the_confusion_matrix_and_baselines() {
     }
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(m["gradient_check"]["passed"], true);
+    assert_eq!(m["gradient_check"]["after"]["passed"], true);
     let counts = &m["test"]["model"]["confusion"]["counts"];
     assert_eq!(counts.as_array().unwrap().len(), 3);
     let total: u64 = counts
@@ -293,114 +288,6 @@ fn train_with_classes_reports_the_confusion_matrix_and_baselines() {
     assert!(row.ends_with(",none") || row.ends_with(",light") || row.ends_with(",heavy"), "{row}");
 }
 
-#[test]
-fn bad_class_thresholds_are_one_line_and_exit_2() {
-    let d = scratch("bad-classes");
-    let data = slice(&d);
-    let q = quick(&data);
-    let run = |extra: &[&str], want: &str| {
-        let mut a: Vec<&str> = q.iter().map(|s| s.as_str()).collect();
-        a.extend(extra);
-        fails(&a, &d, want);
-    };
-    run(&["--classes", "0.05,0.01"], "thresholds must increase strictly, and 0.01 follows 0.05");
-    run(&["--classes", "0,0"], "thresholds must increase strictly");
-    run(&["--classes", "0,-0.05"], "threshold -0.05 is negative");
-    run(&["--classes=-0.01,0.02"], "threshold -0.01 is negative");
-    run(&["--classes", "0,abc"], "'abc' is not a number");
-    run(&["--classes", "0,,0.1"], "has an empty threshold");
-    run(&["--classes", "0,inf"], "is not a finite number");
-    // The largest precipitation in the data is 1.21 in/h: nothing above 5.
-    run(&["--classes", "0,5"], "no training rows in class 'heavy (> 5)'");
-    run(&["--classes", "0,0.02", "--positive", ">0.1"], "cannot be used with");
-    run(&["--classes", "0,0.02", "--pos-weight", "3"], "cannot be used with");
-    run(&["--classes", "0,0.02", "--threshold", "0.3"], "cannot be used with");
-}
-
-#[test]
-fn bad_input_is_one_line_and_exit_2() {
-    let d = scratch("bad");
-    let data = slice(&d);
-    let q = quick(&data);
-    let with = |extra: &[&str]| -> Vec<String> {
-        let mut v = q.clone();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
-    let run = |args: Vec<String>, want: &str| {
-        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        fails(&a, &d, want);
-    };
-
-    run(vec!["--data".into(), d.join("nope.csv").to_str().unwrap().into()], "cannot read");
-    let bin = d.join("binary.csv");
-    std::fs::write(&bin, b"temp,humid\n\xff\xfe,1\n").unwrap();
-    run(vec!["--data".into(), bin.to_str().unwrap().into()], "is not UTF-8");
-    let ragged = d.join("ragged.csv");
-    std::fs::write(&ragged, "a,b,c\n1,2,3\n4,5\n").unwrap();
-    run(vec!["--data".into(), ragged.to_str().unwrap().into()], "is not valid CSV");
-    run(with(&["--features", "temp,foo"]), "has no column 'foo' (available: origin, year");
-    let bad_num = d.join("badnum.csv");
-    let txt = std::fs::read_to_string(&data).unwrap();
-    let mut lines: Vec<String> = txt.lines().map(String::from).collect();
-    let mut f: Vec<String> = lines[3].split(',').map(String::from).collect();
-    f[5] = "warm".into();
-    lines[3] = f.join(",");
-    std::fs::write(&bad_num, lines.join("\n")).unwrap();
-    run(
-        vec!["--data".into(), bad_num.to_str().unwrap().into()],
-        "row 4, column 'temp': 'warm' is not a number",
-    );
-    run(with(&["--split", "month:13-14"]), "no training rows left");
-    run(with(&["--positive", ">100"]), "training labels are all negative");
-    run(with(&["--features", "year,temp"]), "feature 'year' has zero variance");
-    run(with(&["--activation", "swoosh"]), "unknown function or variable 'swoosh'");
-    run(with(&["--activation", "x * (1 +"]), "column 9");
-    run(with(&["--layers", "20,,5"]), "bad layer list");
-    run(with(&["--layers", "20,0"]), "bad layer list");
-    run(with(&["--lr", "-1"]), "invalid learning rate -1");
-    run(with(&["--lr", "NaN"]), "invalid learning rate NaN");
-    run(with(&["--lr", "0"]), "invalid learning rate 0");
-    run(with(&["--batch-size", "0"]), "batch size 0");
-    run(with(&["--optimizer", "lbfgs"]), "invalid optimizer lbfgs");
-    run(with(&["--dropout", "1.5"]), "invalid dropout rate");
-    let zero_epochs = ["--data", data.to_str().unwrap(), "--epochs", "0", "--quiet"];
-    run(zero_epochs.iter().map(|s| s.to_string()).collect(), "invalid number of epochs 0");
-    run(with(&["--early-stopping", "0"]), "invalid early-stopping patience 0");
-    run(with(&["--threshold", "1.5"]), "invalid --threshold '1.5': must be in [0, 1]");
-
-    // A model whose features the data lacks.
-    let out = d.join("model-out");
-    assert!(rain().args(&q).arg("--out").arg(&out).status().unwrap().success());
-    let two = d.join("two.csv");
-    std::fs::write(&two, "temp,humid\n50,60\n").unwrap();
-    let o = rain()
-        .args([
-            "predict",
-            "--model",
-            out.join("model.json").to_str().unwrap(),
-            "--data",
-            two.to_str().unwrap(),
-            "--out",
-        ])
-        .arg(d.join("p.csv"))
-        .output()
-        .unwrap();
-    let (_, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr.contains("the model expects 3 features (temp, humid, pressure), the data has 2 of them (missing: pressure)"), "{stderr}");
-    assert!(!d.join("p.csv").exists());
-    // A corrupt model file.
-    let bad_model = d.join("bad-model.json");
-    std::fs::write(&bad_model, "{\"format\": \"tapegrad-model\", \"vers").unwrap();
-    let o = rain()
-        .args(["predict", "--model", bad_model.to_str().unwrap(), "--data", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("corrupt or truncated"));
-}
-
 /// `rain train` for 20 epochs on the data slice in a scratch folder named
 /// `name`, with `extra` arguments; it must succeed. Returns the output
 /// folder, the data slice and standard output.
@@ -417,4 +304,92 @@ fn train_on_the_slice(name: &str, extra: &[&str]) -> (std::path::PathBuf, std::p
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stdout}\n{stderr}");
     (out, data, stdout)
+}
+
+#[test]
+fn early_stopping_shows_in_the_console_metrics_and_plot() {
+    // Issue 21, defect 11.
+    let (out, _, stdout) = train_on_the_slice("early", &["--early-stopping", "2"]);
+    assert!(stdout.contains("early stopping: "), "{stdout}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let es = &m["training"]["early_stopping"];
+    assert!(es["stopped_early"].is_boolean() && es["best_epoch"].as_u64().unwrap() >= 1, "{es}");
+    assert!(es["best_validation_cost"].as_f64().unwrap() > 0.0, "{es}");
+    let epochs = m["training"]["epochs"].as_u64().unwrap();
+    assert_eq!(es["validation_costs"].as_array().unwrap().len() as u64, epochs);
+    let stopped = es["stopped_early"].as_bool().unwrap();
+    assert_eq!(stopped, epochs < 20, "{es}");
+    let svg = std::fs::read_to_string(out.join("cost.svg")).unwrap();
+    assert!(svg.contains("validation, per epoch") && svg.contains("kept epoch"), "no validation curve");
+}
+
+#[test]
+fn metrics_json_follows_its_schema() {
+    // Issue 21, defect 11: no Rust Debug strings or field names, labelled
+    // pairs, and the run's real length.
+    let d = scratch("schema");
+    let data = slice(&d);
+    let out = d.join("out");
+    let o = rain()
+        .args(["--data", data.to_str().unwrap(), "--iterations", "70", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let raw = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    for debug in ["Size(", "Some(", "fn_", "Binary(", "Range {"] {
+        assert!(!raw.contains(debug), "'{debug}' in metrics.json");
+    }
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["schema"], "rain-metrics/1");
+    assert_eq!(m["config"]["batch_size"], 64);
+    assert_eq!(m["config"]["iterations"], 70);
+    assert!(m["config"]["epochs"].is_null(), "epochs recorded for an iteration-bound run");
+    assert_eq!(m["training"]["updates"], 70);
+    assert_eq!(m["training"]["epochs"], 2); // 41 batches an epoch
+    let best = &m["test"]["model"]["best_f1"];
+    assert!(best["threshold"].is_f64() && best["f1"].is_f64(), "{best}");
+    assert!(m["test"]["model"]["confusion"]["fn"].is_u64());
+    // Every key the schema document lists is present.
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics-json.md")).unwrap();
+    for line in doc.lines().filter_map(|l| l.strip_prefix("| `")) {
+        let pointer = line.split('`').next().unwrap();
+        assert!(m.pointer(pointer).is_some(), "{pointer} (in docs/metrics-json.md) is not in metrics.json");
+    }
+}
+
+#[test]
+fn the_cosine_schedule_ends_with_the_iterations() {
+    // Issue 21, defect 6: with --iterations the schedule ran over the 30
+    // default epochs (one full batch each), so every update after the 30th
+    // had rate 0 and 300 or 600 iterations gave the same model.
+    let d = scratch("schedule");
+    let data = slice(&d);
+    let model = |n: &str| -> serde_json::Value {
+        let out = d.join(format!("out-{n}"));
+        let o = rain()
+            .args(["--data", data.to_str().unwrap(), "--batch-size", "full", "--iterations", n])
+            .args([
+                "--dropout",
+                "0",
+                "--l2",
+                "0",
+                "--lr",
+                "0.1",
+                "--optimizer",
+                "gd",
+                "--quiet",
+                "--no-check",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (model("300"), model("600"));
+    assert_ne!(a["params"], b["params"], "600 iterations changed nothing after 300");
 }
