@@ -393,3 +393,38 @@ fn the_cosine_schedule_ends_with_the_iterations() {
     let (a, b) = (model("300"), model("600"));
     assert_ne!(a["params"], b["params"], "600 iterations changed nothing after 300");
 }
+
+#[test]
+fn help_lists_subcommands_examples_values_and_no_build_paths() {
+    let help = |args: &[&str]| {
+        let o = rain().args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}");
+        text(&o).0
+    };
+    let top = help(&["--help"]);
+    for needle in ["train", "predict", "check", "activation", "Examples:", "Exit status"] {
+        assert!(top.contains(needle), "'{needle}' not in rain --help:\n{top}");
+    }
+    assert!(!top.contains("--lr") && !top.contains("--dropout"), "rain --help dumps the training options");
+    let train = help(&["train", "--help"]);
+    for needle in [
+        "<N|full>",
+        "<PATIENCE>",
+        "[possible values: gd, momentum, nesterov, rmsprop, adam, adamw]",
+        "[possible values: constant, cosine, step, exp]",
+        "Activations: a built-in name (sigmoid, relu,",
+        "log_sigmoid",
+        "Examples:",
+        "--no-check",
+        "[default: <shipped>/nyc-weather-2013.csv]",
+    ] {
+        assert!(train.contains(needle), "'{needle}' not in rain train --help:\n{train}");
+    }
+    assert!(help(&["predict", "--help"]).contains("Output columns"));
+    assert!(help(&["check", "--help"]).contains("Exit status: 0 when the gradients agree, 1"));
+    assert!(help(&["activation", "--help"]).contains("Activations:"));
+    // Nothing points into the build tree: a copied binary's help stays true.
+    for args in [&["--help"][..], &["train", "--help"], &["predict", "--help"], &["check", "--help"]] {
+        assert!(!help(args).contains(env!("CARGO_MANIFEST_DIR")), "{args:?} shows a build path");
+    }
+}
