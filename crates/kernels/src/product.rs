@@ -80,7 +80,8 @@ pub fn matmul_gated<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, gate
     product(a, b, None, false, Some(gate))
 }
 
-/// The one product behind [`matmul`], [`affine`] and [`matmul_gated`].
+/// The one product behind [`matmul`], [`affine`] and [`matmul_gated`]:
+/// the shape checks, then the product of the concrete element type.
 #[track_caller]
 fn product<T: Element>(
     a: ArrayView2<'_, T>,
@@ -89,11 +90,68 @@ fn product<T: Element>(
     relu: bool,
     gate: Option<&[T]>,
 ) -> Array2<T> {
+    check_shapes(&a, &b, bias.as_ref(), gate);
+    use std::any::TypeId;
+    // The kernels are compiled here, for f32 and f64, whatever the caller's
+    // optimisation level: a generic call would compile them again in every
+    // crate that multiplies (in test builds, at opt-level 1).
+    // SAFETY: each transmute is from T to the type T was just tested to be.
+    unsafe {
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            std::mem::transmute::<Array2<f32>, Array2<T>>(product_f32(
+                std::mem::transmute::<ArrayView2<'_, T>, ArrayView2<'_, f32>>(a),
+                std::mem::transmute::<ArrayView2<'_, T>, ArrayView2<'_, f32>>(b),
+                std::mem::transmute::<Option<ArrayView2<'_, T>>, Option<ArrayView2<'_, f32>>>(bias),
+                relu,
+                std::mem::transmute::<Option<&[T]>, Option<&[f32]>>(gate),
+            ))
+        } else {
+            std::mem::transmute::<Array2<f64>, Array2<T>>(product_f64(
+                std::mem::transmute::<ArrayView2<'_, T>, ArrayView2<'_, f64>>(a),
+                std::mem::transmute::<ArrayView2<'_, T>, ArrayView2<'_, f64>>(b),
+                std::mem::transmute::<Option<ArrayView2<'_, T>>, Option<ArrayView2<'_, f64>>>(bias),
+                relu,
+                std::mem::transmute::<Option<&[T]>, Option<&[f64]>>(gate),
+            ))
+        }
+    }
+}
+
+#[inline(never)]
+fn product_f32(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    bias: Option<ArrayView2<'_, f32>>,
+    relu: bool,
+    gate: Option<&[f32]>,
+) -> Array2<f32> {
+    product_of(a, b, bias, relu, gate)
+}
+
+#[inline(never)]
+fn product_f64(
+    a: ArrayView2<'_, f64>,
+    b: ArrayView2<'_, f64>,
+    bias: Option<ArrayView2<'_, f64>>,
+    relu: bool,
+    gate: Option<&[f64]>,
+) -> Array2<f64> {
+    product_of(a, b, bias, relu, gate)
+}
+
+/// The product's panics on shapes that do not fit (at the caller's line).
+#[track_caller]
+fn check_shapes<T: Element>(
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    bias: Option<&ArrayView2<'_, T>>,
+    gate: Option<&[T]>,
+) {
     let ((m, k), n) = (a.dim(), b.ncols());
     if b.nrows() != k {
         panic!("matmul: shapes {:?} and {:?} are not (n, k) and (k, m)", a.shape(), b.shape());
     }
-    if let Some(v) = &bias {
+    if let Some(v) = bias {
         if v.dim() != (m, 1) {
             panic!("affine: bias of shape {:?} for a product with {m} rows; expected ({m}, 1)", v.shape());
         }
@@ -103,6 +161,18 @@ fn product<T: Element>(
             panic!("matmul_gated: gate of {} values for a product of shape [{m}, {n}]", g.len());
         }
     }
+}
+
+/// The product on checked shapes.
+fn product_of<T: Element>(
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    bias: Option<ArrayView2<'_, T>>,
+    relu: bool,
+    gate: Option<&[T]>,
+) -> Array2<T> {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    debug_assert_eq!(b.nrows(), k);
     let epi = Epilogue {
         bias: bias.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
         bias_stride: bias.as_ref().map_or(0, |v| v.strides()[0]),

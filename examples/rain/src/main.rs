@@ -20,6 +20,7 @@ Examples:
   rain train --classes                     no rain / light / heavy, softmax head
   rain check --layers 8 --l2 0.5           verify gradients (exit status 1 if they disagree)
   rain predict --model rain-out/model.json --data new.csv --out predictions.csv
+  rain compare --activations relu,tanh,swish --seeds 5
   rain activation gelu \"x * tanh(softplus(x))\"
 
 Exit status: 0 success, 1 gradients disagree (check, train --strict-check),
@@ -47,6 +48,10 @@ enum Command {
     /// differences, per parameter (exit status 1 if they disagree).
     #[command(after_help = format!("{}\n\n{}", cmd::common::activations_help(), cmd::check::EXAMPLES))]
     Check(cmd::check::Args),
+    /// Compare activations or optimizers: each trained with the same data,
+    /// network and N seeds; one table of test figures (mean +- sd).
+    #[command(after_help = format!("{}\n\n{}", cmd::common::activations_help(), cmd::compare::EXAMPLES))]
+    Compare(cmd::compare::Args),
     /// Plot activations (names or formulas in x) with their derivatives,
     /// computed by autodiff: one with f, f' and f'', several on one chart.
     #[command(after_help = format!("{}\n\n{}", cmd::common::activations_help(), cmd::activation::EXAMPLES))]
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cmd::train::run(&a),
         Command::Predict(a) => cmd::predict::run(&a),
         Command::Check(a) => cmd::check::run(&a),
+        Command::Compare(a) => cmd::compare::run(&a),
         Command::Activation(a) => cmd::activation::run(&a),
     };
     match result {

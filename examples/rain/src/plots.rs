@@ -114,3 +114,56 @@ pub fn lines_with_legend(
     }
     Ok(svg)
 }
+
+/// A curve with a band around it: the mean of several runs, and their
+/// lowest and highest values at each x.
+pub struct Band {
+    pub name: String,
+    pub mean: Vec<(f64, f64)>,
+    pub lo: Vec<(f64, f64)>,
+    pub hi: Vec<(f64, f64)>,
+}
+
+/// A line chart of bands: each entry's mean as a line, its band shaded in
+/// the same colour.
+pub fn bands(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let edges: Vec<Series<'_>> =
+            bands.iter().flat_map(|b| [Series::new("", &b.lo), Series::new("", &b.hi)]).collect();
+        let (xr, yr) = (range(&edges, |p| p.0), range(&edges, |p| p.1));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| e.to_string())?;
+        for (i, b) in bands.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let outline: Vec<(f64, f64)> =
+                b.lo.iter().chain(b.hi.iter().rev()).copied().filter(|p| p.1.is_finite()).collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled())))
+                .map_err(|e| e.to_string())?;
+            let points = b.mean.iter().copied().filter(|p| p.1.is_finite());
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(b.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}

@@ -5,5 +5,6 @@ pub mod activation;
 pub mod check;
 pub mod classes;
 pub mod common;
+pub mod compare;
 pub mod predict;
 pub mod train;

@@ -3,20 +3,15 @@
 //! the multi-class run of `classes.rs`.
 
 use super::classes;
-use super::common::{
-    check_and_train, check_fits, checks_json, cost_svg, head_name, parse_batch, threshold, training_json,
-    value_name, Batch, CheckMode, DataArgs, Dtype, ModelArgs, OptimizerName, ScheduleName, TrainSetup,
-};
+pub use super::common::TrainArgs as Args;
+use super::common::{check_and_train, check_fits, checks_json, cost_svg, threshold, training_json, updates};
+use super::common::{Batch, Dtype, TrainSetup};
 use crate::plots::{self, Series};
-use clap::Args as ClapArgs;
-use rain::data::{self, Report, Spec, Target};
+use rain::data::{self, Report, Target};
 use rain::error::RainError;
 use rain::output::Staged;
-use std::path::PathBuf;
 use tapegrad::nn::metrics::{self, Metrics};
-use tapegrad::nn::{
-    io, Architecture, EarlyStopping, History, Loss, Model, Schedule, Standardization, TrainConfig,
-};
+use tapegrad::nn::{io, Architecture, History, Model, Standardization, TrainConfig};
 use tapegrad::tensor::Element;
 
 /// Examples in `rain train --help`.
@@ -31,88 +26,6 @@ Examples:
 
 Outputs: DIR/model.json, metrics.json (schema: docs/metrics-json.md), cost.svg, roc.svg, pr.svg,
 written together at the end; the folder is replaced as a whole.";
-
-/// The arguments of `rain train` (and of bare `rain`).
-#[derive(ClapArgs, Debug, Clone)]
-pub struct Args {
-    #[command(flatten)]
-    pub data: DataArgs,
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Element type of the model and its training.
-    #[arg(long, value_enum, default_value_t = Dtype::F64)]
-    pub dtype: Dtype,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
-    pub optimizer: OptimizerName,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.003, value_name = "RATE", allow_hyphen_values = true)]
-    pub lr: f64,
-    /// Passes over the training data.
-    #[arg(long, default_value_t = 30, value_name = "N", conflicts_with = "iterations")]
-    pub epochs: usize,
-    /// Instead of --epochs: the number of updates.
-    #[arg(long, value_name = "N")]
-    pub iterations: Option<usize>,
-    /// Learning-rate schedule over the run (its epochs, or its updates with
-    /// --iterations): cosine (to 0 at the end), constant, step (x0.5 every
-    /// 10 epochs) or exp (x0.95 per epoch).
-    #[arg(long, value_enum, default_value_t = ScheduleName::Cosine)]
-    pub schedule: ScheduleName,
-    /// Stop when the cost on a held-out 10% of the training rows has not
-    /// improved for PATIENCE epochs, and keep the best epoch's weights.
-    #[arg(long, value_name = "PATIENCE")]
-    pub early_stopping: Option<usize>,
-    /// Examples per update, or "full" for the guide's full batch.
-    #[arg(long, default_value = "64", value_name = "N|full", value_parser = parse_batch)]
-    pub batch_size: Batch,
-    /// L2 strength lambda (cost + lambda/2m sum ||W||^2, m = batch size).
-    #[arg(long, default_value_t = 0.1, value_name = "LAMBDA", allow_hyphen_values = true)]
-    pub l2: f64,
-    /// Dropout rate on hidden layers, in [0, 1).
-    #[arg(long, default_value_t = 0.1, value_name = "RATE", allow_hyphen_values = true)]
-    pub dropout: f64,
-    /// Weight of positive examples in the cost (imbalanced classes; not
-    /// with --classes).
-    #[arg(
-        long,
-        default_value_t = 1.0,
-        value_name = "W",
-        allow_hyphen_values = true,
-        conflicts_with = "classes"
-    )]
-    pub pos_weight: f64,
-    /// Threshold on the probability for the rain label. Default: for each
-    /// model, the threshold with the best F1 on the training rows (with 3%
-    /// rain, 0.5 would almost never say rain). Not with --classes.
-    #[arg(long, value_name = "P", allow_hyphen_values = true, conflicts_with = "classes")]
-    pub threshold: Option<f64>,
-    /// Output folder; the run replaces it as a whole, once everything
-    /// succeeded (model.json, metrics.json, cost.svg, roc.svg, pr.svg).
-    #[arg(long, default_value = "rain-out", value_name = "DIR")]
-    pub out: PathBuf,
-    /// When the cost turns NaN or infinite, name the first op (and source
-    /// line) that produced a non-finite value.
-    #[arg(long)]
-    pub trace_nonfinite: bool,
-    /// Print the full gradient tables, not one line per layer.
-    #[arg(long)]
-    pub check_grads: bool,
-    /// Skip the gradient checks before and after training.
-    #[arg(long, conflicts_with_all = ["check_grads", "strict_check"])]
-    pub no_check: bool,
-    /// End the run with exit status 1, writing nothing, when a gradient
-    /// check fails.
-    #[arg(long)]
-    pub strict_check: bool,
-    /// Print only errors.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Print a machine-readable summary on stdout (and nothing else): the
-    /// contents of metrics.json on one line.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Runs `rain train`.
 pub fn run(args: &Args) -> Result<(), RainError> {
@@ -136,102 +49,8 @@ fn evaluate(labels: &[bool], scores: &[f64], threshold: f64) -> Outcome {
     }
 }
 
-/// Everything that can be checked before reading data, checked.
-fn setup(args: &Args) -> Result<TrainSetup, RainError> {
-    let spec: Spec = args.data.spec()?;
-    let arch = args.model.architecture(spec.features.len(), &spec.target)?;
-    let init = args.model.init()?;
-    let loss = Loss::new(args.l2, args.pos_weight)?;
-    let optimizer = value_name(&args.optimizer);
-    // The optimizer's rate, checked once here.
-    tapegrad::nn::optim::by_name::<f64>(&optimizer, args.lr)?;
-    args.threshold.map(threshold).transpose()?;
-    let cfg = TrainConfig {
-        epochs: if args.iterations.is_some() { usize::MAX } else { args.epochs },
-        batch_size: match args.batch_size {
-            Batch::Full => None,
-            Batch::Size(n) => Some(n),
-        },
-        seed: args.data.seed,
-        loss,
-        dropout: args.dropout,
-        max_iterations: args.iterations,
-        trace_nonfinite: args.trace_nonfinite,
-        schedule: match args.schedule {
-            ScheduleName::Constant => Schedule::Constant,
-            ScheduleName::Cosine => Schedule::Cosine { min_lr: 0.0 },
-            ScheduleName::Step => Schedule::Step { every: 10, gamma: 0.5 },
-            ScheduleName::Exp => Schedule::Exponential { gamma: 0.95 },
-        },
-        early_stopping: args
-            .early_stopping
-            .map(|patience| EarlyStopping { validation_fraction: 0.1, patience }),
-        ..Default::default()
-    };
-    // Epochs, dropout, patience and the rest, checked once by the library
-    // (and again by fit): here so that a bad value fails before any work.
-    cfg.validate()?;
-    let dtype = value_name(&args.dtype);
-    let model_line = format!(
-        "model: layers {:?}, {} hidden, {}; {} init; {} (lr {}), batch {}, {}, {}",
-        arch.sizes(),
-        args.model.activation,
-        head_name(arch.head),
-        init,
-        optimizer,
-        args.lr,
-        match args.batch_size {
-            Batch::Full => "full".to_string(),
-            Batch::Size(n) => n.to_string(),
-        },
-        match args.iterations {
-            Some(n) => format!("{n} iterations"),
-            None => format!("{} epochs", args.epochs),
-        },
-        dtype
-    );
-    // The `config` object of metrics.json (docs/metrics-json.md).
-    let config_json = serde_json::json!({"layers": arch.sizes(), "activation": args.model.activation,
-        "head": arch.head, "init": init.to_string(), "optimizer": optimizer, "lr": args.lr,
-        "schedule": value_name(&args.schedule),
-        "epochs": if args.iterations.is_some() { None } else { Some(args.epochs) }, "iterations": args.iterations,
-        "batch_size": match args.batch_size { Batch::Full => serde_json::json!("full"), Batch::Size(n) => serde_json::json!(n) },
-        "l2": args.l2, "dropout": args.dropout, "pos_weight": args.pos_weight, "dtype": dtype,
-        "seed": args.data.seed, "early_stopping_patience": args.early_stopping});
-    Ok(TrainSetup {
-        spec,
-        arch,
-        init,
-        cfg,
-        optimizer,
-        lr: args.lr,
-        human: !args.quiet && !args.json,
-        check_grads: args.check_grads,
-        check: if args.no_check {
-            CheckMode::Skip
-        } else if args.strict_check {
-            CheckMode::Strict
-        } else {
-            CheckMode::Report
-        },
-        updates: 0,
-        out: args.out.clone(),
-        config_json,
-        model_line,
-    })
-}
-
-/// The number of updates training will make on `m` examples.
-fn updates(args: &Args, m: usize) -> u64 {
-    let batches = match args.batch_size {
-        Batch::Full => 1,
-        Batch::Size(b) => m.div_ceil(b),
-    };
-    args.iterations.unwrap_or(args.epochs * batches) as u64
-}
-
 fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
-    let mut setup = setup(args)?;
+    let mut setup = TrainSetup::new(args, "rain-out")?;
     let ds = data::load(&setup.spec)?;
     let m = ds.train_x.ncols();
     setup.updates = updates(args, m);
@@ -241,7 +60,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     };
     check_fits(&setup.arch, batch, std::mem::size_of::<T>())?;
     // Refused before any work: the previous output stays as it is.
-    let staged = Staged::folder(&args.out)?;
+    let staged = Staged::folder(&setup.out)?;
     if let Target::Classes(c) = &setup.spec.target {
         let c = c.clone();
         return classes::run::<T>(&setup, &c, &ds, staged, args.json);
@@ -327,7 +146,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         staged.write(name, svg.as_bytes())?;
     }
     staged.commit()?;
-    say(&format!("\nwrote {}/{{model.json, metrics.json, cost.svg, roc.svg, pr.svg}}", args.out.display()));
+    say(&format!("\nwrote {}/{{model.json, metrics.json, cost.svg, roc.svg, pr.svg}}", setup.out.display()));
     if args.json {
         println!("{}", serde_json::to_string(&summary).expect("json"));
     }

@@ -294,6 +294,22 @@ fn bad_models_and_predictions() {
     s.fails(&["activation", "tanh", "--range", "4:-4", "--out", "{prev}"], "expected A:B with A < B");
     s.fails(&["activation", "nope", "--out", "{prev}"], "unknown function or variable 'nope'");
     s.fails(&["activation", "tanh", "--out", "{dir}/afile"], "afile");
+    // compare.
+    let cmp = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["compare", "--data", "{data}", "--epochs", "1", "--quiet", "--out", "{prev}"];
+        v.extend_from_slice(extra);
+        v
+    };
+    s.fails(&cmp(&[]), "required arguments were not provided: --activations");
+    s.fails(&cmp(&["--activations", " , "]), "name at least one activation or optimizer");
+    s.fails(&cmp(&["--activations", "relu,swoosh"]), "unknown function or variable 'swoosh'");
+    s.fails(&cmp(&["--activations", "relu,relu"]), "is listed twice");
+    s.fails(&cmp(&["--optimizers", "adam,lbfgs"]), "invalid value 'lbfgs' for '--optimizers");
+    s.fails(&cmp(&["--activations", "relu", "--optimizers", "adam"]), "cannot be used with");
+    s.fails(&cmp(&["--activations", "relu", "--seeds", "0"]), "--seeds");
+    s.fails(&cmp(&["--activations", "relu", "--jobs", "0"]), "--jobs");
+    s.fails(&cmp(&["--activations", "relu", "--classes"]), "binary runs only");
+    s.fails(&cmp(&["--activations", "relu", "--lr", "-1"]), "invalid learning rate -1");
     s.report();
 }
 

@@ -428,3 +428,102 @@ fn help_lists_subcommands_examples_values_and_no_build_paths() {
         assert!(!help(args).contains(env!("CARGO_MANIFEST_DIR")), "{args:?} shows a build path");
     }
 }
+
+#[test]
+fn compare_trains_every_entry_with_every_seed_and_sorts_the_table() {
+    let d = scratch("compare");
+    let data = slice(&d);
+    let out = d.join("cmp");
+    let o = rain()
+        .args(["compare", "--activations", "relu,tanh,max(x, 0.1 * x)", "--seeds", "2", "--epochs", "2"])
+        .args(["--data", data.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for name in ["relu", "tanh", "max(x, 0.1 * x)", "ROC-AUC", "+-", "6 runs (3 activations x 2 seeds)"] {
+        assert!(stdout.contains(name), "'{name}' not in:\n{stdout}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    let auc: Vec<f64> = entries.iter().map(|e| e["roc_auc"]["mean"].as_f64().unwrap()).collect();
+    assert!(auc.windows(2).all(|w| w[0] >= w[1]), "not sorted: {auc:?}");
+    for e in entries {
+        let runs = e["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0]["seed"], 0);
+        assert_eq!(runs[1]["seed"], 1);
+        // The mean is the mean of the runs.
+        let m: f64 = runs.iter().map(|r| r["metrics"]["roc_auc"].as_f64().unwrap()).sum::<f64>() / 2.0;
+        approx::assert_relative_eq!(m, e["roc_auc"]["mean"].as_f64().unwrap(), max_relative = 1e-12);
+        // two additions
+    }
+    let svg = std::fs::read_to_string(out.join("compare.svg")).unwrap();
+    assert!(svg.contains("relu") && svg.contains("tanh") && svg.contains("<polygon"), "no bands");
+    // One seed on one thread gives the same figures as on two: runs are independent.
+    let one = |jobs: &str| -> serde_json::Value {
+        let out = d.join(format!("j{jobs}"));
+        let o = rain()
+            .args([
+                "compare",
+                "--optimizers",
+                "gd,adam",
+                "--seeds",
+                "2",
+                "--epochs",
+                "1",
+                "--jobs",
+                jobs,
+                "--quiet",
+            ])
+            .args(["--data", data.to_str().unwrap(), "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+        v["entries"].as_array().unwrap().iter().map(|e| e["runs"].clone()).collect()
+    };
+    let (a, b) = (one("1"), one("2"));
+    let strip = |v: &serde_json::Value| -> String {
+        // Training times differ; everything else must not.
+        let mut v = v.clone();
+        for runs in v.as_array_mut().unwrap() {
+            for r in runs.as_array_mut().unwrap() {
+                r.as_object_mut().unwrap().remove("train_seconds");
+            }
+        }
+        v.to_string()
+    };
+    assert_eq!(strip(&a), strip(&b));
+}
+
+#[test]
+fn a_wide_network_is_checked_on_a_sample_and_the_check_can_be_skipped() {
+    // Issue 21, defect 9: --layers 100000 sat for minutes in the
+    // finite-difference check, which grew with the square of the width.
+    let d = scratch("wide");
+    let data = slice(&d);
+    let o = rain().args(["check", "--data", data.to_str().unwrap(), "--layers", "20000"]).output().unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("of 60000 entries sampled") && stdout.contains("gradients agree"), "{stdout}");
+    let o = rain()
+        .args(["--data", data.to_str().unwrap(), "--epochs", "1", "--no-check", "--out"])
+        .arg(d.join("o"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("gradient check skipped (--no-check)") && !stdout.contains("layer 1:"),
+        "{stdout}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("o").join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["gradient_check"]["skipped"], true);
+}

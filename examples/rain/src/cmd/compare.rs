@@ -1,0 +1,373 @@
+//! `rain compare`: several activations, or several optimizers, each
+//! trained on the same split and standardisation with the same network and
+//! N seeds; one table of test figures (mean and standard deviation over the
+//! seeds) sorted by the chosen metric, `compare.json`, and `compare.svg`
+//! with every entry's cost curve (mean over seeds, band from the lowest to
+//! the highest). Runs go to as many threads as `--jobs` (default: the
+//! cores), each run on one.
+
+use super::common::{check_fits, split_top_level, value_name, Dtype, OptimizerName, TrainArgs, TrainSetup};
+use crate::plots::{self, Band};
+use clap::{Args as ClapArgs, ValueEnum};
+use rain::data::{self, Dataset, Target};
+use rain::error::RainError;
+use rain::output::Staged;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+use tapegrad::nn::metrics::{self, Metrics};
+use tapegrad::nn::{Activation, Model, NnError, Standardization};
+use tapegrad::tensor::ndarray::Array2;
+use tapegrad::tensor::Element;
+
+/// Examples in `rain compare --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  rain compare --activations relu,tanh,swish,\"x * tanh(softplus(x))\"
+  rain compare --optimizers gd,momentum,adam --lr 0.01 --seeds 3
+  rain compare --activations relu,gelu --metric ap --layers 32,16 --epochs 10
+
+Outputs: DIR/compare.json and compare.svg (default DIR: rain-compare), written together.";
+
+/// The metric the table is sorted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Metric {
+    RocAuc,
+    Ap,
+    F1,
+}
+
+/// The arguments of `rain compare`.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct Args {
+    /// Activations to compare, comma-separated; a formula may hold commas
+    /// inside parentheses (`max(x, 0)`).
+    #[arg(
+        long,
+        value_name = "A,B,...",
+        conflicts_with = "optimizers",
+        required_unless_present = "optimizers"
+    )]
+    pub activations: Option<String>,
+    /// Instead of --activations: optimizers to compare (with --activation).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME,...")]
+    pub optimizers: Vec<OptimizerName>,
+    /// Seeds per entry: --seed, --seed + 1, ...
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub seeds: usize,
+    /// The metric the table is sorted by (test split).
+    #[arg(long, value_enum, default_value_t = Metric::RocAuc)]
+    pub metric: Metric,
+    /// Runs at a time [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// One entry of the comparison: an activation or an optimizer.
+#[derive(Clone, Debug)]
+struct Entry {
+    name: String,
+    activation: String,
+    optimizer: String,
+}
+
+/// One trained run.
+#[derive(Clone, Debug)]
+struct Run {
+    seed: u64,
+    metrics: Metrics,
+    seconds: f64,
+    epoch_costs: Vec<f64>,
+}
+
+/// Runs `rain compare`.
+pub fn run(args: &Args) -> Result<(), RainError> {
+    match args.train.dtype {
+        Dtype::F32 => run_typed::<f32>(args),
+        Dtype::F64 => run_typed::<f64>(args),
+    }
+}
+
+fn entries(args: &Args) -> Result<Vec<Entry>, RainError> {
+    let list: Vec<Entry> = match &args.activations {
+        Some(text) => split_top_level(text)
+            .into_iter()
+            .map(|a| {
+                // Every name is parsed before any work, so a bad one fails alone.
+                Activation::<f64>::parse(&a).map_err(NnError::from)?;
+                Ok(Entry { name: a.clone(), activation: a, optimizer: value_name(&args.train.optimizer) })
+            })
+            .collect::<Result<_, RainError>>()?,
+        None => args
+            .optimizers
+            .iter()
+            .map(|o| Entry {
+                name: value_name(o),
+                activation: args.train.model.activation.clone(),
+                optimizer: value_name(o),
+            })
+            .collect(),
+    };
+    if list.is_empty() {
+        return Err(RainError::bad("--activations", "", "name at least one activation or optimizer"));
+    }
+    for (i, e) in list.iter().enumerate() {
+        if list[..i].iter().any(|f| f.name == e.name) {
+            return Err(RainError::bad("compare list", &e.name, "is listed twice"));
+        }
+    }
+    Ok(list)
+}
+
+fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
+    if args.seeds == 0 {
+        return Err(RainError::bad("--seeds", 0, "must be at least 1"));
+    }
+    if args.jobs == Some(0) {
+        return Err(RainError::bad("--jobs", 0, "must be at least 1"));
+    }
+    let list = entries(args)?;
+    let setup = TrainSetup::new(&args.train, "rain-compare")?;
+    if matches!(setup.spec.target, Target::Classes(_)) {
+        return Err(RainError::bad("--classes", "", "rain compare scores binary runs only, for now"));
+    }
+    // Each entry's network and optimizer, checked before any work.
+    let setups: Vec<TrainSetup> = list
+        .iter()
+        .map(|e| {
+            let mut a = args.train.clone();
+            a.model.activation = e.activation.clone();
+            a.optimizer = OptimizerName::from_str(&e.optimizer, false).expect("a listed optimizer");
+            a.quiet = true;
+            a.no_check = true;
+            TrainSetup::new(&a, "rain-compare")
+        })
+        .collect::<Result<_, _>>()?;
+    let ds = data::load(&setup.spec)?;
+    let m = ds.train_x.ncols();
+    let batch = setup.cfg.batch_size.unwrap_or(m).min(m);
+    check_fits(&setup.arch, batch, std::mem::size_of::<T>())?;
+    let staged = Staged::folder(&setup.out)?;
+    if !args.train.quiet && !args.train.json {
+        println!("{}", ds.report.describe(&setup.spec));
+    }
+    let stdz = Standardization::fit(ds.train_x.view(), &setup.spec.features)?;
+    let data = Prepared::new(&ds, &stdz)?;
+
+    let jobs: Vec<(usize, u64)> = (0..list.len())
+        .flat_map(|e| (0..args.seeds as u64).map(move |k| (e, args.train.data.seed + k)))
+        .collect();
+    let threads = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Run, RainError>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let bar = if args.train.quiet || args.train.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(jobs.len() as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("  training {bar:30} {pos}/{len} runs [{elapsed}]")
+            .expect("template"),
+    );
+    let t0 = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(jobs.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(e, seed)) = jobs.get(i) else { break };
+                    let r = one_run::<T>(&setups[e], seed, &data);
+                    let failed = r.is_err();
+                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                    bar.inc(1);
+                    if failed {
+                        // The first error ends the comparison: no more runs.
+                        next.store(jobs.len(), Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let wall = t0.elapsed().as_secs_f64();
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); list.len()];
+    for (slot, &(e, _)) in results.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().zip(&jobs) {
+        match slot {
+            Some(Ok(run)) => runs[e].push(run),
+            Some(Err(err)) => return Err(err),
+            None => {}
+        }
+    }
+
+    let summary: Vec<Summary> = list.iter().zip(&runs).map(|(e, r)| Summary::of(e, r)).collect();
+    let mut order: Vec<usize> = (0..summary.len()).collect();
+    let key = |s: &Summary| match args.metric {
+        Metric::RocAuc => s.roc_auc.0,
+        Metric::Ap => s.ap.0,
+        Metric::F1 => s.f1.0,
+    };
+    order.sort_by(|&a, &b| key(&summary[b]).total_cmp(&key(&summary[a])));
+    let table = table(&summary, &order, args.seeds);
+    let what = if args.activations.is_some() { "activations" } else { "optimizers" };
+    let how = format!(
+        "{} runs ({} {what} x {} seeds) on {threads} thread(s) in {wall:.1} s; test split, mean +- sd over the seeds, sorted by {}",
+        jobs.len(),
+        list.len(),
+        args.seeds,
+        value_name(&args.metric)
+    );
+    if !args.train.quiet && !args.train.json {
+        println!("\n{}\n{how}:\n{table}", setup.model_line);
+    }
+
+    let bands: Vec<Band> = order.iter().map(|&i| band_of(&summary[i].name, &runs[i])).collect();
+    let svg = plots::bands(
+        &format!("training cost per epoch, {} seeds (mean; band: lowest to highest)", args.seeds),
+        "epoch",
+        "training cost",
+        &bands,
+    )
+    .map_err(|e| RainError::bad("plot", "compare.svg", e))?;
+    let json = serde_json::json!({
+        "schema": "rain-compare/1",
+        "compared": what,
+        "metric": value_name(&args.metric),
+        "config": setup.config_json,
+        "seeds": (0..args.seeds as u64).map(|k| args.train.data.seed + k).collect::<Vec<_>>(),
+        "threads": threads,
+        "wall_seconds": wall,
+        "entries": order.iter().map(|&i| summary[i].json(&runs[i])).collect::<Vec<_>>(),
+    });
+    staged.write("compare.json", serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
+    staged.write("compare.svg", svg.as_bytes())?;
+    staged.commit()?;
+    if args.train.json {
+        println!("{}", serde_json::to_string(&json).expect("json"));
+    } else if !args.train.quiet {
+        println!("wrote {}/{{compare.json, compare.svg}}", setup.out.display());
+    }
+    Ok(())
+}
+
+/// The standardised data every run shares.
+struct Prepared {
+    x_train: Array2<f64>,
+    y_train: Array2<f64>,
+    x_test: Array2<f64>,
+    train_labels: Vec<bool>,
+    test_labels: Vec<bool>,
+}
+
+impl Prepared {
+    fn new(ds: &Dataset, stdz: &Standardization) -> Result<Self, RainError> {
+        Ok(Prepared {
+            x_train: stdz.apply(ds.train_x.view())?,
+            y_train: ds.train_y.clone(),
+            x_test: stdz.apply(ds.test_x.view())?,
+            train_labels: ds.train_y.iter().map(|&v| v == 1.0).collect(),
+            test_labels: ds.test_y.iter().map(|&v| v == 1.0).collect(),
+        })
+    }
+}
+
+/// Trains one entry with one seed and scores it on the test split, the
+/// threshold chosen on the training rows (as `rain train` does).
+fn one_run<T: Element>(setup: &TrainSetup, seed: u64, data: &Prepared) -> Result<Run, RainError> {
+    let mut model = Model::<T>::new(&setup.arch, setup.init, seed)?;
+    let mut opt = setup.optimizer::<T>()?;
+    let cfg = tapegrad::nn::TrainConfig { seed, ..setup.cfg.clone() };
+    let (x, y) = (data.x_train.mapv(T::cast), data.y_train.mapv(T::cast));
+    let t0 = Instant::now();
+    let history = tapegrad::nn::fit(&mut model, opt.as_mut(), x.view(), y.view(), &cfg, |_| {})?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let scores = |x: &Array2<f64>| -> Result<Vec<f64>, RainError> {
+        Ok(model.predict_proba(x.mapv(T::cast).view())?.iter().map(|v| v.as_f64()).collect())
+    };
+    let threshold =
+        metrics::best_f1_threshold(&data.train_labels, &scores(&data.x_train)?).map_or(0.5, |(t, _)| t);
+    let metrics = Metrics::compute(&data.test_labels, &scores(&data.x_test)?, threshold);
+    Ok(Run { seed, metrics, seconds, epoch_costs: history.epoch_costs })
+}
+
+/// An entry's figures over its seeds: (mean, standard deviation).
+struct Summary {
+    name: String,
+    roc_auc: (f64, f64),
+    ap: (f64, f64),
+    f1: (f64, f64),
+    seconds: (f64, f64),
+}
+
+/// Mean and sample standard deviation (0 for one value); NaN if any is.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+impl Summary {
+    fn of(e: &Entry, runs: &[Run]) -> Self {
+        let col = |f: &dyn Fn(&Run) -> f64| mean_sd(&runs.iter().map(f).collect::<Vec<_>>());
+        Summary {
+            name: e.name.clone(),
+            roc_auc: col(&|r| r.metrics.roc_auc.unwrap_or(f64::NAN)),
+            ap: col(&|r| r.metrics.average_precision.unwrap_or(f64::NAN)),
+            f1: col(&|r| r.metrics.f1),
+            seconds: col(&|r| r.seconds),
+        }
+    }
+
+    fn json(&self, runs: &[Run]) -> serde_json::Value {
+        let ms = |(mean, sd): (f64, f64)| serde_json::json!({"mean": mean, "sd": sd});
+        serde_json::json!({
+            "name": self.name,
+            "roc_auc": ms(self.roc_auc),
+            "average_precision": ms(self.ap),
+            "f1": ms(self.f1),
+            "train_seconds": ms(self.seconds),
+            "runs": runs.iter().map(|r| serde_json::json!({
+                "seed": r.seed, "metrics": r.metrics, "train_seconds": r.seconds, "epoch_costs": r.epoch_costs,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn table(s: &[Summary], order: &[usize], seeds: usize) -> String {
+    let width = s.iter().map(|e| e.name.chars().count()).max().unwrap_or(5).max(5);
+    let mut out = format!(
+        "  {:<width$}  {:>17}  {:>17}  {:>17}  {:>9}\n",
+        "entry", "ROC-AUC", "avg precision", "F1", "train s"
+    );
+    let pm = |(m, sd): (f64, f64)| if seeds > 1 { format!("{m:.4} +- {sd:.4}") } else { format!("{m:.4}") };
+    for &i in order {
+        let e = &s[i];
+        out += &format!(
+            "  {:<width$}  {:>17}  {:>17}  {:>17}  {:>9.2}\n",
+            e.name,
+            pm(e.roc_auc),
+            pm(e.ap),
+            pm(e.f1),
+            e.seconds.0
+        );
+    }
+    out
+}
+
+/// An entry's epoch costs over its seeds: mean, lowest and highest per
+/// epoch (over the runs that reached that epoch).
+fn band_of(name: &str, runs: &[Run]) -> Band {
+    let epochs = runs.iter().map(|r| r.epoch_costs.len()).max().unwrap_or(0);
+    let mut band = Band { name: name.to_string(), mean: Vec::new(), lo: Vec::new(), hi: Vec::new() };
+    for e in 0..epochs {
+        let v: Vec<f64> = runs.iter().filter_map(|r| r.epoch_costs.get(e).copied()).collect();
+        let x = (e + 1) as f64;
+        band.mean.push((x, v.iter().sum::<f64>() / v.len() as f64));
+        band.lo.push((x, v.iter().copied().fold(f64::INFINITY, f64::min)));
+        band.hi.push((x, v.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+    }
+    band
+}
