@@ -95,26 +95,28 @@ fn product<T: Element>(
     // The kernels are compiled here, for f32 and f64, whatever the caller's
     // optimisation level: a generic call would compile them again in every
     // crate that multiplies (in test builds, at opt-level 1).
-    // SAFETY: each transmute is from T to the type T was just tested to be.
-    unsafe {
-        if TypeId::of::<T>() == TypeId::of::<f32>() {
-            std::mem::transmute::<Array2<f32>, Array2<T>>(product_f32(
-                std::mem::transmute::<ArrayView2<'_, T>, ArrayView2<'_, f32>>(a),
-                std::mem::transmute::<ArrayView2<'_, T>, ArrayView2<'_, f32>>(b),
-                std::mem::transmute::<Option<ArrayView2<'_, T>>, Option<ArrayView2<'_, f32>>>(bias),
-                relu,
-                std::mem::transmute::<Option<&[T]>, Option<&[f32]>>(gate),
-            ))
-        } else {
-            std::mem::transmute::<Array2<f64>, Array2<T>>(product_f64(
-                std::mem::transmute::<ArrayView2<'_, T>, ArrayView2<'_, f64>>(a),
-                std::mem::transmute::<ArrayView2<'_, T>, ArrayView2<'_, f64>>(b),
-                std::mem::transmute::<Option<ArrayView2<'_, T>>, Option<ArrayView2<'_, f64>>>(bias),
-                relu,
-                std::mem::transmute::<Option<&[T]>, Option<&[f64]>>(gate),
-            ))
-        }
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: T is f32 (tested above), so each cast is from a type to
+        // itself; the borrowed inputs are used only during the call, whose
+        // result is owned.
+        unsafe { cast::<Array2<f32>, Array2<T>>(product_f32(cast(a), cast(b), cast(bias), relu, cast(gate))) }
+    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+        // SAFETY: as above, T is f64.
+        unsafe { cast::<Array2<f64>, Array2<T>>(product_f64(cast(a), cast(b), cast(bias), relu, cast(gate))) }
+    } else {
+        unreachable!("Element is sealed: f32 and f64 only")
     }
+}
+
+/// Reinterprets a value of a type as the same type spelled with another
+/// element parameter.
+///
+/// # Safety
+/// `A` and `B` must be the same type.
+unsafe fn cast<A, B>(a: A) -> B {
+    debug_assert_eq!(std::mem::size_of::<A>(), std::mem::size_of::<B>());
+    // SAFETY: the caller's contract: A is B.
+    unsafe { std::mem::transmute_copy(&std::mem::ManuallyDrop::new(a)) }
 }
 
 #[inline(never)]

@@ -621,9 +621,10 @@ impl GradCheck {
     /// ```
     pub const FINITE_DIFFERENCE_TOLERANCE: Tolerance = Tolerance::new(1e-8, 1e-6);
     /// The multiply-adds of the products in all the finite-difference
-    /// evaluations together, beyond which parameters are sampled: a small
-    /// fraction of a second on one core, so that the check of any network
-    /// that can be trained takes seconds at most.
+    /// evaluations together, beyond which parameters are sampled. With a
+    /// sample, the cost is this budget, or the [`GradCheck::MIN_SAMPLE`]
+    /// floor per parameter when that is more: it grows with the network's
+    /// size, not with its square.
     ///
     /// ```
     /// assert!(tapegrad_nn::check::GradCheck::FINITE_DIFFERENCE_BUDGET >= 1e8);
@@ -707,8 +708,8 @@ impl GradCheck {
             .iter()
             .zip(&entries)
             .map(|((name, shape, values), idx)| {
-                let a = auto[name].as_slice().expect("standard layout");
-                let pairs = values.iter().zip(idx).map(|(&v, &i)| (v, a[i]));
+                let a = &auto[name];
+                let pairs = values.iter().zip(idx).map(|(&v, &i)| (v, a[[i / shape.1, i % shape.1]]));
                 compare_entries(name, *shape, pairs, Self::FINITE_DIFFERENCE_TOLERANCE)
             })
             .collect();

@@ -139,7 +139,7 @@ struct ModelFile {
 /// What a model file holds besides the model.
 ///
 /// ```
-/// let s = tapegrad_nn::SavedModel::<f64> { model: tapegrad_nn::Model::new(&tapegrad_nn::Architecture::guide(1, &[]), tapegrad_nn::Init::Zeros, 0).unwrap(), standardization: None, metadata: serde_json::Value::Null };
+/// let s = tapegrad_nn::SavedModel::<f64> { model: tapegrad_nn::Model::new(&tapegrad_nn::Architecture::guide(1, &[]), tapegrad_nn::Init::Zeros, 0).unwrap(), standardization: None, metadata: serde_json::Value::Null, dtype: "f64".into() };
 /// assert!(s.standardization.is_none());
 /// ```
 #[derive(Debug)]
@@ -150,6 +150,9 @@ pub struct SavedModel<T: Element> {
     pub standardization: Option<Standardization>,
     /// Free-form metadata (e.g. the label rule and threshold).
     pub metadata: serde_json::Value,
+    /// The element type the model was trained in, as written (`"f32"` or
+    /// `"f64"`); the values are loaded as the caller's type.
+    pub dtype: String,
 }
 
 /// Writes a model file atomically: to a temporary file in the same folder,
@@ -348,5 +351,88 @@ pub fn load<T: Element>(path: &Path) -> Result<SavedModel<T>, NnError> {
             return Err(mismatch("a standard deviation in the standardisation is not positive".into()));
         }
     }
-    Ok(SavedModel { model, standardization: file.standardization, metadata: file.metadata })
+    Ok(SavedModel {
+        model,
+        standardization: file.standardization,
+        metadata: file.metadata,
+        dtype: file.dtype,
+    })
+}
+
+/// The model's weights as a safetensors file, named as PyTorch names the
+/// parameters of the same network built as `torch.nn.Sequential(Linear,
+/// activation, Linear, activation, ...)`: layer `l`'s `W[l]` is
+/// `"{2(l-1)}.weight"` (shape `(n[l], n[l-1])`, as `Linear.weight`) and
+/// `b[l]` is `"{2(l-1)}.bias"` (shape `(n[l],)`), in the model's element
+/// type. The metadata holds `format` (`"tapegrad-safetensors"`), the
+/// `architecture` and the `standardization` as JSON text (apply
+/// `(x - mean) / std` per feature before the first layer), and
+/// `activations`, the activation after each Linear, comma-separated.
+///
+/// ```
+/// use tapegrad_nn::{io, Architecture, Init, Model};
+/// let model = Model::<f32>::new(&Architecture::guide(3, &[4]), Init::HeNormal, 0).unwrap();
+/// let bytes = io::to_safetensors(&model, None).unwrap();
+/// let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+/// assert_eq!(st.tensor("0.weight").unwrap().shape(), &[4, 3]);
+/// assert_eq!(st.tensor("2.bias").unwrap().shape(), &[1]);
+/// assert_eq!(st.tensor("2.bias").unwrap().dtype(), safetensors::Dtype::F32);
+/// ```
+///
+/// # Errors
+/// Models with closure activations (their function cannot be named).
+pub fn to_safetensors<T: Element>(
+    model: &Model<T>,
+    standardization: Option<&Standardization>,
+) -> Result<Vec<u8>, NnError> {
+    use safetensors::tensor::{serialize, Dtype, TensorView};
+    if let Some(crate::Activation::Custom(name, _)) =
+        model.activations().iter().find(|a| matches!(a, crate::Activation::Custom(..)))
+    {
+        return Err(NnError::Unsaveable(format!(
+            "activation '{name}' is a Rust closure; write it as a formula to export it"
+        )));
+    }
+    let dtype = if T::NAME == "f32" { Dtype::F32 } else { Dtype::F64 };
+    let bytes = |a: &Array2<T>| -> Vec<u8> {
+        // Little-endian, row-major, whatever the layout in memory.
+        a.iter()
+            .flat_map(|&v| {
+                if T::NAME == "f32" {
+                    (v.as_f64() as f32).to_le_bytes().to_vec()
+                } else {
+                    v.as_f64().to_le_bytes().to_vec()
+                }
+            })
+            .collect()
+    };
+    let mut buffers = Vec::new();
+    for (l, layer) in model.layers().enumerate() {
+        let (rows, cols) = layer.w.dim();
+        buffers.push((format!("{}.weight", 2 * l), vec![rows, cols], bytes(layer.w)));
+        buffers.push((format!("{}.bias", 2 * l), vec![rows], bytes(layer.b)));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(dtype, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| NnError::Unsaveable(format!("safetensors: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let json = |v: serde_json::Value| v.to_string();
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), "tapegrad-safetensors".to_string());
+    meta.insert(
+        "architecture".to_string(),
+        json(serde_json::to_value(model.architecture()).expect("serialises")),
+    );
+    meta.insert(
+        "activations".to_string(),
+        model.activations().iter().map(|a| a.name()).collect::<Vec<_>>().join(","),
+    );
+    if let Some(s) = standardization {
+        meta.insert("standardization".to_string(), json(serde_json::to_value(s).expect("serialises")));
+    }
+    serialize(views, Some(meta)).map_err(|e| NnError::Unsaveable(format!("safetensors: {e}")))
 }

@@ -20,6 +20,7 @@ Examples:
   rain train --classes                     no rain / light / heavy, softmax head
   rain check --layers 8 --l2 0.5           verify gradients (exit status 1 if they disagree)
   rain predict --model rain-out/model.json --data new.csv --out predictions.csv
+  rain export --model rain-out/model.json --safetensors model.safetensors
   rain compare --activations relu,tanh,swish --seeds 5
   rain activation gelu \"x * tanh(softplus(x))\"
 
@@ -52,6 +53,10 @@ enum Command {
     /// network and N seeds; one table of test figures (mean +- sd).
     #[command(after_help = format!("{}\n\n{}", cmd::common::activations_help(), cmd::compare::EXAMPLES))]
     Compare(cmd::compare::Args),
+    /// Export a saved model's weights as safetensors, named as PyTorch
+    /// names them.
+    #[command(after_help = cmd::export::HELP)]
+    Export(cmd::export::Args),
     /// Plot activations (names or formulas in x) with their derivatives,
     /// computed by autodiff: one with f, f' and f'', several on one chart.
     #[command(after_help = format!("{}\n\n{}", cmd::common::activations_help(), cmd::activation::EXAMPLES))]
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => cmd::predict::run(&a),
         Command::Check(a) => cmd::check::run(&a),
         Command::Compare(a) => cmd::compare::run(&a),
+        Command::Export(a) => cmd::export::run(&a),
         Command::Activation(a) => cmd::activation::run(&a),
     };
     match result {

@@ -15,26 +15,17 @@
 //!   the final swap hold the registry's lock, so the thread never removes
 //!   a folder half-way through a write or a swap.
 //! - **Nothing else is lost.** A folder is replaced only if it holds
-//!   nothing but files rain writes ([`KNOWN_FILES`]): `--out ~` is an
-//!   error, not a deletion.
+//!   nothing but the files the same command writes (checked when staging
+//!   begins and again, under the lock, just before the swap): `--out ~` is
+//!   an error, not a deletion, and `rain compare` never replaces a
+//!   training run's folder.
+//!
+//! A symlink given as the target is replaced itself (its target's files
+//! stay where they are); parent folders created for the target stay.
 
 use crate::error::RainError;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-
-/// The files rain writes into an output folder; a folder holding anything
-/// else is never replaced.
-pub const KNOWN_FILES: &[&str] = &[
-    "model.json",
-    "metrics.json",
-    "cost.svg",
-    "roc.svg",
-    "pr.svg",
-    "activation.svg",
-    "report.html",
-    "compare.json",
-    "compare.svg",
-];
 
 /// Staging paths not yet moved into place: what an interrupt removes.
 static STAGING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -55,7 +46,7 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> RainError + '_ {
 /// A hidden name beside `target`, unique to this process.
 fn hidden_beside(target: &Path, what: &str) -> Result<PathBuf, RainError> {
     let name = target.file_name().ok_or_else(|| {
-        RainError::bad("output path", target.display(), "names no file or folder (it ends in '..' or '/')")
+        RainError::bad("output path", target.display(), "must name a file or folder, not '.', '..' or '/'")
     })?;
     let mut hidden = std::ffi::OsString::from(".");
     hidden.push(name);
@@ -77,7 +68,7 @@ enum Kind {
 /// ```
 /// let dir = std::env::temp_dir().join(format!("rain-doc-staged-{}", std::process::id()));
 /// let out = dir.join("run");
-/// let staged = rain::output::Staged::folder(&out).unwrap();
+/// let staged = rain::output::Staged::folder(&out, &["metrics.json"]).unwrap();
 /// staged.write("metrics.json", b"{}").unwrap();
 /// assert!(!out.exists());
 /// staged.commit().unwrap();
@@ -89,50 +80,63 @@ pub struct Staged {
     target: PathBuf,
     temp: PathBuf,
     kind: Kind,
+    /// The names a replaced folder may hold.
+    known: &'static [&'static str],
     committed: bool,
+}
+
+/// The entries of folder `target` that are not files named in `known`.
+fn foreign(target: &Path, known: &[&str]) -> Result<Vec<String>, RainError> {
+    let mut out = Vec::new();
+    if !target.is_dir() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(target).map_err(write_error(target))? {
+        let e = e.map_err(write_error(target))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_file = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if !is_file || !known.contains(&name.as_str()) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn refuse_foreign(target: &Path, names: &[String]) -> RainError {
+    RainError::bad(
+        "--out",
+        target.display(),
+        format!(
+            "the folder holds files this command did not write ({}), and a run replaces the whole folder; \
+             choose a new or empty folder",
+            names.join(", ")
+        ),
+    )
 }
 
 impl Staged {
     /// Stages a folder of outputs for `target`, creating its parent
-    /// folders.
+    /// folders; an existing folder may hold only the files named in `known`
+    /// (those the command writes).
     ///
     /// # Errors
-    /// When `target` is a file, or a folder holding anything rain does not
-    /// write, or the staging folder cannot be made.
+    /// When `target` is a file, or a folder holding anything else, or the
+    /// staging folder cannot be made.
     ///
     /// ```
     /// let file = std::env::temp_dir().join(format!("rain-doc-notdir-{}", std::process::id()));
     /// std::fs::write(&file, b"x").unwrap();
-    /// assert!(rain::output::Staged::folder(&file).is_err());
+    /// assert!(rain::output::Staged::folder(&file, &[]).is_err());
     /// # std::fs::remove_file(&file).unwrap();
     /// ```
-    pub fn folder(target: &Path) -> Result<Self, RainError> {
-        if target.exists() {
-            if !target.is_dir() {
-                return Err(RainError::bad("--out", target.display(), "is a file, not a folder"));
-            }
-            let entries = std::fs::read_dir(target).map_err(write_error(target))?;
-            let mut foreign = Vec::new();
-            for e in entries {
-                let e = e.map_err(write_error(target))?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                let is_file = e.file_type().map(|t| t.is_file()).unwrap_or(false);
-                if !is_file || !KNOWN_FILES.contains(&name.as_str()) {
-                    foreign.push(name);
-                }
-            }
-            if !foreign.is_empty() {
-                foreign.sort();
-                return Err(RainError::bad(
-                    "--out",
-                    target.display(),
-                    format!(
-                        "the folder holds files rain did not write ({}), and a run replaces the whole folder; \
-                         choose a new or empty folder",
-                        foreign.join(", ")
-                    ),
-                ));
-            }
+    pub fn folder(target: &Path, known: &'static [&'static str]) -> Result<Self, RainError> {
+        if target.exists() && !target.is_dir() {
+            return Err(RainError::bad("--out", target.display(), "is a file, not a folder"));
+        }
+        let names = foreign(target, known)?;
+        if !names.is_empty() {
+            return Err(refuse_foreign(target, &names));
         }
         let temp = hidden_beside(target, "tmp")?;
         if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -142,7 +146,7 @@ impl Staged {
         remove(&temp); // left by a killed run of the same process id
         std::fs::create_dir(&temp).map_err(write_error(target))?;
         list.push(temp.clone());
-        Ok(Staged { target: target.to_path_buf(), temp, kind: Kind::Folder, committed: false })
+        Ok(Staged { target: target.to_path_buf(), temp, kind: Kind::Folder, known, committed: false })
     }
 
     /// Stages one output file for `target`, creating its parent folders.
@@ -167,8 +171,10 @@ impl Staged {
         if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(write_error(parent))?;
         }
-        staging().push(temp.clone());
-        Ok(Staged { target: target.to_path_buf(), temp, kind: Kind::File, committed: false })
+        let mut list = staging();
+        remove(&temp); // left by a killed run of the same process id
+        list.push(temp.clone());
+        Ok(Staged { target: target.to_path_buf(), temp, kind: Kind::File, known: &[], committed: false })
     }
 
     /// Writes one file of the set: `name` inside a staged folder (ignored
@@ -179,7 +185,7 @@ impl Staged {
     ///
     /// ```
     /// let dir = std::env::temp_dir().join(format!("rain-doc-write-{}", std::process::id()));
-    /// let staged = rain::output::Staged::folder(&dir.join("out")).unwrap();
+    /// let staged = rain::output::Staged::folder(&dir.join("out"), &["cost.svg"]).unwrap();
     /// staged.write("cost.svg", b"<svg/>").unwrap();
     /// drop(staged); // not committed: nothing appears
     /// assert!(!dir.join("out").exists());
@@ -194,13 +200,16 @@ impl Staged {
         let result = {
             let _hold = staging();
             (|| {
-                let mut f = std::fs::File::create(&path)?;
+                // A new file: never through a link planted at the name.
+                let _ = std::fs::remove_file(&path);
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
                 f.write_all(bytes)?;
                 f.sync_all()
             })()
         };
-        // A test hook: stretches the write phase so that the interrupt
-        // test can land signals inside it. Never set in normal use.
+        // A test hook of debug builds: stretches the write phase so that the
+        // interrupt test can land signals inside it.
+        #[cfg(debug_assertions)]
         if let Some(ms) = std::env::var("RAIN_TEST_WRITE_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
@@ -216,7 +225,7 @@ impl Staged {
     /// ```
     /// let dir = std::env::temp_dir().join(format!("rain-doc-commit-{}", std::process::id()));
     /// for run in ["first", "second"] {
-    ///     let staged = rain::output::Staged::folder(&dir).unwrap();
+    ///     let staged = rain::output::Staged::folder(&dir, &["metrics.json"]).unwrap();
     ///     staged.write("metrics.json", run.as_bytes()).unwrap();
     ///     staged.commit().unwrap();
     /// }
@@ -225,6 +234,12 @@ impl Staged {
     /// ```
     pub fn commit(mut self) -> Result<(), RainError> {
         let mut list = staging();
+        // Files may have appeared since staging began (another command's
+        // output): a swap would delete them.
+        let names = foreign(&self.target, self.known)?;
+        if matches!(self.kind, Kind::Folder) && !names.is_empty() {
+            return Err(refuse_foreign(&self.target, &names));
+        }
         let result = match self.kind {
             Kind::File => std::fs::rename(&self.temp, &self.target),
             Kind::Folder if !self.target.exists() => std::fs::rename(&self.temp, &self.target),
@@ -277,7 +292,9 @@ fn swap(new: &Path, target: &Path) -> std::io::Result<()> {
         let _ = std::fs::rename(&aside, target);
         return Err(e);
     }
-    std::fs::rename(&aside, new)
+    // The new set is in place: the old one goes (the caller removes `new`).
+    let _ = std::fs::remove_dir_all(&aside);
+    Ok(())
 }
 
 /// Routes SIGINT and SIGTERM to a thread that removes every staged output
@@ -291,13 +308,21 @@ fn swap(new: &Path, target: &Path) -> std::io::Result<()> {
 pub fn handle_interrupts() {
     #[cfg(unix)]
     {
-        // SAFETY: plain signal-set manipulation on a zeroed set owned here;
-        // blocking the two signals in this thread before others start.
+        // SAFETY: signal-set manipulation on zeroed values owned here; the
+        // dispositions are only read; the signals are blocked in this
+        // thread before others start.
+        // A signal the parent set to be ignored (SIGINT in a shell's
+        // background job) stays ignored.
         let set = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGTERM);
+            for sig in [libc::SIGINT, libc::SIGTERM] {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction != libc::SIG_IGN
+                {
+                    libc::sigaddset(&mut set, sig);
+                }
+            }
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             set
         };

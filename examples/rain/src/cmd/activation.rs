@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, default_value = "-4:4", value_name = "A:B", allow_hyphen_values = true)]
     pub range: String,
     /// Output folder for activation.svg (only that file is replaced).
-    #[arg(long, default_value = "rain-out", value_name = "DIR")]
+    #[arg(long, default_value = "rain-activation", value_name = "DIR")]
     pub out: PathBuf,
 }
 

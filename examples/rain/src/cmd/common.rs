@@ -364,6 +364,12 @@ pub fn check_fits(arch: &Architecture, batch: usize, element: usize) -> Result<(
     }
 }
 
+/// The files `rain train` writes into its folder (and may replace there).
+pub const TRAIN_FILES: &[&str] = &["model.json", "metrics.json", "cost.svg", "roc.svg", "pr.svg"];
+
+/// The files `rain compare` writes into its folder.
+pub const COMPARE_FILES: &[&str] = &["compare.json", "compare.svg"];
+
 /// What to do with the gradient check around training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckMode {

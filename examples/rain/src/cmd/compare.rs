@@ -4,9 +4,11 @@
 //! seeds) sorted by the chosen metric, `compare.json`, and `compare.svg`
 //! with every entry's cost curve (mean over seeds, band from the lowest to
 //! the highest). Runs go to as many threads as `--jobs` (default: the
-//! cores), each run on one.
+//! cores); a run's figures do not depend on how many run at once.
 
-use super::common::{check_fits, split_top_level, value_name, Dtype, OptimizerName, TrainArgs, TrainSetup};
+use super::common::{
+    check_fits, split_top_level, value_name, Dtype, OptimizerName, TrainArgs, TrainSetup, COMPARE_FILES,
+};
 use crate::plots::{self, Band};
 use clap::{Args as ClapArgs, ValueEnum};
 use rain::data::{self, Dataset, Target};
@@ -122,8 +124,21 @@ fn entries(args: &Args) -> Result<Vec<Entry>, RainError> {
 }
 
 fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
-    if args.seeds == 0 {
-        return Err(RainError::bad("--seeds", 0, "must be at least 1"));
+    if !(1..=1000).contains(&args.seeds) {
+        return Err(RainError::bad("--seeds", args.seeds, "must be from 1 to 1000"));
+    }
+    if args.train.data.seed.checked_add(args.seeds as u64 - 1).is_none() {
+        return Err(RainError::bad("--seed", args.train.data.seed, "leaves no room for --seeds more seeds"));
+    }
+    // Flags of `rain train` that a comparison does not use: refused, not ignored.
+    for (given, flag) in [
+        (args.train.threshold.is_some(), "--threshold"),
+        (args.train.strict_check, "--strict-check"),
+        (args.train.check_grads, "--check-grads"),
+    ] {
+        if given {
+            return Err(RainError::bad(flag, "", "rain compare does not use it (thresholds are chosen per run by F1 on the training rows; no gradient check runs)"));
+        }
     }
     if args.jobs == Some(0) {
         return Err(RainError::bad("--jobs", 0, "must be at least 1"));
@@ -148,8 +163,10 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     let ds = data::load(&setup.spec)?;
     let m = ds.train_x.ncols();
     let batch = setup.cfg.batch_size.unwrap_or(m).min(m);
-    check_fits(&setup.arch, batch, std::mem::size_of::<T>())?;
-    let staged = Staged::folder(&setup.out)?;
+    let threads = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Up to `threads` runs are in memory at once.
+    check_fits(&setup.arch, batch * threads, std::mem::size_of::<T>())?;
+    let staged = Staged::folder(&setup.out, COMPARE_FILES)?;
     if !args.train.quiet && !args.train.json {
         println!("{}", ds.report.describe(&setup.spec));
     }
@@ -159,7 +176,6 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     let jobs: Vec<(usize, u64)> = (0..list.len())
         .flat_map(|e| (0..args.seeds as u64).map(move |k| (e, args.train.data.seed + k)))
         .collect();
-    let threads = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Run, RainError>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
@@ -209,7 +225,11 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         Metric::Ap => s.ap.0,
         Metric::F1 => s.f1.0,
     };
-    order.sort_by(|&a, &b| key(&summary[b]).total_cmp(&key(&summary[a])));
+    // Best first; an undefined metric (NaN) last.
+    order.sort_by(|&a, &b| {
+        let (x, y) = (key(&summary[a]), key(&summary[b]));
+        x.is_nan().cmp(&y.is_nan()).then(y.total_cmp(&x))
+    });
     let table = table(&summary, &order, args.seeds);
     let what = if args.activations.is_some() { "activations" } else { "optimizers" };
     let how = format!(

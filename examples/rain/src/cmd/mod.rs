@@ -6,5 +6,6 @@ pub mod check;
 pub mod classes;
 pub mod common;
 pub mod compare;
+pub mod export;
 pub mod predict;
 pub mod train;

@@ -119,15 +119,29 @@ pub fn run(args: &Args) -> Result<(), RainError> {
     let n_out = outputs.nrows();
     // Class names and the logit adjustment saved by `rain train --classes`.
     let classes = saved.metadata.get("classes");
+    if classes.is_some_and(|c| !c.is_object()) {
+        return Err(bad_meta("classes", "must be an object"));
+    }
     let list = |key: &str| -> Option<Vec<serde_json::Value>> { classes?.get(key)?.as_array().cloned() };
     // Absent: plain names and argmax; present but malformed: an error.
     let present = |key: &str| classes.and_then(|c| c.get(key)).is_some();
     let short: Vec<String> = match list("short_names") {
-        Some(v) if v.len() == n_out && v.iter().all(|s| s.is_string()) => {
+        // Names go into the CSV header and rows as they are: no separators.
+        Some(v)
+            if v.len() == n_out
+                && v.iter().all(|s| {
+                    s.as_str().is_some_and(|s| !s.is_empty() && !s.contains([',', '"', '\n', '\r']))
+                }) =>
+        {
             v.iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect()
         }
         None if !present("short_names") => (0..n_out).map(|k| format!("class{k}")).collect(),
-        _ => return Err(bad_meta("classes.short_names", &format!("must be {n_out} names, one per output"))),
+        _ => {
+            return Err(bad_meta(
+                "classes.short_names",
+                &format!("must be {n_out} names, one per output, without commas, quotes or line breaks"),
+            ))
+        }
     };
     let log_prior: Vec<f64> = match list("log_prior") {
         Some(v) if v.len() == n_out && v.iter().all(|p| p.as_f64().is_some_and(f64::is_finite)) => {

@@ -5,7 +5,7 @@
 use super::classes;
 pub use super::common::TrainArgs as Args;
 use super::common::{check_and_train, check_fits, checks_json, cost_svg, threshold, training_json, updates};
-use super::common::{Batch, Dtype, TrainSetup};
+use super::common::{Batch, Dtype, TrainSetup, TRAIN_FILES};
 use crate::plots::{self, Series};
 use rain::data::{self, Report, Target};
 use rain::error::RainError;
@@ -60,7 +60,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     };
     check_fits(&setup.arch, batch, std::mem::size_of::<T>())?;
     // Refused before any work: the previous output stays as it is.
-    let staged = Staged::folder(&setup.out)?;
+    let staged = Staged::folder(&setup.out, TRAIN_FILES)?;
     if let Target::Classes(c) = &setup.spec.target {
         let c = c.clone();
         return classes::run::<T>(&setup, &c, &ds, staged, args.json);

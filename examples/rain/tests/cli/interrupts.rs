@@ -28,8 +28,8 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
     let d = scratch("interrupts");
     let data = slice(&d);
     let out = d.join("out");
-    // Each file write takes 150 ms more (a test hook), so that the write
-    // phase is long enough to be hit.
+    // Each file write takes 150 ms more (a test hook of debug builds), so
+    // that the write phase is long enough to be hit.
     let run = |seed: &str| {
         let mut c = rain();
         c.args(["--data", data.to_str().unwrap(), "--epochs", "2", "--quiet", "--seed", seed, "--out"])
@@ -37,22 +37,35 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
             .env("RAIN_TEST_WRITE_DELAY_MS", "150");
         c
     };
-    let t0 = Instant::now();
+    let start = Instant::now();
     let o = run("0").output().unwrap();
     assert!(o.status.success(), "{}", text(&o).1);
-    let full = t0.elapsed();
+    let full = start.elapsed();
     let old = files(&out);
     assert_eq!(old.len(), 5, "{:?}", old.keys());
-    // Signals spread over the whole run, densest over the write phase
-    // (its last 750 ms).
-    let write_phase = Duration::from_millis(750);
-    let mut delays: Vec<Duration> = (1..9).map(|k| full.mul_f64(k as f64 / 9.0)).collect();
-    delays.extend((0..12).map(|k| full.saturating_sub(write_phase) + write_phase.mul_f64(k as f64 / 11.0)));
+    // Signals at eight points spread over the run, then twelve inside the
+    // write phase: after the staging folder holds 0, 1, ..., 5 files (each
+    // write is followed by the hook's pause, so the signal lands there).
+    let mut points: Vec<(Option<Duration>, usize)> =
+        (1..9).map(|k| (Some(full.mul_f64(k as f64 / 9.0)), 0)).collect();
+    points.extend((0..12).map(|k| (None, k % 6)));
     let (mut interrupted, mut finished) = (0, 0);
-    for (i, delay) in delays.iter().enumerate() {
+    for (i, &(delay, written)) in points.iter().enumerate() {
         let before = files(&out);
         let child = run(&(i + 1).to_string()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        std::thread::sleep(*delay);
+        match delay {
+            Some(t) => std::thread::sleep(t),
+            None => {
+                let staging = d.join(format!(".out.tmp-{}", child.id()));
+                let t0 = Instant::now();
+                while std::fs::read_dir(&staging).map_or(true, |rd| rd.count() < written)
+                    && t0.elapsed() < Duration::from_secs(60)
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        let delay = (delay, written);
         let sig = if i % 2 == 0 { libc::SIGINT } else { libc::SIGTERM };
         // SAFETY: signals a child process this test spawned and still owns.
         unsafe { libc::kill(child.id() as libc::pid_t, sig) };
@@ -94,5 +107,6 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
         assert!((seed == 0) == (after == old), "{delay:?}: seed {seed} in metrics.json of another run's set");
         assert_eq!(model["metadata"]["threshold"], metrics["config"]["threshold"], "{delay:?}: mixed");
     }
-    assert!(interrupted >= 10, "{interrupted} interrupted, {finished} finished: the delays missed the run");
+    // The twelve in the write phase must all have interrupted it.
+    assert!(interrupted >= 12, "{interrupted} interrupted, {finished} finished: the signals missed the run");
 }

@@ -527,3 +527,60 @@ fn a_wide_network_is_checked_on_a_sample_and_the_check_can_be_skipped() {
         serde_json::from_str(&std::fs::read_to_string(d.join("o").join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["gradient_check"]["skipped"], true);
 }
+
+#[test]
+fn export_writes_the_weights_as_pytorch_names_them() {
+    use safetensors::{Dtype, SafeTensors};
+    let d = scratch("export");
+    let data = slice(&d);
+    for (dtype, st_dtype, act) in [("f64", Dtype::F64, "relu"), ("f32", Dtype::F32, "x * sigmoid(x)")] {
+        let out = d.join(format!("out-{dtype}"));
+        let o = rain()
+            .args(["--data", data.to_str().unwrap(), "--epochs", "1", "--quiet", "--layers", "5,3"])
+            .args(["--dtype", dtype, "--activation", act, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        let file = d.join(format!("m-{dtype}.safetensors"));
+        let o = rain()
+            .arg("export")
+            .arg("--model")
+            .arg(out.join("model.json"))
+            .arg("--safetensors")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        let bytes = std::fs::read(&file).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let model: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+        for (l, (name, shape)) in
+            [("0", vec![5, 3]), ("2", vec![3, 5]), ("4", vec![1, 3])].into_iter().enumerate()
+        {
+            let w = st.tensor(&format!("{name}.weight")).unwrap();
+            let b = st.tensor(&format!("{name}.bias")).unwrap();
+            assert_eq!((w.shape(), b.shape(), w.dtype()), (&shape[..], &shape[..1], st_dtype));
+            // The values are the model file's, in its element type.
+            let saved: Vec<f64> = model["params"][format!("W{}", l + 1)]["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let read: Vec<f64> = if st_dtype == Dtype::F32 {
+                w.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+            } else {
+                w.data().chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+            };
+            assert_eq!(read, saved, "{name}.weight");
+        }
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = meta.metadata().clone().unwrap();
+        assert_eq!(meta["format"], "tapegrad-safetensors");
+        assert_eq!(meta["activations"], format!("{act},{act},sigmoid"));
+        let stdz: serde_json::Value = serde_json::from_str(&meta["standardization"]).unwrap();
+        assert_eq!(stdz["features"], serde_json::json!(["temp", "humid", "pressure"]));
+    }
+}
