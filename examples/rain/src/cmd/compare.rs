@@ -240,7 +240,21 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         value_name(&args.metric)
     );
     if !args.train.quiet && !args.train.json {
-        println!("\n{}\n{how}:\n{table}", setup.model_line);
+        // The shared model line, with the compared part named as such.
+        let line = if args.activations.is_some() {
+            setup.model_line.replacen(
+                &format!(", {} hidden,", args.train.model.activation),
+                ", each activation below,",
+                1,
+            )
+        } else {
+            setup.model_line.replacen(
+                &format!("; {} (lr", value_name(&args.train.optimizer)),
+                "; each optimizer below (lr",
+                1,
+            )
+        };
+        println!("\n{line}\n{how}:\n{table}");
     }
 
     let bands: Vec<Band> = order.iter().map(|&i| band_of(&summary[i].name, &runs[i])).collect();

@@ -442,7 +442,15 @@ fn compare_trains_every_entry_with_every_seed_and_sorts_the_table() {
         .unwrap();
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stdout}\n{stderr}");
-    for name in ["relu", "tanh", "max(x, 0.1 * x)", "ROC-AUC", "+-", "6 runs (3 activations x 2 seeds)"] {
+    for name in [
+        "relu",
+        "tanh",
+        "max(x, 0.1 * x)",
+        "ROC-AUC",
+        "+-",
+        "6 runs (3 activations x 2 seeds)",
+        "each activation below",
+    ] {
         assert!(stdout.contains(name), "'{name}' not in:\n{stdout}");
     }
     let v: serde_json::Value =
