@@ -703,7 +703,8 @@ impl GradCheck {
         // data was checked by autodiff_gradients above.
         let guide = guide_backward(&m64, x, y, loss.l2()).ok();
         let entries = Self::sample(&m64, x.ncols());
-        let fd = finite_differences_at(m64.clone(), x, y, loss, Self::STEP, &entries, &mut on_progress)?;
+        let num_layers = m64.num_layers();
+        let fd = finite_differences_at(m64, x, y, loss, Self::STEP, &entries, &mut on_progress)?;
         let rows = fd
             .iter()
             .zip(&entries)
@@ -725,7 +726,7 @@ impl GradCheck {
             let names = Layer::names(l);
             report.rows.iter().filter(|r| r.name == names.w || r.name == names.b).all(|r| r.passed)
         };
-        let layers = (1..=m64.num_layers())
+        let layers = (1..=num_layers)
             .map(|l| LayerCheck {
                 vs_guide: vs_guide.as_ref().map(|g| per_layer(g, l)),
                 vs_finite_differences: per_layer(&vs_finite_differences, l),

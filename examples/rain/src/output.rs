@@ -236,9 +236,11 @@ impl Staged {
         let mut list = staging();
         // Files may have appeared since staging began (another command's
         // output): a swap would delete them.
-        let names = foreign(&self.target, self.known)?;
-        if matches!(self.kind, Kind::Folder) && !names.is_empty() {
-            return Err(refuse_foreign(&self.target, &names));
+        if matches!(self.kind, Kind::Folder) {
+            let names = foreign(&self.target, self.known)?;
+            if !names.is_empty() {
+                return Err(refuse_foreign(&self.target, &names));
+            }
         }
         let result = match self.kind {
             Kind::File => std::fs::rename(&self.temp, &self.target),

@@ -1,6 +1,8 @@
 //! SVG plots (plotters), rendered to strings so files can be written
 //! atomically.
 
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// The first four are the colours the binary plots always used; the rest
@@ -48,6 +50,28 @@ fn range(series: &[Series<'_>], axis: impl Fn(&(f64, f64)) -> f64) -> (f64, f64)
     (lo - pad, hi + pad)
 }
 
+/// The chart of every plot: its caption at `title.1` px, the ranges, and
+/// the mesh with the axis labels.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn axes<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: (&str, u32),
+    xr: (f64, f64),
+    yr: (f64, f64),
+    labels: (&str, &str),
+) -> Result<Chart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title.0, ("sans-serif", title.1))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
+        .map_err(|e| e.to_string())?;
+    chart.configure_mesh().x_desc(labels.0).y_desc(labels.1).draw().map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
 /// A line chart; `unit_square` fixes both axes to [0, 1].
 pub fn lines(
     title: &str,
@@ -77,14 +101,7 @@ pub fn lines_with_legend(
         } else {
             (range(series, |p| p.0), range(series, |p| p.1))
         };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
-            .map_err(|e| e.to_string())?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| e.to_string())?;
+        let mut chart = axes(&root, (title, 22), xr, yr, (x_label, y_label))?;
         for (i, s) in series.iter().enumerate() {
             let color = COLORS[s.color.unwrap_or(i) % COLORS.len()];
             let points = s.points.iter().copied().filter(|p| p.1.is_finite());
@@ -134,14 +151,7 @@ pub fn bands(title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Resul
         let edges: Vec<Series<'_>> =
             bands.iter().flat_map(|b| [Series::new("", &b.lo), Series::new("", &b.hi)]).collect();
         let (xr, yr) = (range(&edges, |p| p.0), range(&edges, |p| p.1));
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
-            .map_err(|e| e.to_string())?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| e.to_string())?;
+        let mut chart = axes(&root, (title, 18), xr, yr, (x_label, y_label))?;
         for (i, b) in bands.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let outline: Vec<(f64, f64)> =

@@ -370,6 +370,23 @@ pub const TRAIN_FILES: &[&str] = &["model.json", "metrics.json", "cost.svg", "ro
 /// The files `rain compare` writes into its folder.
 pub const COMPARE_FILES: &[&str] = &["compare.json", "compare.svg"];
 
+/// A binary model's probability of the positive class for each column of
+/// standardised inputs `x`.
+pub fn scores<T: Element>(model: &Model<T>, x: &Array2<f64>) -> Result<Vec<f64>, RainError> {
+    Ok(model.predict_proba(x.mapv(T::cast).view())?.iter().map(|v| v.as_f64()).collect())
+}
+
+/// The label threshold rain uses when none is given: the best F1 on the
+/// training rows (never the test split), 0.5 when no row is positive.
+pub fn best_f1_on_training<T: Element>(
+    model: &Model<T>,
+    x_train: &Array2<f64>,
+    train_labels: &[bool],
+) -> Result<f64, RainError> {
+    Ok(tapegrad::nn::metrics::best_f1_threshold(train_labels, &scores(model, x_train)?)
+        .map_or(0.5, |(t, _)| t))
+}
+
 /// What to do with the gradient check around training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckMode {

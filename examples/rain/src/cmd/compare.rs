@@ -7,7 +7,8 @@
 //! cores); a run's figures do not depend on how many run at once.
 
 use super::common::{
-    check_fits, split_top_level, value_name, Dtype, OptimizerName, TrainArgs, TrainSetup, COMPARE_FILES,
+    best_f1_on_training, check_fits, scores, split_top_level, value_name, Dtype, OptimizerName, TrainArgs,
+    TrainSetup, COMPARE_FILES,
 };
 use crate::plots::{self, Band};
 use clap::{Args as ClapArgs, ValueEnum};
@@ -17,7 +18,7 @@ use rain::output::Staged;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-use tapegrad::nn::metrics::{self, Metrics};
+use tapegrad::nn::metrics::Metrics;
 use tapegrad::nn::{Activation, Model, NnError, Standardization};
 use tapegrad::tensor::ndarray::Array2;
 use tapegrad::tensor::Element;
@@ -317,12 +318,8 @@ fn one_run<T: Element>(setup: &TrainSetup, seed: u64, data: &Prepared) -> Result
     let t0 = Instant::now();
     let history = tapegrad::nn::fit(&mut model, opt.as_mut(), x.view(), y.view(), &cfg, |_| {})?;
     let seconds = t0.elapsed().as_secs_f64();
-    let scores = |x: &Array2<f64>| -> Result<Vec<f64>, RainError> {
-        Ok(model.predict_proba(x.mapv(T::cast).view())?.iter().map(|v| v.as_f64()).collect())
-    };
-    let threshold =
-        metrics::best_f1_threshold(&data.train_labels, &scores(&data.x_train)?).map_or(0.5, |(t, _)| t);
-    let metrics = Metrics::compute(&data.test_labels, &scores(&data.x_test)?, threshold);
+    let threshold = best_f1_on_training(&model, &data.x_train, &data.train_labels)?;
+    let metrics = Metrics::compute(&data.test_labels, &scores(&model, &data.x_test)?, threshold);
     Ok(Run { seed, metrics, seconds, epoch_costs: history.epoch_costs })
 }
 

@@ -4,7 +4,10 @@
 
 use super::classes;
 pub use super::common::TrainArgs as Args;
-use super::common::{check_and_train, check_fits, checks_json, cost_svg, threshold, training_json, updates};
+use super::common::{
+    best_f1_on_training, check_and_train, check_fits, checks_json, cost_svg, scores, threshold,
+    training_json, updates,
+};
 use super::common::{Batch, Dtype, TrainSetup, TRAIN_FILES};
 use crate::plots::{self, Series};
 use rain::data::{self, Report, Target};
@@ -92,15 +95,11 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
 
     let labels: Vec<bool> = ds.test_y.iter().map(|&v| v == 1.0).collect();
     let train_labels: Vec<bool> = ds.train_y.iter().map(|&v| v == 1.0).collect();
-    let scores = |m: &Model<T>, x: &tapegrad::tensor::ndarray::Array2<f64>| -> Result<Vec<f64>, RainError> {
-        Ok(m.predict_proba(x.mapv(T::cast).view())?.iter().map(|v| v.as_f64()).collect())
-    };
-    // The threshold is chosen on the training rows, never on the test split.
     let threshold_for = |m: &Model<T>| -> Result<f64, RainError> {
-        Ok(match given_threshold {
-            Some(t) => t,
-            None => metrics::best_f1_threshold(&train_labels, &scores(m, &xtr)?).map_or(0.5, |(t, _)| t),
-        })
+        match given_threshold {
+            Some(t) => Ok(t),
+            None => best_f1_on_training(m, &xtr, &train_labels),
+        }
     };
     let (t_ours, t_lr) = (threshold_for(&model)?, threshold_for(&lr_model)?);
     let ours = evaluate(&labels, &scores(&model, &xte)?, t_ours);
