@@ -6,6 +6,7 @@
 use crate::ops::backend::{ArrayBackend, Backend, TensorBackend};
 use crate::ops::Fusion;
 use crate::repr::Repr;
+use crate::tape::Node;
 use crate::trace::Phase;
 use crate::{Element, IntoValue, Tape, Tensor, Value};
 use ndarray::{ArcArray, IxDyn};
@@ -75,9 +76,26 @@ fn run<G>(
     seed_id: usize,
     seed: G,
     keep: Option<&[bool]>,
-    mut step: impl FnMut(usize, &G, &mut dyn FnMut(u32, G, &[usize])),
+    step: impl FnMut(usize, &G, &mut dyn FnMut(u32, G, &[usize])),
 ) -> Vec<Option<G>> {
-    let mut grads: Vec<Option<G>> = Vec::with_capacity(seed_id + 1);
+    let mut grads = Vec::with_capacity(seed_id + 1);
+    run_into(acc, seed_id, seed, keep, &mut grads, step);
+    grads
+}
+
+/// [`run`] into `grads`, which is emptied first and reused (a replayed
+/// step keeps one table across runs: no allocation once it has grown).
+pub(crate) fn run_into<G>(
+    acc: &impl Accumulator<G>,
+    seed_id: usize,
+    seed: G,
+    keep: Option<&[bool]>,
+    grads: &mut Vec<Option<G>>,
+    mut step: impl FnMut(usize, &G, &mut dyn FnMut(u32, G, &[usize])),
+) {
+    for g in grads.drain(..).flatten() {
+        acc.release(g);
+    }
     grads.resize_with(seed_id, || None);
     grads.push(Some(seed));
     for i in (0..=seed_id).rev() {
@@ -96,7 +114,6 @@ fn run<G>(
             }
         }
     }
-    grads
 }
 
 /// The gradients from one backward pass, looked up by tensor.
@@ -305,81 +322,17 @@ impl<T: Element> Tape<T> {
             );
         }
         let nodes = self.nodes.borrow();
-        let trace = self.trace.get();
-        let seed_id = y.id as usize;
-        // Gate fusion needs to know that a value's gradient comes from one
-        // op alone (one use) and that no one asked for it; the trace checks
-        // each op's own gradients, unfused.
-        let fuse = keep.as_deref().filter(|_| !trace);
-        let mut uses = vec![0u32; if fuse.is_some() { seed_id + 1 } else { 0 }];
-        if fuse.is_some() {
-            for node in &nodes[..=seed_id] {
-                for &j in &node.inputs {
-                    uses[j as usize] += 1;
-                }
-            }
-        }
-        let mut gated = vec![false; uses.len()];
-        let grads = run(&ArrayBackend, seed_id, Repr::new(seed), keep.as_deref(), |i, g, emit| {
-            let node = &nodes[i];
-            let Some(op) = &node.op else { return };
-            let n = node.inputs.len();
-            if let (true, false, true, Some(g), Some(y)) =
-                (node.scalar, trace, n <= 4, g.as_one(), node.value.as_one())
-            {
-                // The scalar lane (recorded only for ops of at most 4
-                // inputs): the rule runs on numbers.
-                let mut need = [false; 4];
-                let mut xs = [y; 4];
-                for (k, &j) in node.inputs.iter().enumerate() {
-                    let input = &nodes[j as usize];
-                    need[k] = input.requires_grad;
-                    xs[k] = input.value.as_one().expect("scalar-lane inputs are numbers");
-                }
-                let xr = [&xs[0], &xs[1], &xs[2], &xs[3]];
-                let gs = op.backward_scalars(&xr[..n], &y, &g, &need[..n]);
-                for (k, gk) in gs.into_iter().enumerate() {
-                    if let (true, Some(gk)) = (need[k], gk) {
-                        emit(node.inputs[k], Repr::one(gk), xs[k].shape());
-                    }
-                }
-                return;
-            }
-            let need: SmallVec<[bool; 4]> =
-                node.inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
-            let xs: SmallVec<[&Value<T>; 4]> =
-                node.inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
-            let mut fusion =
-                Fusion { pregated: gated.get(i).copied().unwrap_or(false), gates: SmallVec::new() };
-            if let Some(keep) = fuse {
-                for (k, &j) in node.inputs.iter().enumerate() {
-                    let (j, input) = (j as usize, &nodes[j as usize]);
-                    let gate = need[k]
-                        && op.gateable_input(k)
-                        && !keep[j]
-                        && uses[j] == 1
-                        && !input.scalar
-                        && input.op.as_ref().is_some_and(|o| o.gated_output())
-                        && input.value.value().is_standard_layout();
-                    gated[j] |= gate;
-                    #[cfg(test)]
-                    if gate {
-                        GATES_FUSED.with(|c| c.set(c.get() + 1));
-                    }
-                    fusion.gates.push(gate.then(|| input.value.value()));
-                }
-            }
-            let gs = op.backward_values(&xs, node.value.value(), g.value(), &need, &fusion);
-            for (k, gk) in gs.into_iter().enumerate() {
-                if let (true, Some(gk)) = (need[k], gk) {
-                    if trace {
-                        let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
-                        self.check_finite(&gk, op.name(), i, &shapes, Phase::Backward, node.location);
-                    }
-                    emit(node.inputs[k], Repr::new(gk), xs[k].shape());
-                }
-            }
-        });
+        let trace = self.trace.get().then_some(self);
+        let mut grads = Vec::with_capacity(y.id as usize + 1);
+        backward_nodes(
+            &nodes,
+            y.id as usize,
+            Repr::new(seed),
+            keep.as_deref(),
+            trace,
+            &mut Scratch::default(),
+            &mut grads,
+        );
         Gradients { grads, asked: keep, tape: self, generation: self.generation() }
     }
 
@@ -462,4 +415,107 @@ impl<T: Element> Tape<T> {
         });
         GradGraph { grads }
     }
+}
+
+/// Buffers the backward pass on arrays works in, kept by a replayed step
+/// across runs.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// How many ops use each node's value.
+    uses: Vec<u32>,
+    /// Whether each node's gradient has been gated by the op computing it.
+    gated: Vec<bool>,
+}
+
+/// The backward pass on arrays over `nodes` from node `seed_id` with
+/// gradient `seed`, into `grads`: the one walk behind [`Tape::backward`],
+/// [`Tape::backward_for`] and a replayed step ([`crate::Plan`]), so their
+/// gradients agree bit for bit. With `keep`, only the gradients of the
+/// nodes it marks are kept, and the ReLU gates are fused (see
+/// [`crate::ops::Fusion`]); with `trace`, each gradient is checked for
+/// non-finite values on that tape.
+pub(crate) fn backward_nodes<T: Element>(
+    nodes: &[Node<T>],
+    seed_id: usize,
+    seed: Repr<T>,
+    keep: Option<&[bool]>,
+    trace: Option<&Tape<T>>,
+    scratch: &mut Scratch,
+    grads: &mut Vec<Option<Repr<T>>>,
+) {
+    // Gate fusion needs to know that a value's gradient comes from one
+    // op alone (one use) and that no one asked for it; the trace checks
+    // each op's own gradients, unfused.
+    let fuse = keep.filter(|_| trace.is_none());
+    let Scratch { uses, gated } = scratch;
+    uses.clear();
+    uses.resize(if fuse.is_some() { seed_id + 1 } else { 0 }, 0);
+    if fuse.is_some() {
+        for node in &nodes[..=seed_id] {
+            for &j in &node.inputs {
+                uses[j as usize] += 1;
+            }
+        }
+    }
+    gated.clear();
+    gated.resize(uses.len(), false);
+    run_into(&ArrayBackend, seed_id, seed, keep, grads, |i, g, emit| {
+        let node = &nodes[i];
+        let Some(op) = &node.op else { return };
+        let n = node.inputs.len();
+        if let (true, false, true, Some(g), Some(y)) =
+            (node.scalar, trace.is_some(), n <= 4, g.as_one(), node.value.as_one())
+        {
+            // The scalar lane (recorded only for ops of at most 4
+            // inputs): the rule runs on numbers.
+            let mut need = [false; 4];
+            let mut xs = [y; 4];
+            for (k, &j) in node.inputs.iter().enumerate() {
+                let input = &nodes[j as usize];
+                need[k] = input.requires_grad;
+                xs[k] = input.value.as_one().expect("scalar-lane inputs are numbers");
+            }
+            let xr = [&xs[0], &xs[1], &xs[2], &xs[3]];
+            let gs = op.backward_scalars(&xr[..n], &y, &g, &need[..n]);
+            for (k, gk) in gs.into_iter().enumerate() {
+                if let (true, Some(gk)) = (need[k], gk) {
+                    emit(node.inputs[k], Repr::one(gk), xs[k].shape());
+                }
+            }
+            return;
+        }
+        let need: SmallVec<[bool; 4]> =
+            node.inputs.iter().map(|&j| nodes[j as usize].requires_grad).collect();
+        let xs: SmallVec<[&Value<T>; 4]> =
+            node.inputs.iter().map(|&j| nodes[j as usize].value.value()).collect();
+        let mut fusion = Fusion { pregated: gated.get(i).copied().unwrap_or(false), gates: SmallVec::new() };
+        if let Some(keep) = fuse {
+            for (k, &j) in node.inputs.iter().enumerate() {
+                let (j, input) = (j as usize, &nodes[j as usize]);
+                let gate = need[k]
+                    && op.gateable_input(k)
+                    && !keep[j]
+                    && uses[j] == 1
+                    && !input.scalar
+                    && input.op.as_ref().is_some_and(|o| o.gated_output())
+                    && input.value.value().is_standard_layout();
+                gated[j] |= gate;
+                #[cfg(test)]
+                if gate {
+                    GATES_FUSED.with(|c| c.set(c.get() + 1));
+                }
+                fusion.gates.push(gate.then(|| input.value.value()));
+            }
+        }
+        let gs = op.backward_values(&xs, node.value.value(), g.value(), &need, &fusion);
+        for (k, gk) in gs.into_iter().enumerate() {
+            if let (true, Some(gk)) = (need[k], gk) {
+                if let Some(tape) = trace {
+                    let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
+                    tape.check_finite(&gk, op.name(), i, &shapes, Phase::Backward, node.location);
+                }
+                emit(node.inputs[k], Repr::new(gk), xs[k].shape());
+            }
+        }
+    });
 }

@@ -42,6 +42,7 @@ mod backward;
 mod gradcheck;
 mod higher;
 mod ops;
+mod plan;
 #[cfg(test)]
 mod registry;
 mod repr;
@@ -57,6 +58,7 @@ pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport
 pub use higher::{derivatives, gradgradcheck, hessian, hvp, jvp};
 pub use ops::custom::{CustomOp, FirstOrderOp};
 pub use ops::select::Comparand;
+pub use plan::{Arg, Plan, PlanError, StepFn};
 pub use tape::{IntoValue, Tape, Tensor};
 pub use tapegrad_kernels::{threads, Element, Value};
 pub use trace::{NonFiniteReport, Phase};

@@ -59,6 +59,12 @@ pub struct Tape<T: Element> {
     pub(crate) tangents: RefCell<Vec<Option<Value<T>>>>,
     pub(crate) trace: Cell<bool>,
     pub(crate) report: RefCell<Option<NonFiniteReport>>,
+    /// True while a [`crate::Plan`] records its step: every op is kept
+    /// (also those that need no gradient, to be computed again on replay)
+    /// and every read of a value is noted in `reads`.
+    pub(crate) capture: Cell<bool>,
+    /// The nodes whose values were read while capturing, and where.
+    pub(crate) reads: RefCell<Vec<(u32, &'static Location<'static>)>>,
 }
 
 impl<T: Element> Default for Tape<T> {
@@ -141,6 +147,8 @@ impl<T: Element> Tape<T> {
             tangents: RefCell::new(Vec::new()),
             trace: Cell::new(false),
             report: RefCell::new(None),
+            capture: Cell::new(false),
+            reads: RefCell::new(Vec::new()),
         }
     }
 
@@ -374,12 +382,12 @@ impl<T: Element> Tape<T> {
                 Repr::new(value)
             }
         };
-        requires_grad &= self.grad_enabled.get();
+        requires_grad &= self.grad_enabled.get() && op.differentiable();
         let name = op.name();
         let id = nodes.len() as u32;
         nodes.push(Node {
             value,
-            op: if requires_grad { Some(Box::new(op)) } else { None },
+            op: if requires_grad || self.capture.get() { Some(Box::new(op)) } else { None },
             inputs,
             requires_grad,
             scalar,
@@ -406,7 +414,7 @@ impl<T: Element> Tape<T> {
                 let tans = self.tangents.borrow();
                 let dx: SmallVec<[Option<&Value<T>>; 4]> =
                     inputs.iter().map(|&j| tans.get(j as usize).and_then(Option::as_ref)).collect();
-                dx.iter().any(Option::is_some).then(|| op.jvp(xs, value, &dx))
+                (op.differentiable() && dx.iter().any(Option::is_some)).then(|| op.jvp(xs, value, &dx))
             };
             self.tangents.borrow_mut().push(tangent);
         }
@@ -551,6 +559,7 @@ impl<'t, T: Element> Tensor<'t, T> {
     #[track_caller]
     pub fn item(&self) -> T {
         self.tape.check(self, "item");
+        self.note_read();
         if let Some(one) = self.tape.nodes.borrow()[self.id as usize].value.as_one() {
             return one.v;
         }
@@ -604,7 +613,17 @@ impl<'t, T: Element> Tensor<'t, T> {
     #[track_caller]
     pub(crate) fn with_value<R>(&self, f: impl FnOnce(&Value<T>) -> R) -> R {
         self.tape.check(self, "value");
+        self.note_read();
         f(self.tape.nodes.borrow()[self.id as usize].value.value())
+    }
+
+    /// Notes a read of this value while a plan captures its step.
+    #[track_caller]
+    #[inline]
+    fn note_read(&self) {
+        if self.tape.capture.get() {
+            self.tape.reads.borrow_mut().push((self.id, Location::caller()));
+        }
     }
 
     #[track_caller]

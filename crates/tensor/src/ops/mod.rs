@@ -62,6 +62,14 @@ pub(crate) trait Op<T: Element>: 'static {
     /// output, returns the gradient of each input for which `need` is true.
     fn backward<B: Backend<T>>(&self, b: &B, xs: &[&B::V], y: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V>;
 
+    /// Whether gradients flow through this op; false for an op whose output
+    /// is a constant of its inputs (a stop-gradient, as the softmax
+    /// family's shift): its node needs no gradient, though a replayed step
+    /// computes it again.
+    fn differentiable(&self) -> bool {
+        true
+    }
+
     /// Whether the rule begins `dZ = g * [y > 0]` (a ReLU's gate, read from
     /// the output): then the op that computes `g` may apply the gate for it
     /// (see [`Fusion`]).
@@ -125,6 +133,10 @@ impl<T: Element> Fusion<'_, T> {
 pub(crate) trait DynOp<T: Element> {
     fn label(&self) -> String;
     fn name(&self) -> &'static str;
+    /// [`Op::forward`], for a replayed step ([`crate::Plan`]).
+    fn forward_values(&self, xs: &[&Value<T>]) -> Value<T>;
+    /// [`Op::forward_scalar`], for a replayed step's scalar lane.
+    fn forward_numbers(&self, xs: &[T]) -> Option<T>;
     fn gated_output(&self) -> bool;
     fn gateable_input(&self, k: usize) -> bool;
     fn backward_values(
@@ -152,6 +164,12 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
     }
     fn name(&self) -> &'static str {
         Op::name(self)
+    }
+    fn forward_values(&self, xs: &[&Value<T>]) -> Value<T> {
+        Op::forward(self, xs)
+    }
+    fn forward_numbers(&self, xs: &[T]) -> Option<T> {
+        Op::forward_scalar(self, xs)
     }
     fn gated_output(&self) -> bool {
         Op::gated_output(self)

@@ -1,7 +1,7 @@
 //! Sums and means, and the shape ops that are their adjoints: reshape,
 //! broadcast_to and sum_to.
 
-use super::{unary_grad, zip, Grads, Op};
+use super::{map, unary_grad, zip, Grads, Op};
 use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
 use ndarray::{ArcArray, ArrayD, Axis, IxDyn};
@@ -119,6 +119,38 @@ impl<T: Element> Op<T> for Extreme {
         })
     }
 }
+/// The shift that keeps the softmax family's `exp` from overflowing:
+/// `m = max(x)` over `axes` (kept), with a non-finite maximum replaced by 0
+/// (a lane of `-inf` then stays `-inf`, as PyTorch's `logsumexp`). It
+/// cancels in every formula that uses it (`logsumexp(x) = m +
+/// log(sum(exp(x - m)))` for any `m`), so no gradient flows through it
+/// (`dm/dx` is taken as 0) and its node needs none; it is an op, not a
+/// constant, so a replayed step computes it again from its input.
+pub(crate) struct StableShift {
+    axes: Shape,
+}
+impl<T: Element> Op<T> for StableShift {
+    fn name(&self) -> &'static str {
+        "stable_shift"
+    }
+    fn label(&self) -> String {
+        format!("stable_shift(axes={:?})", self.axes.as_slice())
+    }
+    fn forward(&self, x: &[&Value<T>]) -> Value<T> {
+        let m = Op::<T>::forward(&Extreme { axes: self.axes.clone(), keepdims: true, max: true }, x);
+        map(&m, |v| if v.is_finite() { v } else { T::zero() })
+    }
+    fn differentiable(&self) -> bool {
+        false
+    }
+    fn jvp(&self, _: &[&Value<T>], y: &Value<T>, _: &[Option<&Value<T>>]) -> Value<T> {
+        Value::zeros(y.raw_dim())
+    }
+    fn backward<B: Backend<T>>(&self, _: &B, _: &[&B::V], _: &B::V, _: &B::V, _: &[bool]) -> Grads<B::V> {
+        Grads::from_elem(None, 1)
+    }
+}
+
 impl Extreme {
     /// `[a == y] / count` along the reduced axes: each element's share of
     /// the gradient (NaN where the extreme is NaN).
@@ -397,14 +429,12 @@ impl<'t, T: Element> Tensor<'t, T> {
         self - self.logsumexp(&[axis], true)
     }
 
-    /// The maximum over `axes` (kept), as a constant with non-finite
-    /// entries replaced by 0 (a lane of `-inf` then stays `-inf`, as
-    /// PyTorch's `logsumexp`).
+    /// The maximum over `axes` (kept), with non-finite entries replaced
+    /// by 0, through which no gradient flows (see [`StableShift`]).
     #[track_caller]
     fn stable_shift(&self, op: &str, axes: &[usize]) -> Self {
         let axes = self.reduced_axes(op, axes);
-        let m = Op::<T>::forward(&Extreme { axes, keepdims: true, max: true }, &[&self.value()]);
-        self.tape.constant(m.mapv(|v| if v.is_finite() { v } else { T::zero() }))
+        self.tape.record(StableShift { axes }, &[self])
     }
 
     /// `axes` sorted, after checking them against the shape.
