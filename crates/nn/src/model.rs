@@ -337,6 +337,7 @@ impl<'t, T: Element> Forward<'t, T> {
 /// assert_eq!(d.rate(), 0.2);
 /// assert!(tapegrad_nn::Dropout::new(1.0, 7).is_err());
 /// ```
+#[derive(Clone)]
 pub struct Dropout {
     rate: f64,
     rng: ChaCha8Rng,
@@ -381,6 +382,19 @@ impl Dropout {
     /// ```
     pub fn rate(&self) -> f64 {
         self.rate
+    }
+
+    /// Draws the next mask into `out`, in row-major order, exactly as
+    /// [`Dropout::apply`] draws one for an activation of `out`'s shape: a
+    /// replayed step takes its masks as arguments, drawn from the same
+    /// stream in the same order as the eager step would draw them.
+    pub(crate) fn fill<T: Element>(&mut self, out: &mut tapegrad_tensor::ndarray::ArrayViewMutD<'_, T>) {
+        use rand::RngExt;
+        let keep = 1.0 - self.rate;
+        let scale = T::cast(1.0 / keep);
+        for v in out.iter_mut() {
+            *v = if self.rng.random::<f64>() < keep { scale } else { T::zero() };
+        }
     }
 
     fn apply<'t, T: Element>(&mut self, a: Tensor<'t, T>) -> Tensor<'t, T> {
@@ -645,8 +659,29 @@ impl<T: Element> Model<T> {
         relu: ReluLayers,
         output: OutputMode,
     ) -> Forward<'t, T> {
+        let params: Vec<Tensor<'t, T>> = self.params.values().map(|v| tape.var(v)).collect();
+        let hidden = |_: usize, a: Tensor<'t, T>| match dropout.as_deref_mut() {
+            Some(d) => d.apply(a),
+            None => a,
+        };
+        self.record_with(x, &params, hidden, relu, output)
+    }
+
+    /// [`Model::record`] with the parameters given as tensors (in the
+    /// order of [`Model::params`]) and `hidden(l, A[l])` applied to each
+    /// hidden layer's activation: how a replayed step ([`crate::fit`])
+    /// records the model, with its parameters and dropout masks as the
+    /// plan's arguments.
+    pub(crate) fn record_with<'t>(
+        &self,
+        x: Tensor<'t, T>,
+        params: &[Tensor<'t, T>],
+        mut hidden: impl FnMut(usize, Tensor<'t, T>) -> Tensor<'t, T>,
+        relu: ReluLayers,
+        output: OutputMode,
+    ) -> Forward<'t, T> {
         let params: IndexMap<String, Tensor<'t, T>> =
-            self.params.iter().map(|(k, v)| (k.clone(), tape.var(v))).collect();
+            self.params.keys().cloned().zip(params.iter().copied()).collect();
         let mut it = params.values().copied();
         let layers: Vec<Layer<Tensor<'t, T>>> =
             std::iter::from_fn(|| Some(Layer { w: it.next()?, b: it.next()? })).collect();
@@ -669,9 +704,7 @@ impl<T: Element> Model<T> {
                 (zl, act.apply(zl))
             };
             if l < last {
-                if let Some(d) = dropout.as_deref_mut() {
-                    al = d.apply(al);
-                }
+                al = hidden(l, al);
             }
             z.push(zl);
             a.push(al);

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tapegrad_tensor::ndarray::{Array2, ArrayView2, Axis, Ix2};
-use tapegrad_tensor::{Element, IntoValue, Tape, Value};
+use tapegrad_tensor::{Arg, Element, IntoValue, Plan, PlanError, Tape, Value};
 
 /// What to train for and how.
 ///
@@ -44,6 +44,12 @@ pub struct TrainConfig {
     /// one, and its source line. Off by default (tracing checks every
     /// value).
     pub trace_nonfinite: bool,
+    /// Record every step anew instead of replaying it. By default each
+    /// batch shape's step is recorded once and replayed
+    /// ([`tapegrad_tensor::Plan`]): the same values and gradients, bit for
+    /// bit, without the cost of recording. Tracing non-finite values
+    /// always runs eagerly.
+    pub eager: bool,
 }
 
 impl Default for TrainConfig {
@@ -59,6 +65,7 @@ impl Default for TrainConfig {
             early_stopping: None,
             max_iterations: None,
             trace_nonfinite: false,
+            eager: false,
         }
     }
 }
@@ -169,6 +176,13 @@ pub struct History {
     pub best_epoch: usize,
     /// Whether early stopping ended training.
     pub stopped_early: bool,
+    /// How many updates were replayed from a compiled step rather than
+    /// recorded (see [`TrainConfig::eager`]).
+    pub replayed: usize,
+    /// Why a batch shape's step could not be replayed and ran eagerly
+    /// (a step that reads a value while it is recorded, say), if one
+    /// could not.
+    pub replay_refused: Option<String>,
 }
 
 fn invalid(name: &'static str, value: String, reason: &str) -> NnError {
@@ -246,6 +260,9 @@ pub fn fit<T: Element>(
     let (xv, yv) = (x.select(Axis(1), &val_cols), y.select(Axis(1), &val_cols));
 
     let mut history = History::default();
+    let spec = model.clone();
+    let mut replay =
+        (!cfg.eager && !cfg.trace_nonfinite).then(|| Replay::new(&spec, &cfg.loss, dropout.is_some()));
     let mut tape = Tape::<T>::new();
     tape.trace_nonfinite(cfg.trace_nonfinite);
     let mut order: Vec<usize> = (0..m).collect();
@@ -288,21 +305,21 @@ pub fn fit<T: Element>(
                 optimizer.set_learning_rate(cfg.schedule.learning_rate(base_lr, epoch, progress));
             }
             let idx = &order[k * batch..((k + 1) * batch).min(m)];
-            let (xb, yb) = batch_at(idx);
-            tape.clear();
-            // The loss reads only the logits of a sigmoid output: skip the sigmoid.
-            let x = tape.constant(xb);
-            let fwd = model.record(&tape, x, dropout.as_mut(), ReluLayers::Fused, OutputMode::Logits);
-            let cost = cfg.loss.cost(model, &fwd, tape.constant(yb));
-            let c = cost.item().as_f64();
+            let replayed = match replay.as_mut() {
+                Some(r) => r.step(model, &xt, &yt, idx, full_batch, dropout.as_mut(), &mut g, &mut history),
+                None => None,
+            };
+            let c = match replayed {
+                Some(c) => c,
+                None => eager_step(&mut tape, model, cfg, batch_at(idx), dropout.as_mut(), &mut g),
+            };
             iteration += 1;
             if !c.is_finite() {
-                if !cfg.trace_nonfinite {
+                if replayed.is_some() || !cfg.trace_nonfinite {
                     // Record the step again with tracing, to name the op.
-                    drop((fwd, cost));
-                    tape.clear();
                     tape.trace_nonfinite(true);
                     let (xb, yb) = batch_at(idx);
+                    tape.clear();
                     let fwd = model.record(
                         &tape,
                         tape.constant(xb),
@@ -320,21 +337,6 @@ pub fn fit<T: Element>(
                     trace: tape.nonfinite().map(|r| r.to_string()),
                 });
             }
-            // Only the parameters' gradients are read: the others go back
-            // to the pool as soon as they are used, and ReLU gates fuse.
-            let wrt: Vec<_> = fwd.params.values().copied().collect();
-            let grads = tape.backward_for(cost, &wrt);
-            // Copied into the arrays of the step before: no allocation.
-            for (i, (name, t)) in fwd.params.iter().enumerate() {
-                let v = grads[*t].view().into_dimensionality::<Ix2>().expect("2-D parameter");
-                match g.get_index_mut(i) {
-                    Some((k, old)) if k == name && old.dim() == v.dim() => old.assign(&v),
-                    _ => {
-                        g.insert(name.clone(), v.to_owned());
-                    }
-                }
-            }
-            drop(fwd);
             if let Some(max) = cfg.clip_norm {
                 clip_grad_norm(&mut g, max);
             }
@@ -377,6 +379,200 @@ pub fn fit<T: Element>(
     }
     optimizer.set_learning_rate(base_lr);
     Ok(history)
+}
+
+/// One step recorded anew on `tape`: the cost of the batch `(x, y)` and,
+/// when it is finite, the parameters' gradients in `g`.
+fn eager_step<T: Element>(
+    tape: &mut Tape<T>,
+    model: &Model<T>,
+    cfg: &TrainConfig,
+    (xb, yb): (Value<T>, Value<T>),
+    dropout: Option<&mut Dropout>,
+    g: &mut Params<T>,
+) -> f64 {
+    tape.clear();
+    // The loss reads only the logits of a sigmoid output: skip the sigmoid.
+    let x = tape.constant(xb);
+    let fwd = model.record(tape, x, dropout, ReluLayers::Fused, OutputMode::Logits);
+    let cost = cfg.loss.cost(model, &fwd, tape.constant(yb));
+    let c = cost.item().as_f64();
+    if !c.is_finite() {
+        return c;
+    }
+    // Only the parameters' gradients are read: the others go back to the
+    // pool as soon as they are used, and ReLU gates fuse.
+    let wrt: Vec<_> = fwd.params.values().copied().collect();
+    let grads = tape.backward_for(cost, &wrt);
+    for (i, (name, t)) in fwd.params.iter().enumerate() {
+        copy_grad(g, i, name, grads[*t].view());
+    }
+    c
+}
+
+/// Copies a parameter's gradient into the array of the step before (no
+/// allocation once the table is filled).
+fn copy_grad<T: Element>(
+    g: &mut Params<T>,
+    i: usize,
+    name: &str,
+    v: tapegrad_tensor::ndarray::ArrayViewD<'_, T>,
+) {
+    let v = v.into_dimensionality::<Ix2>().expect("2-D parameter");
+    match g.get_index_mut(i) {
+        Some((k, old)) if k == name && old.dim() == v.dim() => old.assign(&v),
+        _ => {
+            g.insert(name.to_string(), v.to_owned());
+        }
+    }
+}
+
+/// The replayed steps of one [`fit`]: a plan per batch size, compiled on
+/// the first batch of that size. A plan's arguments are the batch's
+/// inputs and labels, the dropout masks of the hidden layers (drawn before
+/// each run from the same stream, in the same order, as an eager step
+/// draws them) and the parameters.
+struct Replay<'f, T: Element> {
+    spec: &'f Model<T>,
+    loss: &'f Loss,
+    /// The rows of each hidden layer's mask (none without dropout).
+    mask_rows: Vec<usize>,
+    /// By batch size; `None`: refused, run eagerly.
+    plans: Vec<(usize, Option<Plan<'f, T>>)>,
+}
+
+impl<'f, T: Element> Replay<'f, T> {
+    fn new(spec: &'f Model<T>, loss: &'f Loss, dropout: bool) -> Self {
+        let rows: Vec<usize> = spec.params().values().step_by(2).map(|w| w.nrows()).collect();
+        let mask_rows = if dropout { rows[..rows.len() - 1].to_vec() } else { Vec::new() };
+        Replay { spec, loss, mask_rows, plans: Vec::new() }
+    }
+
+    fn compile(&self, rows: usize, labels: usize, batch: usize) -> Result<Plan<'f, T>, PlanError> {
+        let (spec, loss, masks) = (self.spec, self.loss, self.mask_rows.len());
+        let mut args = vec![
+            Arg::input(Array2::<T>::zeros((rows, batch))),
+            Arg::input(Array2::<T>::zeros((labels, batch))),
+        ];
+        args.extend(self.mask_rows.iter().map(|&n| Arg::input(Array2::<T>::zeros((n, batch)))));
+        args.extend(spec.params().values().map(|p| Arg::param(p.clone())));
+        Plan::compile(args, move |_, a| {
+            let (x, y, masks, params) = (a[0], a[1], &a[2..2 + masks], &a[2 + masks..]);
+            let hidden = |l: usize, al| if masks.is_empty() { al } else { al * masks[l - 1] };
+            let fwd = spec.record_with(x, params, hidden, ReluLayers::Fused, OutputMode::Logits);
+            loss.cost(spec, &fwd, y)
+        })
+    }
+
+    /// Replays the step on the batch `idx` (the whole set when
+    /// `full_batch`), leaving the parameters' gradients in `g`; returns its
+    /// cost, or `None` when this batch size's step is refused (the dropout
+    /// stream is then where it was, for the eager step to draw from).
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        model: &Model<T>,
+        xt: &Value<T>,
+        yt: &Value<T>,
+        idx: &[usize],
+        full_batch: bool,
+        dropout: Option<&mut Dropout>,
+        g: &mut Params<T>,
+        history: &mut History,
+    ) -> Option<f64> {
+        let n = idx.len();
+        let at = match self.plans.iter().position(|(b, _)| *b == n) {
+            Some(at) => at,
+            None => {
+                let plan = self.compile(xt.shape()[0], yt.shape()[0], n);
+                if let Err(e) = &plan {
+                    history.replay_refused.get_or_insert_with(|| e.to_string());
+                }
+                self.plans.push((n, plan.ok()));
+                self.plans.len() - 1
+            }
+        };
+        let plan = self.plans[at].1.as_mut()?;
+        let first = dropout.as_ref().map(|d| (*d).clone());
+        if full_batch {
+            plan.set(0, xt.clone()).expect("the recorded shape");
+            plan.set(1, yt.clone()).expect("the recorded shape");
+        } else {
+            plan.write(0, |v| gather_into(xt, idx, v)).expect("argument 0");
+            plan.write(1, |v| gather_into(yt, idx, v)).expect("argument 1");
+        }
+        let masks = self.mask_rows.len();
+        if let Some(d) = dropout {
+            for k in 0..masks {
+                plan.write(2 + k, |v| d.fill(v)).expect("a mask argument");
+            }
+            let c = Self::run(plan, model, masks, g, history);
+            if c.is_none() {
+                // Refused on its first run: the eager step draws the masks.
+                *d = first.expect("taken above");
+                self.plans[at].1 = None;
+            }
+            return c;
+        }
+        let c = Self::run(plan, model, masks, g, history);
+        if c.is_none() {
+            self.plans[at].1 = None;
+        }
+        c
+    }
+
+    fn run(
+        plan: &mut Plan<'f, T>,
+        model: &Model<T>,
+        masks: usize,
+        g: &mut Params<T>,
+        history: &mut History,
+    ) -> Option<f64> {
+        let off = 2 + masks;
+        for (i, p) in model.params().values().enumerate() {
+            plan.write(off + i, |v| v.assign(p)).expect("a parameter argument");
+        }
+        let c = match plan.run() {
+            Ok(c) => c.as_f64(),
+            Err(e) => {
+                history.replay_refused.get_or_insert_with(|| e.to_string());
+                return None;
+            }
+        };
+        if c.is_finite() {
+            for (i, name) in model.params().keys().enumerate() {
+                let v = plan.grad(off + i).expect("every parameter reaches the cost");
+                copy_grad(g, i, name, v);
+            }
+        }
+        history.replayed += 1;
+        Some(c)
+    }
+}
+
+/// Writes the columns `idx` of a 2-D value into `out`, in that order: a
+/// mini-batch gathered into a plan's argument, with no allocation.
+fn gather_into<T: Element>(
+    x: &Value<T>,
+    idx: &[usize],
+    out: &mut tapegrad_tensor::ndarray::ArrayViewMutD<'_, T>,
+) {
+    let x = x.view().into_dimensionality::<Ix2>().expect("2-D data");
+    let mut out = out.view_mut().into_dimensionality::<Ix2>().expect("2-D argument");
+    for (row, mut o) in x.rows().into_iter().zip(out.rows_mut()) {
+        match (row.as_slice(), o.as_slice_mut()) {
+            (Some(r), Some(o)) => {
+                for (o, &j) in o.iter_mut().zip(idx) {
+                    *o = r[j];
+                }
+            }
+            _ => {
+                for (o, &j) in o.iter_mut().zip(idx) {
+                    *o = row[j];
+                }
+            }
+        }
+    }
 }
 
 /// The cost of `model` on a data set, without recording gradients. The

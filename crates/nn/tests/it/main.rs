@@ -9,4 +9,5 @@ mod guide_formulas;
 mod heads;
 mod hostile_model_files;
 mod model_files;
+mod replay;
 mod training;
