@@ -6,16 +6,77 @@
 //! Usage: `cargo run --release -p tapebench -- [W1 W2 W3 W4 Q1 P]` (all by default;
 //! `W1q` is a one-repeat, 20-iteration W1 for instruction counts).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tapegrad::nn::metrics::{self, Metrics};
 use tapegrad::nn::{
     cost_of, fit, Adam, Architecture, GradientDescent, Init, Loss, Model, Params, TrainConfig,
 };
 use tapegrad::tensor::ndarray::{arr2, Array2};
-use tapegrad::tensor::{Element, Tape};
+use tapegrad::tensor::{Arg, Element, Plan, Tape};
+
+/// Counts heap allocations (one relaxed atomic add each), for the
+/// replayed and eager steps' allocation figures.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; the counter never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// The two ways tapegrad runs a training step: replayed from a plan
+/// recorded once (the default, reported as `tapegrad`) or recorded anew
+/// every step (`tapegrad-eager`).
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Replayed,
+    Eager,
+}
+
+impl Mode {
+    const BOTH: [Mode; 2] = [Mode::Replayed, Mode::Eager];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Replayed => "tapegrad",
+            Mode::Eager => "tapegrad-eager",
+        }
+    }
+
+    fn eager(self) -> bool {
+        self == Mode::Eager
+    }
+}
 
 fn emit(workload: &str, metric: &str, value: f64, threads: usize, note: &str) {
-    let line = serde_json::json!({"impl": "tapegrad", "workload": workload, "metric": metric, "value": value, "threads": threads, "note": note});
+    emit_as(Mode::Replayed, workload, metric, value, threads, note);
+}
+
+fn emit_as(mode: Mode, workload: &str, metric: &str, value: f64, threads: usize, note: &str) {
+    let line = serde_json::json!({"impl": mode.name(), "workload": workload, "metric": metric, "value": value, "threads": threads, "note": note});
     println!("{line}");
 }
 
@@ -64,68 +125,138 @@ fn shared_init<T: Element>() -> Model<T> {
     Model::from_params(&Architecture::guide(3, &[20, 7, 5]), params).expect("architecture")
 }
 
-/// W1: the guide's loop in f64, full batch, gradient descent 0.1.
-/// `quick` runs one repeat of 5 + 20 iterations (for instruction counts
-/// under callgrind).
+/// W1: the guide's loop in f64, full batch, gradient descent 0.1, replayed
+/// and eager, the repeats alternating between the two. `quick` runs one
+/// repeat of 5 + 20 iterations (for instruction counts under callgrind).
 fn w1(d: &Data, quick: bool) {
     let (repeats, warm_n, timed_n) = if quick { (1, 5, 20) } else { (3, 20, 500) };
-    let mut times = Vec::new();
-    let (mut cost520, mut after) = (0.0, 0.0);
+    let mut times = [Vec::new(), Vec::new()];
+    let mut costs = [(0.0, 0.0); 2];
     for _ in 0..repeats {
-        let mut model = shared_init::<f64>();
-        let mut gd = GradientDescent::new(0.1).unwrap();
-        let warm = TrainConfig { epochs: warm_n, ..Default::default() };
-        fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &warm, |_| {}).unwrap();
-        let timed = TrainConfig { epochs: timed_n, ..Default::default() };
-        let t = Instant::now();
-        let h = fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &timed, |_| {}).unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1e6 / timed_n as f64);
-        cost520 = h.iteration_costs[timed_n - 1];
-        after = cost_of(&model, &Loss::default(), d.xtr.view(), d.ytr.view());
+        for (i, mode) in Mode::BOTH.into_iter().enumerate() {
+            let mut model = shared_init::<f64>();
+            let mut gd = GradientDescent::new(0.1).unwrap();
+            let warm = TrainConfig { epochs: warm_n, eager: mode.eager(), ..Default::default() };
+            fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &warm, |_| {}).unwrap();
+            let timed = TrainConfig { epochs: timed_n, ..warm };
+            let t = Instant::now();
+            let h = fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &timed, |_| {}).unwrap();
+            times[i].push(t.elapsed().as_secs_f64() * 1e6 / timed_n as f64);
+            costs[i] = (
+                h.iteration_costs[timed_n - 1],
+                cost_of(&model, &Loss::default(), d.xtr.view(), d.ytr.view()),
+            );
+        }
     }
-    let note = format!(
-        "f64; median of 3 repeats {:?}",
-        times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>()
-    );
-    emit("W1", "us_per_iter", (median(&times) * 100.0).round() / 100.0, threads(), &note);
-    emit("W1", "cost_iter520", cost520, threads(), "cost computed in iteration 520 (before its update)");
-    let rel = (after - 0.0907248263417013f64).abs() / 0.0907248263417013;
-    emit(
-        "W1",
-        "cost_after_520_updates",
-        after,
-        threads(),
-        &format!("relative difference from the references' 0.0907248263417013: {rel:.2e}"),
-    );
+    for (i, mode) in Mode::BOTH.into_iter().enumerate() {
+        let note = format!(
+            "f64; median of {repeats} repeats {:?}, alternating replayed and eager",
+            times[i].iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>()
+        );
+        emit_as(mode, "W1", "us_per_iter", (median(&times[i]) * 100.0).round() / 100.0, threads(), &note);
+        let (cost520, after) = costs[i];
+        emit_as(
+            mode,
+            "W1",
+            "cost_iter520",
+            cost520,
+            threads(),
+            "cost computed in iteration 520 (before its update)",
+        );
+        let rel = (after - 0.0907248263417013f64).abs() / 0.0907248263417013;
+        emit_as(
+            mode,
+            "W1",
+            "cost_after_520_updates",
+            after,
+            threads(),
+            &format!("relative difference from the references' 0.0907248263417013: {rel:.2e}"),
+        );
+    }
 }
 
-/// Adam with mini-batches of 64 from the shared weights; returns the model.
-fn adam_run<T: Element>(d: &Data, epochs_warm: usize, epochs: usize, seed: u64) -> (Model<T>, f64, usize) {
+/// Adam with mini-batches of 64 from the shared weights; returns the
+/// model, the timed seconds, the timed steps and their heap allocations.
+fn adam_run<T: Element>(
+    d: &Data,
+    epochs_warm: usize,
+    epochs: usize,
+    seed: u64,
+    mode: Mode,
+) -> (Model<T>, f64, usize, usize) {
     let (x, y) = (d.xtr.mapv(T::cast), d.ytr.mapv(T::cast));
     let mut model = shared_init::<T>();
     let mut adam = Adam::new(1e-3).unwrap();
     let mut steps = 0;
     if epochs_warm > 0 {
-        let warm = TrainConfig { epochs: epochs_warm, batch_size: Some(64), seed, ..Default::default() };
+        let warm = TrainConfig {
+            epochs: epochs_warm,
+            batch_size: Some(64),
+            seed,
+            eager: mode.eager(),
+            ..Default::default()
+        };
         fit(&mut model, &mut adam, x.view(), y.view(), &warm, |_| {}).unwrap();
     }
-    let cfg =
-        TrainConfig { epochs, batch_size: Some(64), seed: seed + epochs_warm as u64, ..Default::default() };
+    let cfg = TrainConfig {
+        epochs,
+        batch_size: Some(64),
+        seed: seed + epochs_warm as u64,
+        eager: mode.eager(),
+        ..Default::default()
+    };
+    // The allocations of the steps after the first (which compiles the
+    // plans) of the timed epochs: counted from the first progress report.
+    let mut first = None;
     let t = Instant::now();
-    fit(&mut model, &mut adam, x.view(), y.view(), &cfg, |_| steps += 1).unwrap();
-    (model, t.elapsed().as_secs_f64(), steps)
+    fit(&mut model, &mut adam, x.view(), y.view(), &cfg, |_| {
+        steps += 1;
+        first.get_or_insert_with(allocations);
+    })
+    .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let allocs = allocations() - first.unwrap_or(0);
+    (model, secs, steps, allocs)
 }
 
-/// W2: per-step overhead, f32, Adam, batches of 64.
+/// W2: per-step overhead, f32, Adam, batches of 64: replayed and eager
+/// alternately, three runs each.
 fn w2(d: &Data) {
-    let (model, secs, steps) = adam_run::<f32>(d, 1, 5, 0);
-    emit(
-        "W2",
-        "us_per_step",
-        (secs * 1e6 / steps as f64 * 100.0).round() / 100.0,
-        threads(),
-        &format!("f32; {steps} steps in 5 timed epochs; tapegrad Adam"),
-    );
+    let mut us = [Vec::new(), Vec::new()];
+    let mut allocs = [0.0; 2];
+    let mut last = None;
+    for _ in 0..3 {
+        for (i, mode) in Mode::BOTH.into_iter().enumerate() {
+            let (model, secs, steps, a) = adam_run::<f32>(d, 1, 5, 0, mode);
+            us[i].push(secs * 1e6 / steps as f64);
+            allocs[i] = a as f64 / (steps - 1) as f64;
+            if mode == Mode::Replayed {
+                last = Some((model, steps));
+            }
+        }
+    }
+    let (model, steps) = last.expect("three runs");
+    for (i, mode) in Mode::BOTH.into_iter().enumerate() {
+        emit_as(
+            mode,
+            "W2",
+            "us_per_step",
+            (median(&us[i]) * 100.0).round() / 100.0,
+            threads(),
+            &format!(
+                "f32; {steps} steps in 5 timed epochs; tapegrad Adam; median of 3 runs {:?}, alternating replayed and eager",
+                us[i].iter().map(|t| (t * 100.0).round() / 100.0).collect::<Vec<_>>()
+            ),
+        );
+        emit_as(
+            mode,
+            "W2",
+            "allocs_per_step",
+            (allocs[i] * 100.0).round() / 100.0,
+            threads(),
+            "heap allocations per step, over the timed steps after the first",
+        );
+    }
     let c =
         cost_of(&model, &Loss::default(), d.xtr.mapv(|v| v as f32).view(), d.ytr.mapv(|v| v as f32).view());
     emit(
@@ -137,88 +268,117 @@ fn w2(d: &Data) {
     );
 }
 
-/// W3: a wide network, f32, full batch: matrix-multiply efficiency.
+/// W3: a wide network, f32, full batch: matrix-multiply efficiency;
+/// replayed, then eager.
 fn w3(d: &Data) {
     let arch = Architecture::guide(3, &[512, 512, 512]);
-    let mut model = Model::<f32>::new(&arch, Init::HeNormal, 0).unwrap();
     let (x, y) = (d.xtr.mapv(|v| v as f32), d.ytr.mapv(|v| v as f32));
-    let mut gd = GradientDescent::new(0.01).unwrap();
-    fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 2, ..Default::default() }, |_| {})
+    for mode in Mode::BOTH {
+        let mut model = Model::<f32>::new(&arch, Init::HeNormal, 0).unwrap();
+        let mut gd = GradientDescent::new(0.01).unwrap();
+        let cfg = TrainConfig { epochs: 2, eager: mode.eager(), ..Default::default() };
+        fit(&mut model, &mut gd, x.view(), y.view(), &cfg, |_| {}).unwrap();
+        let mut times = Vec::new();
+        let mut last = std::time::Instant::now();
+        fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 10, ..cfg }, |_| {
+            times.push(last.elapsed().as_secs_f64());
+            last = Instant::now();
+        })
         .unwrap();
-    let mut times = Vec::new();
-    let mut last = std::time::Instant::now();
-    fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 10, ..Default::default() }, |_| {
-        times.push(last.elapsed().as_secs_f64());
-        last = Instant::now();
-    })
-    .unwrap();
-    let sizes = arch.sizes();
-    let flops: f64 = 6.0 * sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum::<f64>() * x.ncols() as f64;
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    emit(
-        "W3",
-        "ms_per_iter",
-        (mean * 1e5).round() / 100.0,
-        threads(),
-        &format!(
-            "f32; mean of 10 timed iterations (median {:.3} ms, fastest {:.3} ms)",
-            median(&times) * 1e3,
-            times.iter().copied().fold(f64::INFINITY, f64::min) * 1e3
-        ),
-    );
-    emit(
-        "W3",
-        "gflops",
-        (flops / mean / 1e9 * 100.0).round() / 100.0,
-        threads(),
-        &format!("{flops:.2e} flop per iteration (6*sum(n[l]*n[l-1])*m)"),
-    );
+        let sizes = arch.sizes();
+        let flops: f64 = 6.0 * sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum::<f64>() * x.ncols() as f64;
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        emit_as(
+            mode,
+            "W3",
+            "ms_per_iter",
+            (mean * 1e5).round() / 100.0,
+            threads(),
+            &format!(
+                "f32; mean of 10 timed iterations (median {:.3} ms, fastest {:.3} ms)",
+                median(&times) * 1e3,
+                times.iter().copied().fold(f64::INFINITY, f64::min) * 1e3
+            ),
+        );
+        emit_as(
+            mode,
+            "W3",
+            "gflops",
+            (flops / mean / 1e9 * 100.0).round() / 100.0,
+            threads(),
+            &format!("{flops:.2e} flop per iteration (6*sum(n[l]*n[l-1])*m)"),
+        );
+    }
 }
 
-/// W4: a chain of 10,000 ops on (1, 1) f64 tensors, forward and backward.
+/// W4: a chain of 10,000 ops on (1, 1) f64 tensors, forward and backward:
+/// recorded anew each repeat (eager) and replayed from a plan recorded
+/// once, the repeats alternating.
 fn w4() {
     const REPEATS: usize = 2500;
-    let mut tape = Tape::<f64>::new();
-    let once = |tape: &mut Tape<f64>| -> (f64, [f64; 4]) {
-        tape.clear();
-        let x0 = tape.var(arr2(&[[0.5]]));
-        let a = tape.var(arr2(&[[1.0]]));
-        let b = tape.var(arr2(&[[0.1]]));
-        let c = tape.var(arr2(&[[0.1]]));
-        let mut x = x0;
+    fn chain<'t>(a: &[tapegrad::tensor::Tensor<'t, f64>]) -> tapegrad::tensor::Tensor<'t, f64> {
+        let mut x = a[0];
         for _ in 0..REPEATS {
-            x = ((x * a + b).tanh()) - c;
+            x = ((x * a[1] + a[2]).tanh()) - a[3];
         }
+        x
+    }
+    let start = [0.5, 1.0, 0.1, 0.1];
+    let mut tape = Tape::<f64>::new();
+    let eager = |tape: &mut Tape<f64>| -> (f64, [f64; 4]) {
+        tape.clear();
+        let xs: Vec<_> = start.iter().map(|&v| tape.var(arr2(&[[v]]))).collect();
+        let x = chain(&xs);
         let g = tape.backward(x);
-        (x.item(), [g[x0][[0, 0]], g[a][[0, 0]], g[b][[0, 0]], g[c][[0, 0]]])
+        (x.item(), [g[xs[0]][[0, 0]], g[xs[1]][[0, 0]], g[xs[2]][[0, 0]], g[xs[3]][[0, 0]]])
+    };
+    let mut plan = Plan::compile(start.iter().map(|&v| Arg::param(arr2(&[[v]]))).collect(), |_, a| chain(a))
+        .expect("the chain compiles");
+    let replayed = |plan: &mut Plan<'_, f64>| -> (f64, [f64; 4]) {
+        for (k, &v) in start.iter().enumerate() {
+            plan.write(k, |x| x.fill(v)).expect("an argument");
+        }
+        let y = plan.run().expect("the chain replays");
+        let g = |k: usize| plan.grad(k).expect("a gradient")[[0, 0]];
+        (y, [g(0), g(1), g(2), g(3)])
     };
     for _ in 0..3 {
-        once(&mut tape);
+        eager(&mut tape);
+        replayed(&mut plan);
     }
-    let mut times = Vec::new();
-    let mut last = (0.0, [0.0; 4]);
+    let mut times = [Vec::new(), Vec::new()];
+    let mut last = [(0.0, [0.0; 4]); 2];
+    let mut allocs = 0;
     for _ in 0..20 {
+        let (t, a) = (Instant::now(), allocations());
+        last[0] = replayed(&mut plan);
+        times[0].push(t.elapsed().as_secs_f64());
+        allocs = allocations() - a;
         let t = Instant::now();
-        last = once(&mut tape);
-        times.push(t.elapsed().as_secs_f64());
+        last[1] = eager(&mut tape);
+        times[1].push(t.elapsed().as_secs_f64());
     }
-    let ns = median(&times) * 1e9 / (4 * REPEATS) as f64;
-    let (y, g) = last;
-    emit(
-        "W4",
-        "ns_per_op",
-        (ns * 10.0).round() / 10.0,
-        1,
-        &format!(
-            "f64 (1,1) tensors; median of 20 repeats of 10,000 ops fwd+bwd; y={y:.7}, dy/d(x0,a,b,c)=[{:.6e}, {:.5}, {:.5}, {:.5}]",
-            g[0], g[1], g[2], g[3]
-        ),
-    );
+    for (i, mode) in Mode::BOTH.into_iter().enumerate() {
+        let ns = median(&times[i]) * 1e9 / (4 * REPEATS) as f64;
+        let (y, g) = last[i];
+        emit_as(
+            mode,
+            "W4",
+            "ns_per_op",
+            (ns * 10.0).round() / 10.0,
+            1,
+            &format!(
+                "f64 (1,1) tensors; median of 20 repeats of 10,000 ops fwd+bwd, alternating replayed and eager; y={y:.7}, dy/d(x0,a,b,c)=[{:.6e}, {:.5}, {:.5}, {:.5}]",
+                g[0], g[1], g[2], g[3]
+            ),
+        );
+    }
+    emit("W4", "allocs_per_run", allocs as f64, 1, "heap allocations of one replayed run of the chain");
 }
 
 /// Q1: what the model learns: f64, Adam, batches of 64, 20 epochs, seed 0.
 fn q1(d: &Data) {
-    let (model, secs, _) = adam_run::<f64>(d, 0, 20, 0);
+    let (model, secs, _, _) = adam_run::<f64>(d, 0, 20, 0, Mode::Replayed);
     let p = model.predict_proba(d.xte.view()).unwrap();
     let labels: Vec<bool> = d.yte.iter().map(|&v| v == 1.0).collect();
     let m = Metrics::compute(&labels, p.as_slice().unwrap(), 0.5);
