@@ -16,28 +16,22 @@ use ndarray::{Axis, IxDyn, Zip};
 /// ```
 #[inline]
 pub fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T + Sync) -> Value<T> {
-    let n = x.len();
-    if let (true, Some(s)) = (n <= pool::SMALL_LEN, x.as_slice()) {
-        let small = pool::fill_small(x.shape(), |o| {
-            for (o, &a) in o.iter_mut().zip(s) {
-                *o = f(a);
-            }
-        });
-        if let Some(out) = small {
-            return out;
-        }
-    }
-    let mut v = pool::take(n);
     match x.as_slice() {
-        Some(s) => par::fill(&mut v, n, |start, out| {
-            let src = &s[start..start + out.len()];
-            for (o, &a) in out.iter_mut().zip(src) {
+        Some(s) => pool::value_with(x.shape(), |out| {
+            par::fill(out, |start, out| {
+                let src = &s[start..start + out.len()];
+                for (o, &a) in out.iter_mut().zip(src) {
+                    o.write(f(a));
+                }
+            })
+        }),
+        // In logical (row-major) order, as the result is laid out.
+        None => pool::value_with(x.shape(), |out| {
+            for (o, &a) in out.iter_mut().zip(x.iter()) {
                 o.write(f(a));
             }
         }),
-        None => v.extend(x.iter().map(|&a| f(a))),
     }
-    pool::value_from(x.raw_dim(), v)
 }
 
 /// Applies `f` elementwise to `a` and `b` broadcast together (numpy rules),
@@ -57,25 +51,14 @@ pub fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T + Sync) -> Value<T> {
 pub fn zip<T: Element>(op: &str, a: &Value<T>, b: &Value<T>, f: impl Fn(T, T) -> T + Sync) -> Value<T> {
     if shape::same(a.shape(), b.shape()) {
         if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
-            let n = sa.len();
-            if n <= pool::SMALL_LEN {
-                let small = pool::fill_small(a.shape(), |o| {
-                    for ((o, &x), &y) in o.iter_mut().zip(sa).zip(sb) {
-                        *o = f(x, y);
+            return pool::value_with(a.shape(), |out| {
+                par::fill(out, |start, out| {
+                    let end = start + out.len();
+                    for ((o, &x), &y) in out.iter_mut().zip(&sa[start..end]).zip(&sb[start..end]) {
+                        o.write(f(x, y));
                     }
-                });
-                if let Some(out) = small {
-                    return out;
-                }
-            }
-            let mut v = pool::take(n);
-            par::fill(&mut v, n, |start, out| {
-                let end = start + out.len();
-                for ((o, &x), &y) in out.iter_mut().zip(&sa[start..end]).zip(&sb[start..end]) {
-                    o.write(f(x, y));
-                }
+                })
             });
-            return pool::value_from(a.raw_dim(), v);
         }
     }
     let shape = broadcast_shapes(op, a.shape(), b.shape());
@@ -86,45 +69,46 @@ pub fn zip<T: Element>(op: &str, a: &Value<T>, b: &Value<T>, f: impl Fn(T, T) ->
         // value (the guide's (n, m) + (n, 1) bias), so the inner loop is a
         // plain slice loop into a pooled buffer.
         let (n, m) = (shape[0], shape[1]);
-        let mut v = pool::take::<T>(n * m);
-        let out = par::SendPtr(v.as_mut_ptr());
-        par::rows(n, m, &|r0, r1| {
-            for r in r0..r1 {
-                let (ra, rb) = (av.index_axis(Axis(0), r), bv.index_axis(Axis(0), r));
-                // SAFETY: row r of the (n, m) buffer, which has capacity
-                // n * m; each row is written by one worker only.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.get().add(r * m) as *mut std::mem::MaybeUninit<T>, m)
-                };
-                match (ra.as_slice(), rb.as_slice(), ra.strides()[0] == 0, rb.strides()[0] == 0) {
-                    (Some(sa), Some(sb), _, _) => {
-                        for ((o, &x), &y) in dst.iter_mut().zip(sa).zip(sb) {
-                            o.write(f(x, y));
+        return pool::value_with(&shape, |v| {
+            let out = par::SendPtr(v.as_mut_ptr().cast::<T>());
+            par::rows(n, m, &|r0, r1| {
+                for r in r0..r1 {
+                    let (ra, rb) = (av.index_axis(Axis(0), r), bv.index_axis(Axis(0), r));
+                    // SAFETY: row r of the (n, m) buffer; each row is written
+                    // by one worker only.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.get().add(r * m) as *mut std::mem::MaybeUninit<T>,
+                            m,
+                        )
+                    };
+                    match (ra.as_slice(), rb.as_slice(), ra.strides()[0] == 0, rb.strides()[0] == 0) {
+                        (Some(sa), Some(sb), _, _) => {
+                            for ((o, &x), &y) in dst.iter_mut().zip(sa).zip(sb) {
+                                o.write(f(x, y));
+                            }
                         }
-                    }
-                    (Some(sa), _, _, true) => {
-                        let y = rb[0];
-                        for (o, &x) in dst.iter_mut().zip(sa) {
-                            o.write(f(x, y));
+                        (Some(sa), _, _, true) => {
+                            let y = rb[0];
+                            for (o, &x) in dst.iter_mut().zip(sa) {
+                                o.write(f(x, y));
+                            }
                         }
-                    }
-                    (_, Some(sb), true, _) => {
-                        let x = ra[0];
-                        for (o, &y) in dst.iter_mut().zip(sb) {
-                            o.write(f(x, y));
+                        (_, Some(sb), true, _) => {
+                            let x = ra[0];
+                            for (o, &y) in dst.iter_mut().zip(sb) {
+                                o.write(f(x, y));
+                            }
                         }
-                    }
-                    _ => {
-                        for ((o, &x), &y) in dst.iter_mut().zip(ra.iter()).zip(rb.iter()) {
-                            o.write(f(x, y));
+                        _ => {
+                            for ((o, &x), &y) in dst.iter_mut().zip(ra.iter()).zip(rb.iter()) {
+                                o.write(f(x, y));
+                            }
                         }
                     }
                 }
-            }
+            });
         });
-        // SAFETY: every row was written above.
-        unsafe { v.set_len(n * m) };
-        return pool::value_from(IxDyn(&shape), v);
     }
     Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)).into_shared()
 }

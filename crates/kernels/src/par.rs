@@ -259,27 +259,22 @@ pub(crate) fn split_sized(
     });
 }
 
-/// Writes `len` elements into the spare capacity of `v` (which must have
-/// room) and sets its length: `f(start, out)` writes elements
-/// `start..start + out.len()`, every one of them. Large fills are split
+/// Writes every element of `out`: `f(start, block)` writes elements
+/// `start..start + block.len()`, every one of them. Large fills are split
 /// across cores.
 #[inline]
-pub(crate) fn fill<T: Send>(v: &mut Vec<T>, len: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) {
-    assert!(v.is_empty() && v.capacity() >= len, "fill: the buffer has no room");
+pub(crate) fn fill<T: Send>(out: &mut [MaybeUninit<T>], f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) {
+    let len = out.len();
     if len < 2 * MIN_ELEMS {
-        f(0, &mut v.spare_capacity_mut()[..len]);
-        // SAFETY: `f` initialised all `len` elements (its contract).
-        unsafe { v.set_len(len) };
+        f(0, out);
         return;
     }
-    let out = SendPtr(v.as_mut_ptr() as *mut MaybeUninit<T>);
+    let out = SendPtr(out.as_mut_ptr());
     split_sized(len, len, pieces(len, MIN_ELEMS), 8, &|i0, i1| {
-        // SAFETY: blocks are disjoint and inside the capacity of `v`.
+        // SAFETY: blocks are disjoint and inside `out`.
         let block = unsafe { std::slice::from_raw_parts_mut(out.get().add(i0), i1 - i0) };
         f(i0, block)
     });
-    // SAFETY: `f` initialised all `len` elements (its contract).
-    unsafe { v.set_len(len) };
 }
 
 /// Runs `f(row0, row1)` over blocks of the rows `0..n`, split across cores
@@ -296,12 +291,13 @@ mod tests {
     fn fill_writes_every_element_once_in_order() {
         for len in [0, 1, 7, MIN_ELEMS * 2 - 1, MIN_ELEMS * 2, MIN_ELEMS * 5 + 3, SHARE_ELEMS + 13] {
             let mut v: Vec<u64> = Vec::with_capacity(len);
-            fill(&mut v, len, |s, out| {
+            fill(&mut v.spare_capacity_mut()[..len], |s, out| {
                 for (i, o) in out.iter_mut().enumerate() {
                     o.write((s + i) as u64);
                 }
             });
-            assert_eq!(v.len(), len);
+            // SAFETY: `fill` wrote every element (asserted by the values).
+            unsafe { v.set_len(len) };
             assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64), "len {len}");
         }
     }

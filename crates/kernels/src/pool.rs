@@ -12,6 +12,7 @@
 //! references come back, so a value a user still holds is never reused.
 
 use crate::{Element, Value};
+use ndarray::IxDyn;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -65,6 +66,10 @@ const SMALL_WINDOW: usize = 8;
 #[derive(Default)]
 struct Pool<T> {
     free: HashMap<usize, Vec<Vec<T>>, BuildHasherDefault<LenHasher>>,
+    /// Free values of more than [`SMALL_LEN`] elements kept whole (array
+    /// and reference count), by length: [`value_with`] reshapes one
+    /// instead of making a new reference count.
+    whole: HashMap<usize, Vec<Value<T>>, BuildHasherDefault<LenHasher>>,
     bytes: usize,
     /// Oldest first; when full, the oldest is dropped for the newest, so
     /// the values at the back (the ones `fill_small` looks at) stay recent.
@@ -106,16 +111,66 @@ pub fn take<T: Element>(len: usize) -> Vec<T> {
         return Vec::with_capacity(len);
     }
     with_pool::<T, _>(|p| {
-        let v = p.free.get_mut(&len).and_then(|l| l.pop());
-        match v {
-            Some(mut v) => {
-                p.bytes -= v.capacity() * std::mem::size_of::<T>();
-                v.clear();
-                v
-            }
-            None => fresh(len),
+        if let Some(mut v) = p.free.get_mut(&len).and_then(|l| l.pop()) {
+            p.bytes -= v.capacity() * std::mem::size_of::<T>();
+            v.clear();
+            return v;
         }
+        if let Some(v) = p.take_whole(len) {
+            if let Ok(owned) = v.try_into_owned_nocopy() {
+                let (mut v, _) = owned.into_raw_vec_and_offset();
+                v.clear();
+                return v;
+            }
+        }
+        fresh(len)
     })
+}
+
+/// A new value of shape `shape` in standard layout, written by `fill`
+/// (which must write every element of the slice it is given, in
+/// row-major order): made from a free value of that many elements, kept
+/// whole, when there is one (no allocation at all), else from a pooled or
+/// new buffer.
+///
+/// ```
+/// use tapegrad_kernels::{pool, ndarray::IxDyn, Value};
+/// let v = pool::value_with::<f32>(&[2, 20], |o| for x in o.iter_mut() { x.write(1.5); });
+/// assert_eq!(v.shape(), &[2, 20]);
+/// assert_eq!(v.sum(), 60.0);
+/// let ptr = v.as_ptr();
+/// pool::recycle(v);
+/// // The same array comes back, in another shape of the same length.
+/// let w = pool::value_with::<f32>(&[40], |o| for x in o.iter_mut() { x.write(0.0); });
+/// assert_eq!(w.as_ptr(), ptr);
+/// ```
+#[inline]
+pub fn value_with<T: Element>(shape: &[usize], fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Value<T> {
+    let len: usize = shape.iter().product();
+    let mut fill = Some(fill);
+    if len <= SMALL_LEN {
+        let small = fill_small(shape, |o| (fill.take().expect("called once"))(as_uninit(o)));
+        if let Some(v) = small {
+            return v;
+        }
+    } else if let Some(mut v) = with_pool::<T, _>(|p| p.take_whole(len)) {
+        (fill.take().expect("not called yet"))(as_uninit(
+            v.as_slice_mut().expect("a whole value is standard"),
+        ));
+        return v.into_shape_with_order(IxDyn(shape)).expect("the same length");
+    }
+    let mut v = take::<T>(len);
+    (fill.take().expect("not called yet"))(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` wrote all `len` elements (its contract).
+    unsafe { v.set_len(len) };
+    value_from(IxDyn(shape), v)
+}
+
+/// An initialised slice seen as one to write into.
+fn as_uninit<T>(s: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and writing only
+    // initialised values into an initialised slice keeps it initialised.
+    unsafe { &mut *(std::ptr::from_mut(s) as *mut [MaybeUninit<T>]) }
 }
 
 /// Buffers of at least this many bytes are asked to live on huge pages.
@@ -148,8 +203,9 @@ fn fresh<T>(len: usize) -> Vec<T> {
     v
 }
 
-/// How many free buffers of length `len` this thread's pool holds (for
-/// tests that a kernel or a rule gives its temporaries back).
+/// How many free buffers of length `len` this thread's pool holds, alone
+/// or in whole values (for tests that a kernel or a rule gives its
+/// temporaries back).
 ///
 /// ```
 /// use tapegrad_kernels::pool;
@@ -160,7 +216,7 @@ fn fresh<T>(len: usize) -> Vec<T> {
 /// assert_eq!(pool::free_count::<f32>(300), before + 1);
 /// ```
 pub fn free_count<T: Element>(len: usize) -> usize {
-    with_pool::<T, _>(|p| p.free.get(&len).map_or(0, Vec::len))
+    with_pool::<T, _>(|p| p.free.get(&len).map_or(0, Vec::len) + p.whole.get(&len).map_or(0, Vec::len))
 }
 
 /// A copy of `view` in standard (row-major) layout, in a pooled buffer.
@@ -173,31 +229,30 @@ pub fn free_count<T: Element>(len: usize) -> usize {
 /// assert_eq!(t, a.t());
 /// ```
 pub fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T> {
-    if view.len() <= SMALL_LEN {
+    value_with(view.shape(), |out| {
+        let put = |out: &mut [MaybeUninit<T>], from: &mut dyn Iterator<Item = T>| {
+            for (o, v) in out.iter_mut().zip(from) {
+                o.write(v);
+            }
+        };
         if let Some(s) = view.as_slice() {
-            if let Some(v) = fill_small(view.shape(), |o| o.copy_from_slice(s)) {
-                return v;
+            put(out, &mut s.iter().copied());
+        } else if view.strides().iter().all(|&s| s == 0) {
+            // A broadcast scalar.
+            let v = view.iter().next().copied().unwrap_or(T::zero());
+            put(out, &mut std::iter::repeat(v));
+        } else if view.ndim() == 2 && view.shape()[1] > 0 {
+            for (row, o) in view.outer_iter().zip(out.chunks_mut(view.shape()[1])) {
+                match row.as_slice() {
+                    Some(s) => put(o, &mut s.iter().copied()),
+                    None if row.strides()[0] == 0 => put(o, &mut std::iter::repeat(row[0])),
+                    None => put(o, &mut row.iter().copied()),
+                }
             }
+        } else {
+            put(out, &mut view.iter().copied());
         }
-    }
-    let mut v = take(view.len());
-    if let Some(s) = view.as_slice() {
-        v.extend_from_slice(s);
-    } else if view.strides().iter().all(|&s| s == 0) {
-        // A broadcast scalar.
-        v.resize(view.len(), view.iter().next().copied().unwrap_or(T::zero()));
-    } else if view.ndim() == 2 {
-        for row in view.outer_iter() {
-            match row.as_slice() {
-                Some(s) => v.extend_from_slice(s),
-                None if row.strides()[0] == 0 && !row.is_empty() => v.resize(v.len() + row.len(), row[0]),
-                None => v.extend(row.iter().copied()),
-            }
-        }
-    } else {
-        v.extend(view.iter().copied());
-    }
-    value_from(view.raw_dim(), v)
+    })
 }
 
 /// A row-major value of shape `dim` over `v`, which must hold exactly
@@ -326,11 +381,31 @@ impl<T: Element> Pool<T> {
                 self.small.push_back(v);
             }
         } else if v.len() >= MIN_LEN {
+            if v.is_unique() && v.is_standard_layout() {
+                // Whole, when it is all of its buffer.
+                let len = v.len();
+                let bytes = len * std::mem::size_of::<T>();
+                if self.bytes + bytes <= MAX_BYTES {
+                    let list = self.whole.entry(len).or_default();
+                    if list.len() < MAX_PER_LEN {
+                        self.bytes += bytes;
+                        list.push(v);
+                        return;
+                    }
+                }
+            }
             if let Ok(owned) = v.try_into_owned_nocopy() {
                 let (vec, _) = owned.into_raw_vec_and_offset();
                 self.give(vec);
             }
         }
+    }
+
+    /// A free whole value of `len` elements.
+    fn take_whole(&mut self, len: usize) -> Option<Value<T>> {
+        let v = self.whole.get_mut(&len)?.pop()?;
+        self.bytes -= len * std::mem::size_of::<T>();
+        Some(v)
     }
 
     fn give(&mut self, vec: Vec<T>) {

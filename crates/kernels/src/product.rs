@@ -17,7 +17,7 @@
 use crate::cpu::path;
 use crate::operand::{Epilogue, Out, Strided};
 use crate::par::{self, SendPtr};
-use crate::{pool, sgemm, thin, Element};
+use crate::{pool, sgemm, thin, Element, Value};
 use ndarray::{Array2, ArrayView2};
 
 /// `A B` into a pooled, row-major buffer. Transposed operands are read
@@ -33,7 +33,7 @@ use ndarray::{Array2, ArrayView2};
 /// ```
 #[track_caller]
 pub fn matmul<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
-    product(a, b, None, false, None)
+    owned(product_value(a, b, None, false, None))
 }
 
 /// `act(A B + bias)` into a pooled, row-major buffer, with `bias` of shape
@@ -59,7 +59,7 @@ pub fn affine<T: Element>(
     bias: Option<ArrayView2<'_, T>>,
     relu: bool,
 ) -> Array2<T> {
-    product(a, b, bias, relu, None)
+    owned(product_value(a, b, bias, relu, None))
 }
 
 /// `(A B) * [gate > 0]`, the gate (the product's shape, row-major) applied
@@ -77,19 +77,39 @@ pub fn affine<T: Element>(
 /// ```
 #[track_caller]
 pub fn matmul_gated<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, gate: &[T]) -> Array2<T> {
-    product(a, b, None, false, Some(gate))
+    owned(product_value(a, b, None, false, Some(gate)))
 }
 
-/// The one product behind [`matmul`], [`affine`] and [`matmul_gated`]:
-/// the shape checks, then the product of the concrete element type.
+/// The 2-D array of a product.
+fn owned<T: Element>(v: Value<T>) -> Array2<T> {
+    v.into_dimensionality::<ndarray::Ix2>().expect("a product is 2-D").into_owned()
+}
+
+/// The one product behind [`matmul`], [`affine`] and [`matmul_gated`]
+/// (`act(A B + bias) * [gate > 0]`, with each part optional), as the
+/// dynamic-rank value the autodiff layer keeps, in a pooled buffer (a free
+/// value of its length reused whole, when there is one): the shape
+/// checks, then the product of the concrete element type.
+///
+/// # Panics
+/// When the inner sizes differ, the bias is not (m, 1), or the gate does
+/// not hold m * n values.
+///
+/// ```
+/// use tapegrad_kernels::{ndarray::array, product::product_value};
+/// let a = array![[1.0, 2.0], [3.0, 4.0]];
+/// let b = array![[0.5], [-1.0]];
+/// let z = product_value(a.view(), a.view(), Some(b.view()), true, None);
+/// assert_eq!(z, array![[7.5, 10.5], [14.0, 21.0]].into_dyn());
+/// ```
 #[track_caller]
-fn product<T: Element>(
+pub fn product_value<T: Element>(
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     bias: Option<ArrayView2<'_, T>>,
     relu: bool,
     gate: Option<&[T]>,
-) -> Array2<T> {
+) -> Value<T> {
     check_shapes(&a, &b, bias.as_ref(), gate);
     use std::any::TypeId;
     // The kernels are compiled here, for f32 and f64, whatever the caller's
@@ -99,10 +119,10 @@ fn product<T: Element>(
         // SAFETY: T is f32 (tested above), so each cast is from a type to
         // itself; the borrowed inputs are used only during the call, whose
         // result is owned.
-        unsafe { cast::<Array2<f32>, Array2<T>>(product_f32(cast(a), cast(b), cast(bias), relu, cast(gate))) }
+        unsafe { cast::<Value<f32>, Value<T>>(product_f32(cast(a), cast(b), cast(bias), relu, cast(gate))) }
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
         // SAFETY: as above, T is f64.
-        unsafe { cast::<Array2<f64>, Array2<T>>(product_f64(cast(a), cast(b), cast(bias), relu, cast(gate))) }
+        unsafe { cast::<Value<f64>, Value<T>>(product_f64(cast(a), cast(b), cast(bias), relu, cast(gate))) }
     } else {
         unreachable!("Element is sealed: f32 and f64 only")
     }
@@ -126,7 +146,7 @@ fn product_f32(
     bias: Option<ArrayView2<'_, f32>>,
     relu: bool,
     gate: Option<&[f32]>,
-) -> Array2<f32> {
+) -> Value<f32> {
     product_of(a, b, bias, relu, gate)
 }
 
@@ -137,7 +157,7 @@ fn product_f64(
     bias: Option<ArrayView2<'_, f64>>,
     relu: bool,
     gate: Option<&[f64]>,
-) -> Array2<f64> {
+) -> Value<f64> {
     product_of(a, b, bias, relu, gate)
 }
 
@@ -172,7 +192,7 @@ fn product_of<T: Element>(
     bias: Option<ArrayView2<'_, T>>,
     relu: bool,
     gate: Option<&[T]>,
-) -> Array2<T> {
+) -> Value<T> {
     let ((m, k), n) = (a.dim(), b.ncols());
     debug_assert_eq!(b.nrows(), k);
     let epi = Epilogue {
@@ -182,19 +202,18 @@ fn product_of<T: Element>(
         gate: gate.map_or(std::ptr::null(), <[T]>::as_ptr),
         gate_ld: n,
     };
-    let mut c = pool::take::<T>(m * n);
-    // SAFETY: the views are valid (m, k) and (k, n) arrays with their
-    // strides; the bias holds m values at its stride and the gate m * n
-    // (checked above); `c` has room for m * n elements, all of which
-    // `into` writes.
-    unsafe {
-        let (sa, sb) = (a.strides(), b.strides());
-        let sa = Strided { ptr: a.as_ptr(), rs: sa[0], cs: sa[1] };
-        let sb = Strided { ptr: b.as_ptr(), rs: sb[0], cs: sb[1] };
-        into([m, k, n], sa, sb, c.as_mut_ptr(), &epi);
-        c.set_len(m * n);
-    }
-    Array2::from_shape_vec((m, n), c).expect("m * n elements")
+    pool::value_with(&[m, n], |c| {
+        // SAFETY: the views are valid (m, k) and (k, n) arrays with their
+        // strides; the bias holds m values at its stride and the gate m *
+        // n (checked above); `c` holds m * n elements, all of which `into`
+        // writes.
+        unsafe {
+            let (sa, sb) = (a.strides(), b.strides());
+            let sa = Strided { ptr: a.as_ptr(), rs: sa[0], cs: sa[1] };
+            let sb = Strided { ptr: b.as_ptr(), rs: sb[0], cs: sb[1] };
+            into([m, k, n], sa, sb, c.as_mut_ptr().cast::<T>(), &epi);
+        }
+    })
 }
 
 /// `C = epi(A B)` into `c`, row-major (m, n), on the path the shape,

@@ -46,16 +46,17 @@ pub fn sum_to_shape<T: Element>(g: &Value<T>, shape: &[usize]) -> Value<T> {
 /// (the guide's db), by [`row_sum`]; blocks of rows on separate cores
 /// when large.
 fn row_sums<T: Element>(s: &[T], n: usize, m: usize) -> Value<T> {
-    let mut out = vec![T::zero(); n];
-    let dst = SendPtr(out.as_mut_ptr());
-    par::rows(n, m, &|r0, r1| {
-        for r in r0..r1 {
-            let t = row_sum(&s[r * m..(r + 1) * m]);
-            // SAFETY: row r of `out` (length n) is written by this block only.
-            unsafe { *dst.get().add(r) = t };
-        }
-    });
-    Value::from_shape_vec(IxDyn(&[n, 1]), out).expect("n elements")
+    pool::value_with(&[n, 1], |out| {
+        let dst = SendPtr(out.as_mut_ptr().cast::<T>());
+        par::rows(n, m, &|r0, r1| {
+            for r in r0..r1 {
+                let t = row_sum(&s[r * m..(r + 1) * m]);
+                // SAFETY: row r of `out` (length n) is written by this
+                // block only; every row is written (m > 1 here).
+                unsafe { *dst.get().add(r) = t };
+            }
+        });
+    })
 }
 
 /// The sum of one row: eight partial sums (lane `l` takes the terms
@@ -103,13 +104,35 @@ pub fn zip_row_sums<T: Element>(
     f: impl Fn(T, T) -> T + Sync,
 ) -> (Value<T>, Value<T>) {
     assert!(a.len() == n * m && b.len() == n * m, "zip_row_sums: length mismatch");
-    let mut r = pool::take::<T>(n * m);
-    let mut sums = vec![T::zero(); n];
-    let (rp, sp) = (SendPtr(r.as_mut_ptr()), SendPtr(sums.as_mut_ptr()));
+    let mut rows = None;
+    let sums = pool::value_with(&[n, 1], |sums| {
+        rows = Some(pool::value_with(&[n, m], |r| zip_rows(a, b, r, sums, n, m, &f)));
+    });
+    (rows.expect("written above"), sums)
+}
+
+/// [`zip_row_sums`] into `r` (n * m) and `sums` (n), every element of both
+/// written.
+fn zip_rows<T: Element>(
+    a: &[T],
+    b: &[T],
+    r: &mut [std::mem::MaybeUninit<T>],
+    sums: &mut [std::mem::MaybeUninit<T>],
+    n: usize,
+    m: usize,
+    f: &(impl Fn(T, T) -> T + Sync),
+) {
+    if m == 0 {
+        for s in sums.iter_mut() {
+            s.write(T::zero());
+        }
+        return;
+    }
+    let (rp, sp) = (SendPtr(r.as_mut_ptr().cast::<T>()), SendPtr(sums.as_mut_ptr().cast::<T>()));
     par::rows(n, m, &|r0, r1| {
         for row in r0..r1 {
             let (ar, br) = (&a[row * m..(row + 1) * m], &b[row * m..(row + 1) * m]);
-            // SAFETY: `r` has capacity n * m, and row `row` of it (m
+            // SAFETY: `r` holds n * m elements, and row `row` of it (m
             // elements from row * m) is written by this block only.
             let out = unsafe {
                 std::slice::from_raw_parts_mut(rp.get().add(row * m).cast::<std::mem::MaybeUninit<T>>(), m)
@@ -124,9 +147,6 @@ pub fn zip_row_sums<T: Element>(
             unsafe { *sp.get().add(row) = t };
         }
     });
-    // SAFETY: every row of `r` was written above.
-    unsafe { r.set_len(n * m) };
-    (pool::value_from(IxDyn(&[n, m]), r), Value::from_shape_vec(IxDyn(&[n, 1]), sums).expect("n elements"))
 }
 
 /// Sums `x` over `axes` (sorted) and gives the result `shape` (which must

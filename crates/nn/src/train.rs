@@ -275,6 +275,14 @@ pub fn fit<T: Element>(
     // once an epoch, or the updates, stepping every update.
     let n_batches = m.div_ceil(batch);
     let by_updates = cfg.max_iterations.filter(|&n| n < cfg.epochs.saturating_mul(n_batches));
+    // Room for the run's costs up front (up to a bound), so that a step
+    // allocates nothing.
+    let updates = by_updates.unwrap_or(cfg.epochs.saturating_mul(n_batches));
+    history.iteration_costs.reserve(updates.min(1 << 20));
+    history.epoch_costs.reserve(cfg.epochs.min(1 << 16));
+    if cfg.early_stopping.is_some() {
+        history.validation_costs.reserve(cfg.epochs.min(1 << 16));
+    }
     for epoch in 0..cfg.epochs {
         if out_of_iterations {
             break;

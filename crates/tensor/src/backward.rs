@@ -102,7 +102,13 @@ pub(crate) fn run_into<G>(
         let (before, from_i) = grads.split_at_mut(i);
         let Some(g) = &from_i[0] else { continue };
         step(i, g, &mut |j, gj, shape| {
-            let gj = if acc.has_shape(&gj, shape) { gj } else { acc.sum_to(&gj, shape) };
+            let gj = if acc.has_shape(&gj, shape) {
+                gj
+            } else {
+                let summed = acc.sum_to(&gj, shape);
+                acc.release(gj);
+                summed
+            };
             match &mut before[j as usize] {
                 Some(a) => acc.accumulate(a, gj),
                 slot @ None => *slot = Some(gj),

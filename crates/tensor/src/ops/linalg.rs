@@ -7,7 +7,7 @@ use crate::{Element, Tensor, Value};
 use ndarray::Ix2;
 use smallvec::smallvec;
 use tapegrad_kernels::pool;
-use tapegrad_kernels::product::{affine, matmul};
+use tapegrad_kernels::product::product_value;
 
 /// `a @ b` for 2-D `a` (n, k) and `b` (k, m); da = g b^T, db = a^T g.
 pub(crate) struct MatMul;
@@ -23,7 +23,7 @@ impl<T: Element> Op<T> for MatMul {
         }
         let a2 = a.view().into_dimensionality::<Ix2>().expect("2-D");
         let b2 = b.view().into_dimensionality::<Ix2>().expect("2-D");
-        matmul(a2, b2).into_dyn().into_shared()
+        product_value(a2, b2, None, false, None)
     }
     fn jvp(&self, xs: &[&Value<T>], _: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         // d(AB) = dA B + A dB
@@ -82,7 +82,7 @@ pub(crate) fn matmul_gated<T: Element>(a: &Value<T>, b: &Value<T>, gate: &Value<
             [a2.nrows(), b2.ncols()]
         ),
     };
-    tapegrad_kernels::product::matmul_gated(a2, b2, gate).into_dyn().into_shared()
+    product_value(a2, b2, None, false, Some(gate))
 }
 
 /// `act(W X + b)` with `b` of shape (n, 1) and `act` the identity or relu,
@@ -121,7 +121,7 @@ impl<T: Element, const RELU: bool> Op<T> for Affine<RELU> {
         let w2 = w.view().into_dimensionality::<Ix2>().expect("2-D");
         let a2 = a.view().into_dimensionality::<Ix2>().expect("2-D");
         let b2 = b.view().into_dimensionality::<Ix2>().expect("2-D");
-        affine(w2, a2, Some(b2), RELU).into_dyn().into_shared()
+        product_value(w2, a2, Some(b2), RELU, None)
     }
     fn jvp(&self, xs: &[&Value<T>], y: &Value<T>, dx: &[Option<&Value<T>>]) -> Value<T> {
         // dZ = dW X + W dX + db; with relu, dY = dZ * [Y > 0].

@@ -29,7 +29,14 @@ impl<T: Element> Op<T> for BceWithLogits {
     }
     fn backward<B: Backend<T>>(&self, b: &B, x: &[&B::V], _: &B::V, g: &B::V, need: &[bool]) -> Grads<B::V> {
         smallvec![
-            need[0].then(|| b.mul(g, &b.sub(&b.sigmoid(x[0]), x[1]))),
+            need[0].then(|| {
+                let p = b.sigmoid(x[0]);
+                let d = b.sub(&p, x[1]);
+                b.release(p);
+                let dz = b.mul(g, &d);
+                b.release(d);
+                dz
+            }),
             need[1].then(|| b.neg(&b.mul(g, x[0]))),
         ]
     }

@@ -4,7 +4,7 @@
 use super::{map, unary_grad, zip, Grads, Op};
 use crate::ops::backend::Backend;
 use crate::{Element, Tensor, Value};
-use ndarray::{ArcArray, ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, Axis, IxDyn};
 use tapegrad_kernels::reduce::sum_to_shape;
 use tapegrad_kernels::shape::broadcasts_to;
 use tapegrad_kernels::Shape;
@@ -25,7 +25,10 @@ impl<T: Element> Op<T> for Sum {
     fn forward(&self, x: &[&Value<T>]) -> Value<T> {
         let a = x[0];
         if self.axes.len() == a.ndim() && !self.keepdims {
-            return ArcArray::from_elem(IxDyn(&[]), a.sum());
+            let total = a.sum();
+            return tapegrad_kernels::pool::value_with(&[], |o| {
+                o[0].write(total);
+            });
         }
         let mut out: Shape = Shape::from_slice(a.shape());
         for &ax in self.axes.iter().rev() {
