@@ -13,6 +13,7 @@
 //! the backward pass, and the allocations of all of these.
 
 use crate::backward::{backward_nodes, Scratch};
+use crate::ops::DynOp;
 use crate::repr::{One, Repr};
 use crate::tape::Node;
 use crate::{Element, IntoValue, Tape, Tensor, Value};
@@ -199,6 +200,9 @@ pub struct Plan<'f, T: Element> {
     keep: Vec<bool>,
     scratch: Scratch,
     grads: Vec<Option<Repr<T>>>,
+    /// When every step is in the scalar lane: its backward pass on plain
+    /// numbers.
+    numbers: Option<Numbers<T>>,
     /// Whether the gradients in `grads` belong to the current arguments.
     fresh: bool,
     checked: bool,
@@ -274,8 +278,10 @@ impl<'f, T: Element> Plan<'f, T> {
         for (k, s) in slots.iter().enumerate() {
             keep[k] = s.param;
         }
+        let numbers = Numbers::compile(&nodes, &steps);
         Ok(Plan {
             nodes,
+            numbers,
             step: Box::new(step),
             args: slots,
             loss,
@@ -430,6 +436,9 @@ impl<'f, T: Element> Plan<'f, T> {
     /// assert_eq!(plan.loss(), 3.0);
     /// ```
     pub fn loss(&self) -> T {
+        if let Some(numbers) = &self.numbers {
+            return numbers.vals[self.loss as usize];
+        }
         let v = &self.nodes[self.loss as usize].value;
         match v.as_one() {
             Some(one) => one.v,
@@ -495,6 +504,9 @@ impl<'f, T: Element> Plan<'f, T> {
         if !self.fresh {
             self.forward();
             self.backward();
+        }
+        if let Some(numbers) = &self.numbers {
+            numbers.sync(&mut self.nodes);
         }
         let eager = Tape::<T>::new();
         let planned = &self.nodes;
@@ -567,6 +579,10 @@ impl<'f, T: Element> Plan<'f, T> {
 
     /// Computes every step node again from its inputs' current values.
     fn forward(&mut self) {
+        if let Some(numbers) = &mut self.numbers {
+            numbers.forward(&self.nodes, self.args.len());
+            return;
+        }
         let nodes = &mut self.nodes;
         for &i in &self.steps {
             let (before, rest) = nodes.split_at_mut(i as usize);
@@ -574,7 +590,10 @@ impl<'f, T: Element> Plan<'f, T> {
             let op = node.op.as_deref().expect("a step node keeps its op");
             // The old value goes back to the pool first, so the new one
             // can take its buffer.
-            release(std::mem::replace(&mut node.value, Repr::one(One { v: T::zero(), ndim: 0 })));
+            let old = std::mem::replace(&mut node.value, Repr::one(One { v: T::zero(), ndim: 0 }));
+            if !matches!(old, Repr::One(_, ref cell) if cell.get().is_none()) {
+                release(old);
+            }
             node.value = if node.scalar {
                 let mut xs = [T::zero(); 4];
                 let mut ndim = 0;
@@ -596,6 +615,11 @@ impl<'f, T: Element> Plan<'f, T> {
 
     /// The backward pass from the loss, keeping the parameters' gradients.
     fn backward(&mut self) {
+        if let Some(numbers) = &mut self.numbers {
+            numbers.backward(self.loss, &self.args, &mut self.grads);
+            self.fresh = true;
+            return;
+        }
         let nodes = &self.nodes;
         let ndim = nodes[self.loss as usize].value.shape_ref().len() as u32;
         let seed = Repr::one(One { v: T::one(), ndim });
@@ -617,6 +641,141 @@ impl<'f, T: Element> Plan<'f, T> {
             return Err(PlanError::ArgShape { arg: k, recorded: slot.shape.to_vec(), given: shape.to_vec() });
         }
         Ok(())
+    }
+}
+
+/// A plan whose every step ran in the scalar lane, run on plain numbers:
+/// the steps as a compact program over a dense table of values (by node),
+/// a dense table of gradients (`grad`, given where `has`), each op's
+/// scalar form forward and its rule on numbers backward. The same
+/// formulas, rules and sums, in the same order, as the tape's scalar lane
+/// and the engine's walk on numbers, so the same bits; what it saves is
+/// the engine's bookkeeping of values that are numbers, and the passes
+/// over the node list (which, for a long chain, does not fit in cache).
+struct Numbers<T: Element> {
+    prog: Vec<NumStep<T>>,
+    vals: Vec<T>,
+    grad: Vec<T>,
+    has: Vec<bool>,
+    /// Each node's rank (every axis of length 1).
+    ndim: Vec<u32>,
+}
+
+/// One op of a [`Numbers`] program.
+struct NumStep<T: Element> {
+    /// The op of node `id`, boxed in the plan's node list, which is never
+    /// changed after compiling: the box outlives the program.
+    op: *const dyn DynOp<T>,
+    id: u32,
+    inputs: [u32; 4],
+    n: usize,
+    /// Whether each input requires a gradient.
+    need: [bool; 4],
+    /// The ranks of the inputs and of the output.
+    ndims: [u32; 4],
+    ndim: u32,
+}
+
+impl<T: Element> Numbers<T> {
+    /// The program of `steps`, when every one ran in the scalar lane.
+    fn compile(nodes: &[Node<T>], steps: &[u32]) -> Option<Self> {
+        let mut prog = Vec::with_capacity(steps.len());
+        for &i in steps {
+            let node = &nodes[i as usize];
+            if !node.scalar || node.inputs.len() > 4 {
+                return None;
+            }
+            let mut inputs = [0; 4];
+            let mut need = [false; 4];
+            let mut ndims = [0; 4];
+            for (k, &j) in node.inputs.iter().enumerate() {
+                inputs[k] = j;
+                need[k] = nodes[j as usize].requires_grad;
+                ndims[k] = nodes[j as usize].value.shape_ref().len() as u32;
+            }
+            let op: &dyn DynOp<T> = node.op.as_deref().expect("a step node keeps its op");
+            let ndim = node.value.shape_ref().len() as u32;
+            prog.push(NumStep { op, id: i, inputs, n: node.inputs.len(), need, ndims, ndim });
+        }
+        let vals = nodes.iter().map(|n| n.value.as_one().map_or(T::zero(), |o| o.v)).collect();
+        let ndim = nodes.iter().map(|n| n.value.shape_ref().len() as u32).collect();
+        Some(Numbers { prog, vals, grad: vec![T::zero(); nodes.len()], has: vec![false; nodes.len()], ndim })
+    }
+
+    fn one(&self, i: u32) -> One<T> {
+        One { v: self.vals[i as usize], ndim: self.ndim[i as usize] }
+    }
+
+    fn forward(&mut self, nodes: &[Node<T>], args: usize) {
+        for (k, node) in nodes[..args].iter().enumerate() {
+            self.vals[k] = node.value.as_one().expect("a scalar-lane argument is a number").v;
+        }
+        for s in &self.prog {
+            let mut xs = [T::zero(); 4];
+            for (x, &j) in xs.iter_mut().zip(&s.inputs[..s.n]) {
+                *x = self.vals[j as usize];
+            }
+            // SAFETY: the op's box lives in the plan's node list, never
+            // changed after compiling (see `NumStep::op`).
+            let op = unsafe { &*s.op };
+            self.vals[s.id as usize] =
+                op.forward_numbers(&xs[..s.n]).expect("a scalar-lane op has a scalar form");
+        }
+    }
+
+    fn backward(&mut self, loss: u32, args: &[Slot], grads: &mut Vec<Option<Repr<T>>>) {
+        self.has.fill(false);
+        self.grad[loss as usize] = T::one();
+        self.has[loss as usize] = true;
+        for s in self.prog.iter().rev() {
+            let i = s.id as usize;
+            if !self.has[i] {
+                continue;
+            }
+            let y = One { v: self.vals[i], ndim: s.ndim };
+            let g = One { v: self.grad[i], ndim: s.ndim };
+            let mut xs = [y; 4];
+            for ((x, &j), &ndim) in xs.iter_mut().zip(&s.inputs[..s.n]).zip(&s.ndims) {
+                *x = One { v: self.vals[j as usize], ndim };
+            }
+            let xr = [&xs[0], &xs[1], &xs[2], &xs[3]];
+            // SAFETY: as in `forward`.
+            let op = unsafe { &*s.op };
+            let mut out = [T::zero(); 4];
+            let given = op.backward_numbers(&xr[..s.n], &y, &g, &s.need[..s.n], &mut out);
+            for (k, (&j, &gk)) in s.inputs[..s.n].iter().zip(&out).enumerate() {
+                if s.need[k] && given & (1 << k) != 0 {
+                    let j = j as usize;
+                    if self.has[j] {
+                        self.grad[j] = self.grad[j] + gk;
+                    } else {
+                        self.grad[j] = gk;
+                        self.has[j] = true;
+                    }
+                }
+            }
+        }
+        // The parameters' gradients, as the engine leaves them.
+        grads.resize_with(args.len(), || None);
+        for (k, slot) in args.iter().enumerate() {
+            let g = (slot.param && self.has[k]).then(|| Repr::one(self.grad_one(k)));
+            if let Some(old) = std::mem::replace(&mut grads[k], g) {
+                release(old);
+            }
+        }
+    }
+
+    fn grad_one(&self, k: usize) -> One<T> {
+        One { v: self.grad[k], ndim: self.ndim[k] }
+    }
+
+    /// Writes the values of the last run into the node list (for
+    /// [`Plan::check`], which compares nodes).
+    fn sync(&self, nodes: &mut [Node<T>]) {
+        for s in &self.prog {
+            let i = s.id as usize;
+            release(std::mem::replace(&mut nodes[i].value, Repr::one(self.one(s.id))));
+        }
     }
 }
 

@@ -156,6 +156,11 @@ pub(crate) trait DynOp<T: Element> {
         need: &[bool],
     ) -> Grads<Tensor<'t, T>>;
     fn backward_scalars(&self, xs: &[&One<T>], y: &One<T>, g: &One<T>, need: &[bool]) -> Grads<One<T>>;
+    /// [`DynOp::backward_scalars`] with the numbers written to `out` (a
+    /// bit set in the result for each gradient given): a replayed step's
+    /// scalar lane, without moving a vector of results out of the call.
+    fn backward_numbers(&self, xs: &[&One<T>], y: &One<T>, g: &One<T>, need: &[bool], out: &mut [T; 4])
+        -> u8;
 }
 
 impl<T: Element, O: Op<T>> DynOp<T> for O {
@@ -199,6 +204,23 @@ impl<T: Element, O: Op<T>> DynOp<T> for O {
     }
     fn backward_scalars(&self, xs: &[&One<T>], y: &One<T>, g: &One<T>, need: &[bool]) -> Grads<One<T>> {
         self.backward(&ScalarBackend, xs, y, g, need)
+    }
+    fn backward_numbers(
+        &self,
+        xs: &[&One<T>],
+        y: &One<T>,
+        g: &One<T>,
+        need: &[bool],
+        out: &mut [T; 4],
+    ) -> u8 {
+        let mut given = 0;
+        for (k, gk) in self.backward(&ScalarBackend, xs, y, g, need).into_iter().enumerate().take(4) {
+            if let Some(gk) = gk {
+                out[k] = gk.v;
+                given |= 1 << k;
+            }
+        }
+        given
     }
 }
 
