@@ -609,6 +609,8 @@ pub fn training_json(cfg: &TrainConfig, t: &Trained) -> serde_json::Value {
         "final_epoch_cost": h.epoch_costs.last(),
         "epoch_costs": h.epoch_costs,
         "early_stopping": es,
+        "replayed_updates": h.replayed,
+        "replay_refused": h.replay_refused,
     })
 }
 
@@ -717,6 +719,12 @@ pub struct TrainArgs {
     /// line) that produced a non-finite value.
     #[arg(long)]
     pub trace_nonfinite: bool,
+    /// Record every training step anew instead of replaying the step
+    /// recorded once per batch size (the default): the same model, bit for
+    /// bit, more slowly. For comparing the two, or when a step cannot be
+    /// replayed (it then runs eagerly by itself).
+    #[arg(long)]
+    pub eager: bool,
     /// Print the full gradient tables, not one line per layer.
     #[arg(long)]
     pub check_grads: bool,
@@ -759,6 +767,7 @@ impl TrainSetup {
             dropout: args.dropout,
             max_iterations: args.iterations,
             trace_nonfinite: args.trace_nonfinite,
+            eager: args.eager,
             schedule: match args.schedule {
                 ScheduleName::Constant => Schedule::Constant,
                 ScheduleName::Cosine => Schedule::Cosine { min_lr: 0.0 },
@@ -798,7 +807,7 @@ impl TrainSetup {
         "schedule": value_name(&args.schedule),
         "epochs": if args.iterations.is_some() { None } else { Some(args.epochs) }, "iterations": args.iterations,
         "batch_size": match args.batch_size { Batch::Full => serde_json::json!("full"), Batch::Size(n) => serde_json::json!(n) },
-        "l2": args.l2, "dropout": args.dropout, "pos_weight": args.pos_weight, "dtype": dtype,
+        "l2": args.l2, "dropout": args.dropout, "pos_weight": args.pos_weight, "dtype": dtype, "eager": args.eager,
         "seed": args.data.seed, "early_stopping_patience": args.early_stopping});
         Ok(TrainSetup {
             spec,

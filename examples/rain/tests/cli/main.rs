@@ -592,3 +592,34 @@ fn export_writes_the_weights_as_pytorch_names_them() {
         assert_eq!(stdz["features"], serde_json::json!(["temp", "humid", "pressure"]));
     }
 }
+
+/// The default run on the shipped data, replayed (the default) and eager
+/// (`--eager`), in f64 and f32: the same model file, byte for byte, and
+/// the same costs; metrics.json says how each ran.
+#[test]
+fn replayed_and_eager_runs_write_the_same_model() {
+    let d = scratch("replay");
+    for dtype in ["f64", "f32"] {
+        let run = |name: &str, extra: &[&str]| {
+            let out = d.join(format!("{dtype}-{name}"));
+            let o = rain()
+                .args(["train", "--quiet", "--dtype", dtype, "--out", out.to_str().unwrap()])
+                .args(extra)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", text(&o).1);
+            let metrics: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+            (std::fs::read(out.join("model.json")).unwrap(), metrics)
+        };
+        let (replayed, mr) = run("replayed", &[]);
+        let (eager, me) = run("eager", &["--eager"]);
+        assert!(replayed == eager, "{dtype}: the replayed and eager runs wrote different models");
+        assert_eq!(mr["training"]["epoch_costs"], me["training"]["epoch_costs"], "{dtype}");
+        assert_eq!(mr["config"]["eager"], false);
+        assert_eq!(me["config"]["eager"], true);
+        assert_eq!(mr["training"]["replayed_updates"], mr["training"]["updates"]);
+        assert_eq!(me["training"]["replayed_updates"], 0);
+        assert!(mr["training"]["replay_refused"].is_null());
+    }
+}
