@@ -134,16 +134,21 @@ fn w1(d: &Data, quick: bool) {
     let mut costs = [(0.0, 0.0); 2];
     for _ in 0..repeats {
         for (i, mode) in Mode::BOTH.into_iter().enumerate() {
+            // One run: the warm-up iterations, then the timed ones (from
+            // the end of the last warm-up update).
             let mut model = shared_init::<f64>();
             let mut gd = GradientDescent::new(0.1).unwrap();
-            let warm = TrainConfig { epochs: warm_n, eager: mode.eager(), ..Default::default() };
-            fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &warm, |_| {}).unwrap();
-            let timed = TrainConfig { epochs: timed_n, ..warm };
-            let t = Instant::now();
-            let h = fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &timed, |_| {}).unwrap();
-            times[i].push(t.elapsed().as_secs_f64() * 1e6 / timed_n as f64);
+            let cfg = TrainConfig { epochs: warm_n + timed_n, eager: mode.eager(), ..Default::default() };
+            let mut start = Instant::now();
+            let h = fit(&mut model, &mut gd, d.xtr.view(), d.ytr.view(), &cfg, |p| {
+                if p.iteration == warm_n {
+                    start = Instant::now();
+                }
+            })
+            .unwrap();
+            times[i].push(start.elapsed().as_secs_f64() * 1e6 / timed_n as f64);
             costs[i] = (
-                h.iteration_costs[timed_n - 1],
+                h.iteration_costs[warm_n + timed_n - 1],
                 cost_of(&model, &Loss::default(), d.xtr.view(), d.ytr.view()),
             );
         }
@@ -187,34 +192,28 @@ fn adam_run<T: Element>(
     let (x, y) = (d.xtr.mapv(T::cast), d.ytr.mapv(T::cast));
     let mut model = shared_init::<T>();
     let mut adam = Adam::new(1e-3).unwrap();
-    let mut steps = 0;
-    if epochs_warm > 0 {
-        let warm = TrainConfig {
-            epochs: epochs_warm,
-            batch_size: Some(64),
-            seed,
-            eager: mode.eager(),
-            ..Default::default()
-        };
-        fit(&mut model, &mut adam, x.view(), y.view(), &warm, |_| {}).unwrap();
-    }
+    // One run: the warm-up epochs, then the timed ones (epoch e shuffled
+    // with seed + e either way). Timed from the end of the last warm-up
+    // update; the allocations counted from the end of the first timed one.
     let cfg = TrainConfig {
-        epochs,
+        epochs: epochs_warm + epochs,
         batch_size: Some(64),
-        seed: seed + epochs_warm as u64,
+        seed,
         eager: mode.eager(),
         ..Default::default()
     };
-    // The allocations of the steps after the first (which compiles the
-    // plans) of the timed epochs: counted from the first progress report.
-    let mut first = None;
-    let t = Instant::now();
-    fit(&mut model, &mut adam, x.view(), y.view(), &cfg, |_| {
-        steps += 1;
-        first.get_or_insert_with(allocations);
+    let (mut steps, mut first) = (0, None);
+    let mut start = Instant::now();
+    fit(&mut model, &mut adam, x.view(), y.view(), &cfg, |p| {
+        if p.epoch > epochs_warm {
+            steps += 1;
+            first.get_or_insert_with(allocations);
+        } else if p.epoch_cost.is_some() && p.epoch == epochs_warm {
+            start = Instant::now();
+        }
     })
     .unwrap();
-    let secs = t.elapsed().as_secs_f64();
+    let secs = start.elapsed().as_secs_f64();
     let allocs = allocations() - first.unwrap_or(0);
     (model, secs, steps, allocs)
 }
@@ -274,14 +273,16 @@ fn w3(d: &Data) {
     let arch = Architecture::guide(3, &[512, 512, 512]);
     let (x, y) = (d.xtr.mapv(|v| v as f32), d.ytr.mapv(|v| v as f32));
     for mode in Mode::BOTH {
+        // One run: 2 warm-up iterations, then the 10 timed ones.
         let mut model = Model::<f32>::new(&arch, Init::HeNormal, 0).unwrap();
         let mut gd = GradientDescent::new(0.01).unwrap();
-        let cfg = TrainConfig { epochs: 2, eager: mode.eager(), ..Default::default() };
-        fit(&mut model, &mut gd, x.view(), y.view(), &cfg, |_| {}).unwrap();
+        let cfg = TrainConfig { epochs: 12, eager: mode.eager(), ..Default::default() };
         let mut times = Vec::new();
         let mut last = std::time::Instant::now();
-        fit(&mut model, &mut gd, x.view(), y.view(), &TrainConfig { epochs: 10, ..cfg }, |_| {
-            times.push(last.elapsed().as_secs_f64());
+        fit(&mut model, &mut gd, x.view(), y.view(), &cfg, |p| {
+            if p.iteration > 2 {
+                times.push(last.elapsed().as_secs_f64());
+            }
             last = Instant::now();
         })
         .unwrap();

@@ -456,14 +456,26 @@ impl<'f, T: Element> Replay<'f, T> {
         Replay { spec, loss, mask_rows, plans: Vec::new() }
     }
 
-    fn compile(&self, rows: usize, labels: usize, batch: usize) -> Result<Plan<'f, T>, PlanError> {
+    /// The plan of a step, recorded on its first batch (`x`, `y`), its
+    /// masks and the current parameters, so that its first run checks
+    /// itself against that recording.
+    fn compile(
+        &self,
+        model: &Model<T>,
+        (x, y): (Value<T>, Value<T>),
+        dropout: Option<&mut Dropout>,
+    ) -> Result<Plan<'f, T>, PlanError> {
         let (spec, loss, masks) = (self.spec, self.loss, self.mask_rows.len());
-        let mut args = vec![
-            Arg::input(Array2::<T>::zeros((rows, batch))),
-            Arg::input(Array2::<T>::zeros((labels, batch))),
-        ];
-        args.extend(self.mask_rows.iter().map(|&n| Arg::input(Array2::<T>::zeros((n, batch)))));
-        args.extend(spec.params().values().map(|p| Arg::param(p.clone())));
+        let batch = x.shape()[1];
+        let mut args = vec![Arg::input(x), Arg::input(y)];
+        if let Some(d) = dropout {
+            for &n in &self.mask_rows {
+                let mut mask = Array2::<T>::zeros((n, batch)).into_dyn();
+                d.fill(&mut mask.view_mut());
+                args.push(Arg::input(mask));
+            }
+        }
+        args.extend(model.params().values().map(|p| Arg::param(p.clone())));
         Plan::compile(args, move |_, a| {
             let (x, y, masks, params) = (a[0], a[1], &a[2..2 + masks], &a[2 + masks..]);
             let hidden = |l: usize, al| if masks.is_empty() { al } else { al * masks[l - 1] };
@@ -489,56 +501,71 @@ impl<'f, T: Element> Replay<'f, T> {
         history: &mut History,
     ) -> Option<f64> {
         let n = idx.len();
-        let at = match self.plans.iter().position(|(b, _)| *b == n) {
-            Some(at) => at,
+        let first = dropout.as_ref().map(|d| (*d).clone());
+        let masks = self.mask_rows.len();
+        let mut dropout = dropout;
+        let (at, params) = match self.plans.iter().position(|(b, _)| *b == n) {
+            Some(at) => {
+                let plan = self.plans[at].1.as_mut()?;
+                if full_batch {
+                    plan.set(0, xt.clone()).expect("the recorded shape");
+                    plan.set(1, yt.clone()).expect("the recorded shape");
+                } else {
+                    plan.write(0, |v| gather_into(xt, idx, v)).expect("argument 0");
+                    plan.write(1, |v| gather_into(yt, idx, v)).expect("argument 1");
+                }
+                if let Some(d) = dropout.as_deref_mut() {
+                    for k in 0..masks {
+                        plan.write(2 + k, |v| d.fill(v)).expect("a mask argument");
+                    }
+                }
+                (at, true)
+            }
             None => {
-                let plan = self.compile(xt.shape()[0], yt.shape()[0], n);
+                // Recorded on this step's own arguments: its first run
+                // replays them and checks itself against the recording.
+                let batch = if full_batch {
+                    (xt.clone(), yt.clone())
+                } else {
+                    (gather_columns(xt, idx), gather_columns(yt, idx))
+                };
+                let plan = self.compile(model, batch, dropout.as_deref_mut());
                 if let Err(e) = &plan {
                     history.replay_refused.get_or_insert_with(|| e.to_string());
                 }
                 self.plans.push((n, plan.ok()));
-                self.plans.len() - 1
+                (self.plans.len() - 1, false)
             }
         };
-        let plan = self.plans[at].1.as_mut()?;
-        let first = dropout.as_ref().map(|d| (*d).clone());
-        if full_batch {
-            plan.set(0, xt.clone()).expect("the recorded shape");
-            plan.set(1, yt.clone()).expect("the recorded shape");
-        } else {
-            plan.write(0, |v| gather_into(xt, idx, v)).expect("argument 0");
-            plan.write(1, |v| gather_into(yt, idx, v)).expect("argument 1");
-        }
-        let masks = self.mask_rows.len();
-        if let Some(d) = dropout {
-            for k in 0..masks {
-                plan.write(2 + k, |v| d.fill(v)).expect("a mask argument");
-            }
-            let c = Self::run(plan, model, masks, g, history);
-            if c.is_none() {
-                // Refused on its first run: the eager step draws the masks.
-                *d = first.expect("taken above");
-                self.plans[at].1 = None;
-            }
-            return c;
-        }
-        let c = Self::run(plan, model, masks, g, history);
+        let c = match self.plans[at].1.as_mut() {
+            Some(plan) => Self::run(plan, model, masks, g, history, params),
+            None => None,
+        };
         if c.is_none() {
+            // Refused: this batch size runs eagerly, drawing its own masks.
             self.plans[at].1 = None;
+            if let (Some(d), Some(first)) = (dropout, first) {
+                *d = first;
+            }
         }
         c
     }
 
+    /// Runs `plan` (with the model's parameters copied in first when
+    /// `params`) and copies the gradients into `g`.
     fn run(
         plan: &mut Plan<'f, T>,
         model: &Model<T>,
         masks: usize,
         g: &mut Params<T>,
         history: &mut History,
+        params: bool,
     ) -> Option<f64> {
         let off = 2 + masks;
-        for (i, p) in model.params().values().enumerate() {
-            plan.write(off + i, |v| v.assign(p)).expect("a parameter argument");
+        if params {
+            for (i, p) in model.params().values().enumerate() {
+                plan.write(off + i, |v| v.assign(p)).expect("a parameter argument");
+            }
         }
         let c = match plan.run() {
             Ok(c) => c.as_f64(),

@@ -206,6 +206,8 @@ pub struct Plan<'f, T: Element> {
     /// Whether the gradients in `grads` belong to the current arguments.
     fresh: bool,
     checked: bool,
+    /// Whether the arguments are still those the step was recorded with.
+    as_recorded: bool,
 }
 
 struct Slot {
@@ -291,6 +293,7 @@ impl<'f, T: Element> Plan<'f, T> {
             grads: Vec::new(),
             fresh: false,
             checked: false,
+            as_recorded: true,
         })
     }
 
@@ -352,6 +355,7 @@ impl<'f, T: Element> Plan<'f, T> {
         let old = std::mem::replace(&mut node.value, Repr::new(value));
         release(old);
         self.fresh = false;
+        self.as_recorded = false;
         Ok(())
     }
 
@@ -373,6 +377,7 @@ impl<'f, T: Element> Plan<'f, T> {
             return Err(PlanError::NoSuchArg { arg: k, count: self.args.len() });
         }
         self.fresh = false;
+        self.as_recorded = false;
         let node = &mut self.nodes[k];
         match &mut node.value {
             Repr::Many(v) => fill(&mut v.view_mut()),
@@ -419,6 +424,15 @@ impl<'f, T: Element> Plan<'f, T> {
     /// assert_eq!(plan.grad(0).unwrap()[0], 6.0);
     /// ```
     pub fn run(&mut self) -> Result<T, PlanError> {
+        if !self.checked && self.as_recorded {
+            // On the arguments it was recorded with, the replay must
+            // compute every recorded value again, bit for bit; the
+            // backward pass is the engine's own on those values.
+            self.forward_against_record()?;
+            self.backward();
+            self.checked = true;
+            return Ok(self.loss());
+        }
         self.forward();
         self.backward();
         if !self.checked {
@@ -426,6 +440,41 @@ impl<'f, T: Element> Plan<'f, T> {
             self.checked = true;
         }
         Ok(self.loss())
+    }
+
+    /// The first replay on the recorded arguments, each new value compared
+    /// with the recorded one before it replaces it.
+    fn forward_against_record(&mut self) -> Result<(), PlanError> {
+        let recorded: Vec<Repr<T>> = self
+            .steps
+            .iter()
+            .map(|&i| {
+                std::mem::replace(&mut self.nodes[i as usize].value, Repr::one(One { v: T::zero(), ndim: 0 }))
+            })
+            .collect();
+        // A step reads only arguments, constants and steps before it,
+        // computed again before it: the placeholders are never read.
+        self.forward();
+        if let Some(numbers) = &self.numbers {
+            numbers.sync(&mut self.nodes);
+        }
+        for (&i, r) in self.steps.iter().zip(recorded) {
+            let n = &self.nodes[i as usize];
+            let same = match (n.value.as_one(), r.as_one()) {
+                (Some(a), Some(b)) => a.v.as_f64().to_bits() == b.v.as_f64().to_bits(),
+                _ => same_bits(n.value.value(), r.value()),
+            };
+            release(r);
+            if !same {
+                return Err(PlanError::Diverged {
+                    node: i as usize,
+                    op: n.name,
+                    location: location(n.location),
+                    what: "value",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The loss of the last run (or of the recording, before any run).
@@ -813,8 +862,13 @@ fn location(l: &Location<'_>) -> String {
 
 /// The same shape and the same bits in every element.
 fn same_bits<T: Element>(a: &Value<T>, b: &Value<T>) -> bool {
+    let bits = |x: &T, y: &T| x.as_f64().to_bits() == y.as_f64().to_bits();
     a.shape() == b.shape()
-        && a.iter().zip(b.iter()).all(|(x, y)| x.as_f64().to_bits() == y.as_f64().to_bits())
+        && match (a.as_slice(), b.as_slice()) {
+            // Contiguous (nearly always): a plain loop over the slices.
+            (Some(x), Some(y)) => x.iter().zip(y).fold(true, |same, (x, y)| same & bits(x, y)),
+            _ => a.iter().zip(b.iter()).all(|(x, y)| bits(x, y)),
+        }
 }
 
 #[cfg(test)]
@@ -961,6 +1015,18 @@ mod tests {
         v[[0, 0]] = f64::NAN;
         let e = plan.check().unwrap_err();
         assert!(matches!(&e, PlanError::Diverged { node: 3, op: "tanh", what: "value", .. }), "{e}");
+    }
+
+    /// The first run on the recorded arguments compares each value it
+    /// computes with the recorded one: a planted wrong value is found.
+    #[test]
+    fn the_first_run_on_the_recorded_arguments_finds_a_planted_wrong_value() {
+        let args = vec![Arg::param(arr2(&[[1.0f64, 2.0]])), Arg::input(arr2(&[[0.5, 0.25]]))];
+        let mut plan = Plan::compile(args, |_, a| (a[0] * a[1]).tanh().sum()).unwrap();
+        let Repr::Many(v) = &mut plan.nodes[2].value else { panic!("the product is an array") };
+        v[[0, 1]] += 1e-12;
+        let e = plan.run().unwrap_err();
+        assert!(matches!(&e, PlanError::Diverged { node: 2, op: "mul", what: "value", .. }), "{e}");
     }
 
     #[test]
