@@ -158,9 +158,12 @@ pub enum PlanError {
 /// **Correct by construction, checked by default.** A replay computes
 /// the recorded ops again with the same kernels and walks the same
 /// backward pass as the tape, so its values and gradients equal the eager
-/// ones bit for bit. The first run is compared with the step recorded
-/// again eagerly ([`Plan::check`]), and a difference is an error naming
-/// the first op that differs.
+/// ones bit for bit. The first run is checked, and a difference is an
+/// error naming the first op that differs: on the arguments the step was
+/// recorded with, each value it computes is compared with the recorded
+/// one (the backward pass is then the tape's own on the same values); on
+/// other arguments, the step is recorded again eagerly and compared node
+/// by node, gradients included ([`Plan::check`]).
 ///
 /// **What a plan cannot capture** (as with JAX's `jit`): the recorded ops
 /// must depend on the arguments' shapes alone. Reading a value of the step
@@ -411,8 +414,9 @@ impl<'f, T: Element> Plan<'f, T> {
     /// Replays the step on the current arguments: every op that depends on
     /// an argument is computed again, then the backward pass runs, keeping
     /// the parameters' gradients ([`Plan::grad`]). Returns the loss. The
-    /// first run is checked against the step recorded eagerly
-    /// ([`Plan::check`]).
+    /// first run is checked: against the recording when the arguments are
+    /// still the recorded ones, else against the step recorded again
+    /// eagerly ([`Plan::check`]).
     ///
     /// # Errors
     /// From the first run's check.
@@ -526,7 +530,8 @@ impl<'f, T: Element> Plan<'f, T> {
     /// Records the step again eagerly on a scratch tape, on the current
     /// arguments, and compares it with the last replay node by node: the
     /// same ops, the same values and the same parameter gradients, bit for
-    /// bit. [`Plan::run`] calls it on its first run; call it again when
+    /// bit. [`Plan::run`] calls it on its first run when the arguments
+    /// have changed since the recording; call it again when
     /// the step may have changed (say after its captured state changed).
     /// Replays first if the arguments changed since the last run.
     ///
