@@ -230,29 +230,33 @@ pub fn free_count<T: Element>(len: usize) -> usize {
 /// ```
 pub fn to_value<T: Element>(view: ndarray::ArrayViewD<'_, T>) -> Value<T> {
     value_with(view.shape(), |out| {
-        let put = |out: &mut [MaybeUninit<T>], from: &mut dyn Iterator<Item = T>| {
-            for (o, v) in out.iter_mut().zip(from) {
-                o.write(v);
-            }
-        };
         if let Some(s) = view.as_slice() {
-            put(out, &mut s.iter().copied());
+            put(out, s.iter().copied());
         } else if view.strides().iter().all(|&s| s == 0) {
             // A broadcast scalar.
             let v = view.iter().next().copied().unwrap_or(T::zero());
-            put(out, &mut std::iter::repeat(v));
+            put(out, std::iter::repeat(v));
         } else if view.ndim() == 2 && view.shape()[1] > 0 {
             for (row, o) in view.outer_iter().zip(out.chunks_mut(view.shape()[1])) {
                 match row.as_slice() {
-                    Some(s) => put(o, &mut s.iter().copied()),
-                    None if row.strides()[0] == 0 => put(o, &mut std::iter::repeat(row[0])),
-                    None => put(o, &mut row.iter().copied()),
+                    Some(s) => put(o, s.iter().copied()),
+                    None if row.strides()[0] == 0 => put(o, std::iter::repeat(row[0])),
+                    None => put(o, row.iter().copied()),
                 }
             }
         } else {
-            put(out, &mut view.iter().copied());
+            put(out, view.iter().copied());
         }
     })
+}
+
+/// Writes `from` into `out`, element by element (a loop the compiler
+/// sees whole, for each kind of iterator).
+#[inline(always)]
+fn put<T: Copy>(out: &mut [MaybeUninit<T>], from: impl Iterator<Item = T>) {
+    for (o, v) in out.iter_mut().zip(from) {
+        o.write(v);
+    }
 }
 
 /// A row-major value of shape `dim` over `v`, which must hold exactly
