@@ -1,64 +1,114 @@
 //! What this CPU runs: the kernel path of the process, chosen once from
-//! the CPU's features and the environment.
+//! the CPU's features and the environment, and the caches the block sizes
+//! of the tiled GEMM come from.
 
-use crate::sgemm;
+use crate::tiled::Isa;
 use std::sync::OnceLock;
 
-/// Which kernels the products (and the thin kernels' instruction set) may
-/// use, chosen once per process from the environment variable
-/// `TAPEGRAD_KERNELS`:
+pub use crate::cache::{caches, Blocks, Caches};
+
+/// Which kernels the products (and the thin kernels' instruction set)
+/// use. The process takes the fastest path its CPU runs unless the
+/// environment variable `TAPEGRAD_KERNELS` (read once) asks for another:
 ///
-/// - unset, empty or `auto`: [`Path::Auto`];
-/// - `gemm`: [`Path::Gemm`];
-/// - `baseline`: [`Path::Baseline`].
+/// - unset, empty or `auto`: the fastest ([`Path::best`]);
+/// - `avx512`, `avx2`, `baseline`, `gemm`: that path, when the CPU runs
+///   it; a path the CPU cannot run falls back to the fastest it can.
 ///
 /// Any other value is treated as `auto`. Results may differ in the last
 /// bits between paths (fused multiply-adds round once, a multiply and an
-/// add twice), never between runs on one path.
+/// add twice; the chunks of the inner dimension follow the caches), never
+/// between runs on one path and machine.
 ///
 /// ```
 /// use tapegrad_kernels::cpu::{path, Path};
-/// assert!(matches!(path(), Path::Auto | Path::Gemm | Path::Baseline));
+/// assert!(path().runs_here());
+/// assert!(Path::Baseline.runs_here());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
-    /// The fastest kernels this CPU runs: for large f32 products the own
-    /// GEMM (x86-64 with AVX2 and FMA, and the `own-sgemm` feature, on by
-    /// default), else the `gemm` crate; the thin kernels with AVX2 and FMA
-    /// where the CPU has them.
-    Auto,
-    /// Every large product on the `gemm` crate; the thin kernels as in
-    /// [`Path::Auto`].
-    Gemm,
-    /// The `gemm` crate for large products and the portable (non-FMA)
-    /// build of the thin kernels: what a CPU without AVX2 and FMA runs.
+    /// The tiled GEMM on AVX-512F micro-kernels, f32 and f64; the thin
+    /// kernels with AVX2 and FMA.
+    Avx512,
+    /// The tiled GEMM on AVX2+FMA micro-kernels, f32 and f64; the thin
+    /// kernels with AVX2 and FMA.
+    Avx2,
+    /// The tiled GEMM on its portable micro-kernel and the portable
+    /// (non-FMA) build of the thin kernels: what a CPU without AVX2 and
+    /// FMA runs.
     Baseline,
+    /// Every large product on the `gemm` crate (its own runtime choice of
+    /// kernel), the epilogue as a pass after it; the thin kernels as on
+    /// the fastest path. For comparison.
+    Gemm,
 }
 
 impl Path {
+    /// The fastest path this CPU runs.
+    ///
+    /// ```
+    /// assert_ne!(tapegrad_kernels::cpu::Path::best(), tapegrad_kernels::cpu::Path::Gemm);
+    /// ```
+    pub fn best() -> Path {
+        [Path::Avx512, Path::Avx2].into_iter().find(|p| p.runs_here()).unwrap_or(Path::Baseline)
+    }
+
+    /// Whether this CPU runs the path.
+    ///
+    /// ```
+    /// assert!(tapegrad_kernels::cpu::Path::Gemm.runs_here());
+    /// ```
+    pub fn runs_here(self) -> bool {
+        match self.isa() {
+            Some(isa) => isa.runs_here(),
+            None => true,
+        }
+    }
+
+    /// The name `TAPEGRAD_KERNELS` gives the path.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_kernels::cpu::Path::Avx2.name(), "avx2");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Avx512 => "avx512",
+            Path::Avx2 => "avx2",
+            Path::Baseline => "baseline",
+            Path::Gemm => "gemm",
+        }
+    }
+
+    /// The path `TAPEGRAD_KERNELS` names (see [`Path`]); `None` for
+    /// unset, empty, `auto` or anything else.
+    ///
+    /// ```
+    /// use tapegrad_kernels::cpu::Path;
+    /// assert_eq!(Path::named(" avx512 "), Some(Path::Avx512));
+    /// assert_eq!(Path::named("auto"), None);
+    /// ```
+    pub fn named(name: &str) -> Option<Path> {
+        [Path::Avx512, Path::Avx2, Path::Baseline, Path::Gemm].into_iter().find(|p| p.name() == name.trim())
+    }
+
+    /// The tiled GEMM's instruction set on this path (none: the `gemm`
+    /// crate).
+    pub(crate) fn isa(self) -> Option<Isa> {
+        match self {
+            Path::Avx512 => Some(Isa::Avx512),
+            Path::Avx2 => Some(Isa::Avx2),
+            Path::Baseline => Some(Isa::Portable),
+            Path::Gemm => None,
+        }
+    }
+
     /// Whether the thin kernels run their AVX2+FMA build.
     pub(crate) fn fma(self) -> bool {
-        self != Path::Baseline && cpu_has_avx2_fma()
-    }
-
-    /// Whether large f32 products run on the own GEMM.
-    pub(crate) fn own_sgemm(self) -> bool {
-        self == Path::Auto && sgemm::available()
+        self != Path::Baseline && Isa::Avx2.runs_here()
     }
 }
 
-fn cpu_has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// The path of this process (see [`Path`]), read once.
+/// The path of this process (see [`Path`]), chosen once.
 ///
 /// ```
 /// let p = tapegrad_kernels::cpu::path();
@@ -66,11 +116,82 @@ fn cpu_has_avx2_fma() -> bool {
 /// ```
 pub fn path() -> Path {
     static PATH: OnceLock<Path> = OnceLock::new();
-    *PATH.get_or_init(|| match std::env::var("TAPEGRAD_KERNELS").as_deref().map(str::trim) {
-        Ok("gemm") => Path::Gemm,
-        Ok("baseline") => Path::Baseline,
-        _ => Path::Auto,
-    })
+    *PATH.get_or_init(|| requested().filter(|p| p.runs_here()).unwrap_or_else(Path::best))
+}
+
+/// The path `TAPEGRAD_KERNELS` asks for, if any.
+fn requested() -> Option<Path> {
+    std::env::var("TAPEGRAD_KERNELS").ok().as_deref().and_then(Path::named)
+}
+
+/// What the products of this process run on: the path, and the tiled
+/// GEMM's tiles and block sizes for each element type (from the caches
+/// of this CPU).
+///
+/// ```
+/// let k = tapegrad_kernels::cpu::kernel();
+/// println!("{k}"); // e.g. "avx512: f32 12x32 tiles, blocks mc 240 kc 384 nc 2816; ..."
+/// assert_eq!(k.path, tapegrad_kernels::cpu::path());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    /// The path.
+    pub path: Path,
+    /// The caches the blocks come from.
+    pub caches: Caches,
+    /// The f32 tile (rows, columns); (0, 0) on the `gemm` path.
+    pub tile_f32: (usize, usize),
+    /// The f32 block sizes.
+    pub blocks_f32: Blocks,
+    /// The f64 tile (rows, columns); (0, 0) on the `gemm` path.
+    pub tile_f64: (usize, usize),
+    /// The f64 block sizes.
+    pub blocks_f64: Blocks,
+}
+
+/// The kernels of this process (see [`Kernel`]).
+pub fn kernel() -> Kernel {
+    let path = path();
+    let isa = path.isa().unwrap_or(Isa::Portable);
+    let on = |t: (usize, usize)| if path.isa().is_some() { t } else { (0, 0) };
+    Kernel {
+        path,
+        caches: crate::cache::caches(),
+        tile_f32: on(isa.tile(4)),
+        blocks_f32: isa.blocks::<f32>(),
+        tile_f64: on(isa.tile(8)),
+        blocks_f64: isa.blocks::<f64>(),
+    }
+}
+
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.name())?;
+        if self.path.isa().is_none() {
+            return write!(f, " (the gemm crate's kernels)");
+        }
+        for (ty, (mr, nr), b) in
+            [("f32", self.tile_f32, self.blocks_f32), ("f64", self.tile_f64, self.blocks_f64)]
+        {
+            write!(
+                f,
+                "{} {ty} {mr}x{nr} tiles, blocks mc {} kc {} nc {}",
+                if ty == "f32" { ":" } else { ";" },
+                b.mc,
+                b.kc,
+                b.nc
+            )?;
+        }
+        let c = &self.caches;
+        write!(
+            f,
+            "; caches L1d {} KiB, L2 {} KiB, L3 {} KiB per core{}",
+            c.l1d >> 10,
+            c.l2 >> 10,
+            c.l3_per_core >> 10,
+            if c.read { "" } else { " (not read: defaults)" }
+        )
+    }
 }
 
 #[cfg(test)]
@@ -78,20 +199,27 @@ mod tests {
     use super::*;
 
     /// The path follows `TAPEGRAD_KERNELS` (CI runs the suite once per
-    /// value), and a path never claims kernels the CPU lacks.
+    /// path), and never takes kernels the CPU lacks: a path this CPU
+    /// cannot run is skipped for the fastest, with a message.
     #[test]
     fn the_path_follows_the_environment_and_the_cpu() {
-        let want = match std::env::var("TAPEGRAD_KERNELS").as_deref().map(str::trim) {
-            Ok("gemm") => Path::Gemm,
-            Ok("baseline") => Path::Baseline,
-            _ => Path::Auto,
-        };
         let p = path();
-        assert_eq!(p, want);
-        eprintln!("kernel path: {p:?}; thin kernels with FMA: {}; own f32 GEMM: {}", p.fma(), p.own_sgemm());
-        // The thin kernels use FMA exactly when the CPU has it and the
-        // baseline was not asked for; the own GEMM only on the auto path.
-        assert_eq!(p.fma(), p != Path::Baseline && cpu_has_avx2_fma());
-        assert_eq!(p.own_sgemm(), p == Path::Auto && sgemm::available());
+        eprintln!("kernels: {}", kernel());
+        assert!(p.runs_here());
+        match requested() {
+            Some(want) if want.runs_here() => assert_eq!(p, want),
+            Some(want) => {
+                eprintln!("skipped: TAPEGRAD_KERNELS={} asks for kernels this CPU lacks", want.name());
+                assert_eq!(p, Path::best());
+            }
+            None => assert_eq!(p, Path::best()),
+        }
+        assert_eq!(p.fma(), p != Path::Baseline && Isa::Avx2.runs_here());
+        // The paths are ordered: one that runs implies the ones below it.
+        assert!(!Path::Avx512.runs_here() || Path::Avx2.runs_here());
+        for q in [Path::Avx512, Path::Avx2, Path::Baseline, Path::Gemm] {
+            assert_eq!(Path::named(q.name()), Some(q));
+        }
+        assert_eq!(Path::named("fastest"), None);
     }
 }

@@ -28,6 +28,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cache;
 pub mod cpu;
 mod element;
 pub mod elementwise;
@@ -36,11 +37,11 @@ mod par;
 pub mod pool;
 pub mod product;
 pub mod reduce;
-mod sgemm;
 pub mod shape;
 #[cfg(test)]
 mod testutil;
 mod thin;
+mod tiled;
 
 pub use element::Element;
 pub use ndarray;

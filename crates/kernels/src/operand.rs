@@ -80,7 +80,6 @@ unsafe impl<T> Sync for Out<T> {}
 
 impl<T: Element> Epilogue<T> {
     /// Nothing: C is the plain product.
-    #[cfg(test)]
     pub(crate) const NONE: Self =
         Epilogue { bias: std::ptr::null(), bias_stride: 0, relu: false, gate: std::ptr::null(), gate_ld: 0 };
 

@@ -17,7 +17,7 @@
 use crate::cpu::path;
 use crate::operand::{Epilogue, Out, Strided};
 use crate::par::{self, SendPtr};
-use crate::{pool, sgemm, thin, Element, Value};
+use crate::{pool, thin, tiled, Element, Value};
 use ndarray::{Array2, ArrayView2};
 
 /// `A B` into a pooled, row-major buffer. Transposed operands are read
@@ -299,7 +299,7 @@ unsafe fn dots_split<T: Element>([m, k, n]: [usize; 3], a: Strided<T>, b: Stride
     }
 }
 
-/// Ids for [`sgemm::fused`], one per product, never 0.
+/// Ids for [`tiled::fused`], one per product, never 0.
 static NEXT_PRODUCT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Products are cut into blocks of about this many multiply-adds (at
@@ -315,29 +315,28 @@ const MAX_BLOCKS: usize = 32;
 const MAX_K_PIECES: usize = 8;
 
 /// One block of a general product: `out = epi(A B)` for the block's
-/// operands, on the own GEMM where the path allows it (f32), else the
-/// `gemm` crate with the epilogue as a pass after it. With no epilogue
-/// (the pieces of a split inner dimension), always the `gemm` crate.
+/// operands, on the tiled GEMM of the path's instruction set (the
+/// epilogue in its store), or on the `gemm` path the `gemm` crate with
+/// the epilogue as a pass after it.
 ///
 /// # Safety
-/// As [`sgemm::fused`]; `k > 0`.
+/// As [`tiled::fused`]; `k > 0`.
 unsafe fn block<T: Element>(
     dims: [usize; 3],
     a: Strided<T>,
     b: Strided<T>,
     out: Out<T>,
-    epi: Option<&Epilogue<T>>,
+    epi: &Epilogue<T>,
     product: u64,
 ) {
-    // SAFETY: the caller's contract.
+    // SAFETY: the caller's contract; the path's instruction set runs on
+    // this CPU (`cpu::path` chooses only such paths).
     unsafe {
-        match epi {
-            Some(e) if path().own_sgemm() && sgemm::fused(dims, a, b, out, e, product) => {}
-            _ => {
+        match path().isa() {
+            Some(isa) => tiled::fused((isa, isa.blocks::<T>()), dims, a, b, out, epi, product),
+            None => {
                 gemm_crate(dims, a, b, out);
-                if let Some(e) = epi {
-                    e.apply(out, dims[0], dims[2]);
-                }
+                epi.apply(out, dims[0], dims[2]);
             }
         }
     }
@@ -407,10 +406,11 @@ unsafe fn gemm_blocks<T: Element>(
     // Rows r0..r1, columns c0..c1 of C over the inner indices p0..p1.
     // SAFETY (every call below): the offsets stay inside A, B and C, and
     // each block writes only its own rows and columns of its output.
-    let run = |[r0, r1, c0, c1, p0, p1]: [usize; 6], o: Out<T>, e: Option<&Epilogue<T>>| unsafe {
-        let e = e.map(|e| e.at(r0, c0));
-        block([r1 - r0, p1 - p0, c1 - c0], a.at(r0, p0), b.at(p0, c0), o.at(r0, c0), e.as_ref(), product);
+    let run = |[r0, r1, c0, c1, p0, p1]: [usize; 6], o: Out<T>, e: &Epilogue<T>| unsafe {
+        let e = e.at(r0, c0);
+        block([r1 - r0, p1 - p0, c1 - c0], a.at(r0, p0), b.at(p0, c0), o.at(r0, c0), &e, product);
     };
+    let none = Epilogue::NONE;
     let macs = m * n * k;
     let by_size = (macs / BLOCK_MACS).min(MAX_BLOCKS);
     let k_pieces = by_size.min(MAX_K_PIECES).min(k / 256);
@@ -430,7 +430,7 @@ unsafe fn gemm_blocks<T: Element>(
                 let (p, r0) = (i / m, i % m);
                 let r1 = (i1 - p * m).min(m);
                 let (p0, p1) = par::block_bounds(k, k_pieces, 8, p);
-                run([r0, r1, 0, n, p0, p1], outs[p], None);
+                run([r0, r1, 0, n, p0, p1], outs[p], &none);
                 i = p * m + r1;
             }
         });
@@ -459,13 +459,13 @@ unsafe fn gemm_blocks<T: Element>(
             let blocks = threads.max(by_size.min(m / 128)).min(m / 8).max(1);
             let min_rows = (MIN_BLOCK_MACS / (n * k)).max(16);
             par::share_guided(m, 8, m.div_ceil(blocks), min_rows, &|r0, r1| {
-                run([r0, r1, 0, n, 0, k], out, Some(epi));
+                run([r0, r1, 0, n, 0, k], out, epi);
             });
         } else {
             let blocks = threads.max(by_size.min(n / 512)).min(n / 8).max(1);
             let min_cols = (MIN_BLOCK_MACS / (m * k)).max(16);
             par::share_guided(n, 8, n.div_ceil(blocks), min_cols, &|c0, c1| {
-                run([0, m, c0, c1, 0, k], out, Some(epi));
+                run([0, m, c0, c1, 0, k], out, epi);
             });
         }
     }
