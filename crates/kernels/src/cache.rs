@@ -207,9 +207,9 @@ mod tests {
         ] {
             for (mr, nr, size) in [(6, 16, 4), (6, 8, 8), (12, 32, 4), (12, 16, 8), (4, 8, 8)] {
                 let b = Blocks::for_tiles(&c, mr, nr, size);
-                assert!((128..=1024).contains(&b.kc) && b.kc % 8 == 0, "{b:?}");
-                assert!(b.mc >= mr && b.mc % mr == 0, "{b:?}");
-                assert!(b.nc >= nr && b.nc % nr == 0 && b.nc <= 8192, "{b:?}");
+                assert!((128..=1024).contains(&b.kc) && b.kc.is_multiple_of(8), "{b:?}");
+                assert!(b.mc >= mr && b.mc.is_multiple_of(mr), "{b:?}");
+                assert!(b.nc >= nr && b.nc.is_multiple_of(nr) && b.nc <= 8192, "{b:?}");
             }
         }
     }

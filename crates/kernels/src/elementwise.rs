@@ -49,17 +49,17 @@ pub fn map<T: Element>(x: &Value<T>, f: impl Fn(T) -> T + Sync) -> Value<T> {
 #[track_caller]
 #[inline]
 pub fn zip<T: Element>(op: &str, a: &Value<T>, b: &Value<T>, f: impl Fn(T, T) -> T + Sync) -> Value<T> {
-    if shape::same(a.shape(), b.shape()) {
-        if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
-            return pool::value_with(a.shape(), |out| {
-                par::fill(out, |start, out| {
-                    let end = start + out.len();
-                    for ((o, &x), &y) in out.iter_mut().zip(&sa[start..end]).zip(&sb[start..end]) {
-                        o.write(f(x, y));
-                    }
-                })
-            });
-        }
+    if shape::same(a.shape(), b.shape())
+        && let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice())
+    {
+        return pool::value_with(a.shape(), |out| {
+            par::fill(out, |start, out| {
+                let end = start + out.len();
+                for ((o, &x), &y) in out.iter_mut().zip(&sa[start..end]).zip(&sb[start..end]) {
+                    o.write(f(x, y));
+                }
+            })
+        });
     }
     let shape = broadcast_shapes(op, a.shape(), b.shape());
     let av = a.broadcast(IxDyn(&shape)).expect("checked broadcast");

@@ -116,12 +116,12 @@ pub fn take<T: Element>(len: usize) -> Vec<T> {
             v.clear();
             return v;
         }
-        if let Some(v) = p.take_whole(len) {
-            if let Ok(owned) = v.try_into_owned_nocopy() {
-                let (mut v, _) = owned.into_raw_vec_and_offset();
-                v.clear();
-                return v;
-            }
+        if let Some(v) = p.take_whole(len)
+            && let Ok(owned) = v.try_into_owned_nocopy()
+        {
+            let (mut v, _) = owned.into_raw_vec_and_offset();
+            v.clear();
+            return v;
         }
         fresh(len)
     })
@@ -482,11 +482,11 @@ mod tests {
             let mut inside = None;
             for line in smaps.lines() {
                 let range = line.split_whitespace().next().unwrap_or("");
-                if let Some((lo, hi)) = range.split_once('-') {
-                    if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) {
-                        inside = (lo..hi).contains(&addr).then_some(hi - lo);
-                        continue;
-                    }
+                if let Some((lo, hi)) = range.split_once('-')
+                    && let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&addr).then_some(hi - lo);
+                    continue;
                 }
                 if let (Some(size), true) = (inside, line.starts_with("VmFlags:")) {
                     return (size, line.to_string());

@@ -173,15 +173,15 @@ fn check_shapes<T: Element>(
     if b.nrows() != k {
         panic!("matmul: shapes {:?} and {:?} are not (n, k) and (k, m)", a.shape(), b.shape());
     }
-    if let Some(v) = bias {
-        if v.dim() != (m, 1) {
-            panic!("affine: bias of shape {:?} for a product with {m} rows; expected ({m}, 1)", v.shape());
-        }
+    if let Some(v) = bias
+        && v.dim() != (m, 1)
+    {
+        panic!("affine: bias of shape {:?} for a product with {m} rows; expected ({m}, 1)", v.shape());
     }
-    if let Some(g) = gate {
-        if g.len() != m * n {
-            panic!("matmul_gated: gate of {} values for a product of shape [{m}, {n}]", g.len());
-        }
+    if let Some(g) = gate
+        && g.len() != m * n
+    {
+        panic!("matmul_gated: gate of {} values for a product of shape [{m}, {n}]", g.len());
     }
 }
 

@@ -30,10 +30,11 @@ pub fn sum_to_shape<T: Element>(g: &Value<T>, shape: &[usize]) -> Value<T> {
     if g.shape() == shape {
         return g.clone();
     }
-    if let ([n, m], [n2, 1], Some(s)) = (g.shape(), shape, g.as_slice()) {
-        if n == n2 && *m > 1 {
-            return row_sums(s, *n, *m);
-        }
+    if let ([n, m], [n2, 1], Some(s)) = (g.shape(), shape, g.as_slice())
+        && n == n2
+        && *m > 1
+    {
+        return row_sums(s, *n, *m);
     }
     // Axes to sum: the leading extra ones, and those of length 1 in `shape`.
     let lead = g.ndim() - shape.len();

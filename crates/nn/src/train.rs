@@ -99,14 +99,10 @@ impl TrainConfig {
             return Err(invalid("batch size", "0".into(), "must be at least 1"));
         }
         Dropout::check_rate(self.dropout)?;
-        if let Some(c) = self.clip_norm {
-            if !(c > 0.0 && c.is_finite()) {
-                return Err(invalid(
-                    "gradient clipping norm",
-                    c.to_string(),
-                    "must be a positive finite number",
-                ));
-            }
+        if let Some(c) = self.clip_norm
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(invalid("gradient clipping norm", c.to_string(), "must be a positive finite number"));
         }
         if let Some(es) = self.early_stopping {
             let f = es.validation_fraction;

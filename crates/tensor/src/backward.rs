@@ -114,10 +114,10 @@ pub(crate) fn run_into<G>(
                 slot @ None => *slot = Some(gj),
             }
         });
-        if keep.is_some_and(|k| !k[i]) {
-            if let Some(g) = from_i[0].take() {
-                acc.release(g);
-            }
+        if keep.is_some_and(|k| !k[i])
+            && let Some(g) = from_i[0].take()
+        {
+            acc.release(g);
         }
     }
 }

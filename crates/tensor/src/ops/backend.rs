@@ -182,11 +182,13 @@ impl<T: Element> Backend<T> for ArrayBackend {
         composed: impl FnOnce(&Self) -> Value<T>,
         bias: Option<&[usize]>,
     ) -> (Value<T>, Option<Value<T>>) {
-        if let (Some(&[n, 1]), &[n2, m], Some(sa), Some(sb)) = (bias, a.shape(), a.as_slice(), b.as_slice()) {
-            if n == n2 && m > 1 && a.shape() == b.shape() {
-                let (r, s) = tapegrad_kernels::reduce::zip_row_sums(sa, sb, n, m, f);
-                return (r, Some(s));
-            }
+        if let (Some(&[n, 1]), &[n2, m], Some(sa), Some(sb)) = (bias, a.shape(), a.as_slice(), b.as_slice())
+            && n == n2
+            && m > 1
+            && a.shape() == b.shape()
+        {
+            let (r, s) = tapegrad_kernels::reduce::zip_row_sums(sa, sb, n, m, f);
+            return (r, Some(s));
         }
         fuse2_then_sum(self, a, b, f, composed, bias)
     }
