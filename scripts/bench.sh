@@ -12,6 +12,12 @@
 # W3 is judged against numpy's GEMM peak P, so tapegrad's W3 runs last in
 # its group and numpy's P first in the next: the two figures of that ratio
 # are taken one after the other.
+#
+# The references run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed
+# from their environment, so that OpenBLAS picks its own kernel for this
+# CPU: a machine's environment may pin an older one (Haswell on a CPU with
+# AVX-512 halves numpy's P), and a ratio is only fair against numpy at its
+# best. KEEP_OPENBLAS_ENV=1 keeps them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workloads=("$@")
@@ -45,7 +51,9 @@ run_refs() {
     local args=("$1")
     [ "$p $1" = "jax_ref.py W2" ] && args+=(W2scan)
     echo "$p ${args[*]}" >&2
-    (cd "$REF" && "$PYTHON" "$p" "${args[@]}" 2>/dev/null) | tee -a "$out" >&2 || true
+    local unset=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+    [ "${KEEP_OPENBLAS_ENV:-}" = 1 ] && unset=()
+    (cd "$REF" && env "${unset[@]}" "$PYTHON" "$p" "${args[@]}" 2>/dev/null) | tee -a "$out" >&2 || true
   done
 }
 for w in "${workloads[@]}"; do

@@ -412,13 +412,15 @@ fn p() {
         let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
         (flops / best / 1e9, flops / median(&times) / 1e9)
     }
+    // The path, tiles and block sizes (from this CPU's caches) it ran on.
+    let kernel = tapegrad::tensor::cpu::kernel();
     let (b32, m32) = run::<f32>();
     emit(
         "P",
         "gflops_f32",
         (b32 * 100.0).round() / 100.0,
         threads(),
-        &format!("best of 10 (median {m32:.1} GFLOP/s); Tensor::matmul (f32: tapegrad's own GEMM on CPUs with AVX2 and FMA, f64: the gemm crate; split across cores)"),
+        &format!("best of 10 (median {m32:.1} GFLOP/s); Tensor::matmul, split across cores; kernels {kernel}"),
     );
     let (b64, m64) = run::<f64>();
     emit(
@@ -426,7 +428,7 @@ fn p() {
         "gflops_f64",
         (b64 * 100.0).round() / 100.0,
         threads(),
-        &format!("best of 10 (median {m64:.1} GFLOP/s); Tensor::matmul (f32: tapegrad's own GEMM on CPUs with AVX2 and FMA, f64: the gemm crate; split across cores)"),
+        &format!("best of 10 (median {m64:.1} GFLOP/s); Tensor::matmul, split across cores; kernels {kernel}"),
     );
 }
 

@@ -60,5 +60,5 @@ pub use ops::custom::{CustomOp, FirstOrderOp};
 pub use ops::select::Comparand;
 pub use plan::{Arg, Plan, PlanError, StepFn};
 pub use tape::{IntoValue, Tape, Tensor};
-pub use tapegrad_kernels::{threads, Element, Value};
+pub use tapegrad_kernels::{cpu, threads, Element, Value};
 pub use trace::{NonFiniteReport, Phase};
