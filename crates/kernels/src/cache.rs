@@ -147,7 +147,10 @@ impl Blocks {
     /// a block of A go past it):
     ///
     /// - `kc`: a panel of B (`kc` by `nr`) fills the level-1 data cache,
-    ///   between 128 and 1,024 indices, a multiple of 8;
+    ///   rounded up to a multiple of 256 indices, between 256 and 1,024:
+    ///   each chunk of the inner dimension reads and writes C again, so a
+    ///   chunk as long as the level-1 cache allows, and no layer of 512
+    ///   or 1,024 inputs cut into a long chunk and a short one;
     /// - `mc`: a block of A (`mc` by `kc`) fills half the level-2 cache,
     ///   at least one tile, a multiple of `mr`;
     /// - `nc`: a block of B (`kc` by `nc`) fills the core's share of the
@@ -167,7 +170,7 @@ impl Blocks {
     /// assert_eq!(b, Blocks { mc: 126, kc: 512, nc: 1024 });
     /// ```
     pub fn for_tiles(c: &Caches, mr: usize, nr: usize, size: usize) -> Blocks {
-        let kc = (c.l1d / (nr * size)).clamp(128, 1024) / 8 * 8;
+        let kc = (c.l1d / (nr * size)).div_ceil(256).clamp(1, 4) * 256;
         let mc = (c.l2 / 2 / (kc * size) / mr).max(1) * mr;
         let nc = (c.l3_per_core.min(4 * c.l2) / (kc * size)).clamp(256, 8192) / nr * nr;
         Blocks { mc, kc, nc: nc.max(nr) }
@@ -196,7 +199,7 @@ mod tests {
         // elements a shorter one.
         let zen5 = Caches { l1d: 48 << 10, l2: 1 << 20, l3_per_core: 16 << 20, read: true };
         let b = Blocks::for_tiles(&zen5, 12, 32, 4);
-        assert_eq!(b.kc, 384);
+        assert_eq!(b.kc, 512);
         assert_eq!(b.mc % 12, 0);
         assert!(b.mc * b.kc * 4 <= 512 << 10);
         assert_eq!(b.nc % 32, 0);

@@ -130,7 +130,7 @@ fn requested() -> Option<Path> {
 ///
 /// ```
 /// let k = tapegrad_kernels::cpu::kernel();
-/// println!("{k}"); // e.g. "avx512: f32 12x32 tiles, blocks mc 240 kc 384 nc 2816; ..."
+/// println!("{k}"); // e.g. "avx512: f32 12x32 tiles, blocks mc 252 kc 512 nc 2048; ..."
 /// assert_eq!(k.path, tapegrad_kernels::cpu::path());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
