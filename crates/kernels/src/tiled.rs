@@ -359,11 +359,7 @@ unsafe fn pack_a<T: Element, const MR: usize>(
             let a = a.offset(i as isize * rsa);
             if rows == MR && csa == 1 {
                 let r: [*const T; MR] = std::array::from_fn(|t| a.offset(t as isize * rsa));
-                for q in 0..kc {
-                    for (t, rt) in r.iter().enumerate() {
-                        *o.add(q * MR + t) = *rt.add(q);
-                    }
-                }
+                transpose::<T, MR>(kc, &r, o);
             } else if rows == MR && rsa == 1 {
                 for q in 0..kc {
                     std::ptr::copy_nonoverlapping(a.offset(q as isize * csa), o.add(q * MR), MR);
@@ -410,6 +406,15 @@ unsafe fn pack_b<T: Element, const NR: usize>(
                     j += NR;
                 }
             }
+        } else if rsb == 1 {
+            // Columns of B contiguous (B is a transposed array): a
+            // transpose of each panel.
+            let mut j = 0;
+            while j < full {
+                let cols: [*const T; NR] = std::array::from_fn(|t| b.offset((j + t) as isize * csb));
+                transpose::<T, NR>(kc, &cols, out.add(j * kc));
+                j += NR;
+            }
         } else {
             let mut j = 0;
             while j < full {
@@ -434,6 +439,41 @@ unsafe fn pack_b<T: Element, const NR: usize>(
                     };
                 }
             }
+        }
+    }
+}
+
+/// `out[q * W + t] = src[t][q]` for `q < kc`, `t < W`: `W` contiguous
+/// runs of `kc` values interleaved, as a panel packs them. Eight indices
+/// at a time: eight values read from each run (whole vectors), then
+/// written out index by index, so that no store is scattered.
+///
+/// # Safety
+/// Each `src[t]` holds `kc` values; `out` has room for `kc * W`.
+#[inline(always)]
+unsafe fn transpose<T: Element, const W: usize>(kc: usize, src: &[*const T; W], out: *mut T) {
+    const B: usize = 8;
+    let mut q = 0;
+    // SAFETY (all of it): the caller's contract.
+    unsafe {
+        while q + B <= kc {
+            let mut blk = [[T::zero(); B]; W];
+            for (row, &s) in blk.iter_mut().zip(src) {
+                std::ptr::copy_nonoverlapping(s.add(q), row.as_mut_ptr(), B);
+            }
+            for i in 0..B {
+                let o = out.add((q + i) * W);
+                for (t, row) in blk.iter().enumerate() {
+                    *o.add(t) = row[i];
+                }
+            }
+            q += B;
+        }
+        while q < kc {
+            for (t, &s) in src.iter().enumerate() {
+                *out.add(q * W + t) = *s.add(q);
+            }
+            q += 1;
         }
     }
 }
