@@ -420,11 +420,10 @@ unsafe fn gemm_blocks<T: Element>(
         let outs: Vec<Out<T>> = std::iter::once(out)
             .chain(parts.iter_mut().map(|v| Out { ptr: v.as_mut_ptr(), ld: n }))
             .collect();
-        // Rows of every piece, piece after piece, in chunks that shrink
-        // towards the end of the list (to at least 32 rows: each block
-        // packs its piece of B again).
-        let piece_rows = (MIN_BLOCK_MACS / (n * k.div_ceil(k_pieces))).max(32);
-        par::share_guided(k_pieces * m, 16, m, piece_rows, &|i0, i1| {
+        // Whole pieces, handed to the cores as they come free: a block of
+        // fewer rows would pack its piece of B (a transpose, when B is
+        // A^T) again for less work.
+        par::share_guided(k_pieces * m, 16, m, m, &|i0, i1| {
             let mut i = i0;
             while i < i1 {
                 let (p, r0) = (i / m, i % m);

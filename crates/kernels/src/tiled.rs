@@ -584,9 +584,16 @@ macro_rules! simd_kernel {
             // values of the A panel and `kc * 2 L` of the B panel, and
             // store only the tile's rows and columns that are in C.
             unsafe {
+                // C and the gate are read only at the end: their lines
+                // arrive while the sums run.
+                let gate = if t.last { t.epi.gate } else { std::ptr::null() };
                 for i in 0..t.rows {
                     _mm_prefetch::<_MM_HINT_T0>(t.c.ptr.add(i * t.c.ld) as *const i8);
                     _mm_prefetch::<_MM_HINT_T0>(t.c.ptr.add(i * t.c.ld + 2 * L - 1) as *const i8);
+                    if !gate.is_null() {
+                        _mm_prefetch::<_MM_HINT_T0>(gate.add(i * t.epi.gate_ld) as *const i8);
+                        _mm_prefetch::<_MM_HINT_T0>(gate.add(i * t.epi.gate_ld + 2 * L - 1) as *const i8);
+                    }
                 }
                 let mut acc = [[$zero(); 2]; MR];
                 let (mut a, mut b) = (a, b);
