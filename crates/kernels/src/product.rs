@@ -317,7 +317,11 @@ const MAX_K_PIECES: usize = 8;
 /// One block of a general product: `out = epi(A B)` for the block's
 /// operands, on the tiled GEMM of the path's instruction set (the
 /// epilogue in its store), or on the `gemm` path the `gemm` crate with
-/// the epilogue as a pass after it.
+/// the epilogue as a pass after it. A piece of a split inner dimension
+/// (`piece`) on the AVX2 path also goes to the `gemm` crate: its packing
+/// of two operands whose inner dimension is contiguous ran dW = dZ A^T 5%
+/// faster there (TAPEGRAD_KERNELS=avx2 against =gemm, alternating, on an
+/// AMD EPYC of the Zen 5 family); with AVX-512 the tiled GEMM is faster.
 ///
 /// # Safety
 /// As [`tiled::fused`]; `k > 0`.
@@ -328,13 +332,16 @@ unsafe fn block<T: Element>(
     out: Out<T>,
     epi: &Epilogue<T>,
     product: u64,
+    piece: bool,
 ) {
     // SAFETY: the caller's contract; the path's instruction set runs on
     // this CPU (`cpu::path` chooses only such paths).
     unsafe {
         match path().isa() {
-            Some(isa) => tiled::fused((isa, isa.blocks::<T>()), dims, a, b, out, epi, product),
-            None => {
+            Some(isa) if !(piece && isa == tiled::Isa::Avx2) => {
+                tiled::fused((isa, isa.blocks::<T>()), dims, a, b, out, epi, product)
+            }
+            _ => {
                 gemm_crate(dims, a, b, out);
                 epi.apply(out, dims[0], dims[2]);
             }
@@ -407,8 +414,9 @@ unsafe fn gemm_blocks<T: Element>(
     // SAFETY (every call below): the offsets stay inside A, B and C, and
     // each block writes only its own rows and columns of its output.
     let run = |[r0, r1, c0, c1, p0, p1]: [usize; 6], o: Out<T>, e: &Epilogue<T>| unsafe {
+        let piece = p1 - p0 < k;
         let e = e.at(r0, c0);
-        block([r1 - r0, p1 - p0, c1 - c0], a.at(r0, p0), b.at(p0, c0), o.at(r0, c0), &e, product);
+        block([r1 - r0, p1 - p0, c1 - c0], a.at(r0, p0), b.at(p0, c0), o.at(r0, c0), &e, product, piece);
     };
     let none = Epilogue::NONE;
     let macs = m * n * k;
