@@ -9,8 +9,8 @@ mod sealed {
 }
 
 /// A floating-point element type for tensors: implemented for `f32` and `f64`
-/// only (the trait is sealed). Kernels that differ by type (the own f32
-/// GEMM, the AVX2 dot products, the buffer pools) are chosen inside this
+/// only (the trait is sealed). Kernels that differ by type (the tiled
+/// GEMM's micro-kernels, the AVX2 dot products, the buffer pools) are chosen inside this
 /// crate by a type test the compiler folds away, so the trait carries no
 /// kernel methods.
 ///

@@ -1,7 +1,7 @@
 //! The operands of a matrix product as the kernels see them: an input read
 //! through element strides ([`Strided`]), the output ([`Out`]), and what is
 //! applied to each element of the output as it is stored ([`Epilogue`]).
-//! Every product path (the thin kernels, the own f32 GEMM, the `gemm`
+//! Every product path (the thin kernels, the tiled GEMM, the `gemm`
 //! crate with a pass after it) takes these three, so the store step is
 //! written down once.
 

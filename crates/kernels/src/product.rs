@@ -5,10 +5,11 @@
 //!   the thin kernel `small_k`, which applies bias and relu as it stores;
 //! - a tiny C (or at most 4 columns) with a long inner dimension goes to
 //!   `dots`, one dot product per element;
-//! - everything else is a general GEMM cut into blocks: for f32 on CPUs
-//!   with AVX2 and FMA the own GEMM (`sgemm`, with the epilogue in its
-//!   store), elsewhere the `gemm` crate, with the epilogue applied to each
-//!   block by the core that computed it.
+//! - everything else is a general GEMM cut into blocks: the tiled GEMM
+//!   (`tiled`, f32 and f64, on the micro-kernel of the CPU's instruction
+//!   set, with the epilogue in its store), or on the `gemm` path the
+//!   `gemm` crate, with the epilogue applied to each block by the core
+//!   that computed it.
 //!
 //! [`Path`](crate::cpu::Path) says which of these a process may take; the
 //! environment variable `TAPEGRAD_KERNELS` forces one, so the test suite
@@ -408,7 +409,7 @@ unsafe fn gemm_blocks<T: Element>(
     epi: &Epilogue<T>,
 ) {
     // This product's id: its blocks of columns read the same A, which the
-    // own GEMM then packs once per thread.
+    // tiled GEMM then packs once per thread.
     let product = NEXT_PRODUCT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Rows r0..r1, columns c0..c1 of C over the inner indices p0..p1.
     // SAFETY (every call below): the offsets stay inside A, B and C, and
