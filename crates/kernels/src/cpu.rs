@@ -2,7 +2,6 @@
 //! the CPU's features and the environment, and the caches the block sizes
 //! of the tiled GEMM come from.
 
-use crate::tiled::Isa;
 use std::sync::OnceLock;
 
 pub use crate::cache::{caches, Blocks, Caches};
@@ -191,6 +190,53 @@ impl std::fmt::Display for Kernel {
             c.l3_per_core >> 10,
             if c.read { "" } else { " (not read: defaults)" }
         )
+    }
+}
+
+/// The instruction set of a micro-kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Isa {
+    /// AVX-512F: tiles of 12 rows by two 512-bit vectors.
+    Avx512,
+    /// AVX2 and FMA: tiles of 6 rows by two 256-bit vectors.
+    Avx2,
+    /// Plain Rust (the compiler vectorises it for the target's baseline):
+    /// tiles of 4 rows by 8 (f32) or 4 (f64) columns, no fused
+    /// multiply-add.
+    Portable,
+}
+
+impl Isa {
+    /// Whether this CPU runs the tiled GEMM's kernels of this instruction set.
+    pub(crate) fn runs_here(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Isa::Avx2.runs_here() && std::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The tile (rows, columns) of this instruction set's kernel for
+    /// elements of `size` bytes.
+    pub(crate) fn tile(self, size: usize) -> (usize, usize) {
+        let lanes = |bits: usize| 2 * bits / 8 / size;
+        match self {
+            Isa::Avx512 => (12, lanes(512)),
+            Isa::Avx2 => (6, lanes(256)),
+            Isa::Portable => (4, 32 / size),
+        }
+    }
+
+    /// This instruction set's block sizes for elements of type `T`, from
+    /// the CPU's caches.
+    pub(crate) fn blocks<T>(self) -> Blocks {
+        let size = std::mem::size_of::<T>();
+        let (mr, nr) = self.tile(size);
+        Blocks::for_tiles(&caches(), mr, nr, size)
     }
 }
 
