@@ -1,10 +1,15 @@
 //! Checking hand-written backprop: the guide's backward formulas as a
 //! reference implementation, finite differences, a checker that compares
 //! any user-supplied gradients with tapegrad's, and [`GradCheck`], which
-//! runs all three on a model.
+//! runs all three on a model, and [`ExternalGradients`], which checks the
+//! gradients of another implementation (numpy's, say) read from files.
 //!
 //! Every comparison fails on a NaN or an infinity in either gradient, and
 //! reports NaN for it: a broken derivation must never read as correct.
+
+mod external;
+
+pub use external::{ExternalGradients, ExternalReport, ExternalRow};
 
 use crate::activation::Activation;
 use crate::error::NnError;
@@ -18,11 +23,15 @@ use tapegrad_tensor::{Element, Tape};
 /// `g'(z)` for the activations the guide's formulas cover, from `z` and
 /// `a = g(z)`. At a kink, the left side's slope, as autodiff (see
 /// [the kink convention](crate::activation#derivatives-at-a-kink)).
-fn derivative(act: &Activation<f64>, z: f64, a: f64) -> Option<f64> {
+/// `relu_at_zero` is relu's slope at exactly 0 (the guide's 0; another
+/// implementation's mistake, 1, to recognise it).
+fn derivative(act: &Activation<f64>, z: f64, a: f64, relu_at_zero: f64) -> Option<f64> {
     Some(match act {
         Activation::Relu => {
             if z > 0.0 {
                 1.0
+            } else if z == 0.0 {
+                relu_at_zero
             } else {
                 0.0
             }
@@ -85,6 +94,17 @@ pub fn guide_backward<T: Element>(
     y: ArrayView2<'_, T>,
     l2: f64,
 ) -> Result<Params<f64>, NnError> {
+    guide_backward_with(model, x, y, l2, 0.0)
+}
+
+/// [`guide_backward`] with relu's slope at exactly 0 given.
+fn guide_backward_with<T: Element>(
+    model: &Model<T>,
+    x: ArrayView2<'_, T>,
+    y: ArrayView2<'_, T>,
+    l2: f64,
+    relu_at_zero: f64,
+) -> Result<Params<f64>, NnError> {
     let model = model.cast::<f64>()?;
     let x = x.mapv(|v| v.as_f64());
     model.check_input(x.nrows())?;
@@ -135,7 +155,7 @@ pub fn guide_backward<T: Element>(
             let act = &acts[l - 2];
             let mut out = da;
             for ((d, &z), &a) in out.iter_mut().zip(z_cache[l - 2].iter()).zip(a_cache[l - 1].iter()) {
-                let g = derivative(act, z, a).ok_or_else(|| NnError::InvalidHyperParameter {
+                let g = derivative(act, z, a, relu_at_zero).ok_or_else(|| NnError::InvalidHyperParameter {
                     name: "hidden activation",
                     value: act.name(),
                     reason: "the guide's reference backward knows relu, sigmoid, tanh, leaky_relu and identity; check other activations against autodiff or finite differences".into(),

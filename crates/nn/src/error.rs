@@ -114,6 +114,16 @@ pub enum NnError {
         /// What disagrees.
         detail: String,
     },
+    /// A numpy `.npz` file that cannot be used: unreadable, corrupt, an
+    /// array of the wrong dtype or rank, a missing or unexpected array, or
+    /// arrays whose shapes do not fit together.
+    #[error("{path}: {detail}")]
+    Npz {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the array.
+        detail: String,
+    },
     /// A model that cannot be saved (a closure activation).
     #[error("cannot save the model: {0}")]
     Unsaveable(String),

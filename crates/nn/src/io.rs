@@ -15,10 +15,11 @@
 
 use crate::error::NnError;
 use crate::model::{Architecture, Model, Params};
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tapegrad_tensor::ndarray::{Array2, ArrayView2};
+use tapegrad_tensor::ndarray::{Array2, ArrayD, ArrayView2};
 use tapegrad_tensor::Element;
 
 /// The `format` field of every tapegrad model file.
@@ -435,4 +436,152 @@ pub fn to_safetensors<T: Element>(
         meta.insert("standardization".to_string(), json(serde_json::to_value(s).expect("serialises")));
     }
     serialize(views, Some(meta)).map_err(|e| NnError::Unsaveable(format!("safetensors: {e}")))
+}
+
+/// One array of a numpy `.npz` file: numpy's name of its dtype as stored,
+/// and its values converted to f64 (exactly, for every float32 and every
+/// integer up to 2^53).
+///
+/// ```
+/// use tapegrad_nn::io::NpyArray;
+/// use tapegrad_tensor::ndarray::{arr2, IxDyn};
+/// let a = NpyArray { dtype: "float64", values: arr2(&[[1.0, 2.0]]).into_dyn() };
+/// assert_eq!(a.values.shape(), &[1, 2]);
+/// assert!(a.is_float());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyArray {
+    /// `float64`, `float32`, `int64`, ..., `uint8` or `bool`.
+    pub dtype: &'static str,
+    /// The values, in the array's shape.
+    pub values: ArrayD<f64>,
+}
+
+impl NpyArray {
+    /// Whether the stored dtype is float32 or float64.
+    ///
+    /// ```
+    /// use tapegrad_nn::io::NpyArray;
+    /// use tapegrad_tensor::ndarray::ArrayD;
+    /// assert!(!NpyArray { dtype: "int64", values: ArrayD::zeros(vec![2]) }.is_float());
+    /// ```
+    pub fn is_float(&self) -> bool {
+        self.dtype.starts_with("float")
+    }
+}
+
+/// The most array bytes [`read_npz`] reads from one file: far beyond any
+/// network a gradient check can afford, and a bound on the memory a
+/// corrupt or hostile file can make it take.
+///
+/// ```
+/// assert_eq!(tapegrad_nn::io::NPZ_LIMIT, 1 << 30);
+/// ```
+pub const NPZ_LIMIT: u64 = 1 << 30;
+
+/// The arrays of a numpy `.npz` file (written by `np.savez` or
+/// `np.savez_compressed`), by name, in the file's order. Float, integer
+/// and bool arrays of any rank are read, in either byte order and either
+/// memory order.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("tapegrad-doc-npz-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// use tapegrad_nn::io::read_npz;
+/// // A .npz file that is not one is an error that names the file.
+/// let path = dir.join("not.npz");
+/// std::fs::write(&path, b"W1,b1\n").unwrap();
+/// let e = read_npz(&path).unwrap_err().to_string();
+/// assert!(e.contains("not.npz") && e.contains("not a .npz file"), "{e}");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+///
+/// # Errors
+/// [`NnError::Npz`] when the file cannot be read, is not a zip archive of
+/// `.npy` arrays, is truncated or corrupt, holds an array of another dtype
+/// (complex, string, object, float16) or two arrays of one name, or holds
+/// more than [`NPZ_LIMIT`] bytes of arrays.
+pub fn read_npz(path: &Path) -> Result<IndexMap<String, NpyArray>, NnError> {
+    use std::io::Read;
+    let bad = |detail: String| NnError::Npz { path: path.to_path_buf(), detail };
+    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("not a .npz file (np.savez writes one): {e}")))?;
+    let mut arrays = IndexMap::new();
+    let mut left = NPZ_LIMIT;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| bad(format!("corrupt archive: {e}")))?;
+        let name = entry.name().to_string();
+        let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
+        let mut bytes = Vec::new();
+        // Never more than the limit, whatever sizes the archive claims.
+        (&mut entry)
+            .take(left + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(format!("array '{key}' is corrupt or truncated: {e}")))?;
+        left = left
+            .checked_sub(bytes.len() as u64)
+            .ok_or_else(|| bad(format!("its arrays hold more than {} MiB", NPZ_LIMIT >> 20)))?;
+        let array = parse_npy(&bytes).map_err(|e| bad(format!("array '{key}': {e}")))?;
+        if arrays.insert(key.clone(), array).is_some() {
+            return Err(bad(format!("two arrays are named '{key}'")));
+        }
+    }
+    Ok(arrays)
+}
+
+/// One `.npy` array from its bytes. The header's shape is checked against
+/// the bytes that follow it before anything is allocated for the values.
+fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
+    use ndarray_npy::ReadNpyExt;
+    let mut rest = bytes;
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut rest)
+        .map_err(|e| format!("not a .npy array ({e})"))?;
+    let descr = header.type_descriptor.as_string().map(String::as_str).unwrap_or("");
+    // numpy's type strings: byte order ('<', '>', '|' or '='), kind, size.
+    let (dtype, size) = match descr.trim_start_matches(['<', '>', '|', '=']) {
+        "f8" => ("float64", 8),
+        "f4" => ("float32", 4),
+        "i8" => ("int64", 8),
+        "i4" => ("int32", 4),
+        "i2" => ("int16", 2),
+        "i1" => ("int8", 1),
+        "u8" => ("uint64", 8),
+        "u4" => ("uint32", 4),
+        "u2" => ("uint16", 2),
+        "u1" => ("uint8", 1),
+        "b1" => ("bool", 1),
+        _ => {
+            return Err(format!("dtype {} is not a float, integer or bool type", header.type_descriptor));
+        }
+    };
+    let count = header.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if count.and_then(|n| n.checked_mul(size)) != Some(rest.len()) {
+        return Err(format!(
+            "its header gives shape {:?} of {dtype} ({} bytes), but {} bytes follow (truncated or corrupt)",
+            header.shape,
+            count.and_then(|n| n.checked_mul(size)).map_or("too many".to_string(), |n| n.to_string()),
+            rest.len()
+        ));
+    }
+    fn read<A: ndarray_npy::ReadableElement + Copy>(
+        bytes: &[u8],
+        f: impl Fn(A) -> f64,
+    ) -> Result<ArrayD<f64>, String> {
+        ArrayD::<A>::read_npy(bytes).map(|a| a.mapv(f)).map_err(|e| format!("corrupt data ({e})"))
+    }
+    let values = match dtype {
+        "float64" => read::<f64>(bytes, |v| v)?,
+        "float32" => read::<f32>(bytes, f64::from)?,
+        "int64" => read::<i64>(bytes, |v| v as f64)?,
+        "int32" => read::<i32>(bytes, f64::from)?,
+        "int16" => read::<i16>(bytes, f64::from)?,
+        "int8" => read::<i8>(bytes, f64::from)?,
+        "uint64" => read::<u64>(bytes, |v| v as f64)?,
+        "uint32" => read::<u32>(bytes, f64::from)?,
+        "uint16" => read::<u16>(bytes, f64::from)?,
+        "uint8" => read::<u8>(bytes, f64::from)?,
+        _ => read::<bool>(bytes, |v| if v { 1.0 } else { 0.0 })?,
+    };
+    Ok(NpyArray { dtype, values })
 }
