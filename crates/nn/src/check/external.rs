@@ -250,9 +250,10 @@ impl ExternalGradients {
             .filter(|k| k.starts_with(['W', 'b']) && k[1..].parse::<usize>().is_ok())
             .cloned()
             .collect();
-        if let Some(k) = stray.first() {
+        if !stray.is_empty() {
             return Err(perr(format!(
-                "'{k}' without the layers before it (the file has W1..W{layers} and {})",
+                "no array 'W{}', but the file has {}: the guide numbers the layers 1 to L without a gap",
+                layers + 1,
                 stray.join(", ")
             )));
         }
@@ -472,7 +473,9 @@ fn take_2d(
     }
     let shape = a.values.shape().to_vec();
     let values = a.values.into_dimensionality::<Ix2>().map_err(|_| {
-        format!("{name} has {} dimensions (shape {shape:?}); the guide's arrays are 2-D", shape.len())
+        let s = if shape.len() == 1 { "" } else { "s" };
+        let b = if name.starts_with('b') { " (b of shape (n, 1), as np.zeros((n, 1)))" } else { "" };
+        format!("{name} has {} dimension{s} (shape {shape:?}); the guide's arrays are 2-D{b}", shape.len())
     })?;
     Ok(Some((a.dtype == "float32", values)))
 }

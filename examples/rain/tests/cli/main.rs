@@ -3,6 +3,7 @@
 //! `bad_input.rs`, the interrupts in `interrupts.rs`.
 
 mod bad_input;
+mod gradients;
 mod interrupts;
 
 use std::path::{Path, PathBuf};
