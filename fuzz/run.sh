@@ -4,7 +4,7 @@
 # findings. Needs a nightly toolchain and cargo-fuzz
 # (`cargo install cargo-fuzz`); CI stays on stable and never runs this.
 #
-#   fuzz/run.sh [SECONDS] [TARGET...]      targets: formula csv model
+#   fuzz/run.sh [SECONDS] [TARGET...]      targets: formula csv model npz
 #
 # A crash, panic, timeout (10 s an input) or memory over 2 GiB is saved
 # under fuzz/artifacts/TARGET/; turn each into a regression test. Each
@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(formula csv model)
+[ ${#targets[@]} -gt 0 ] || targets=(formula csv model npz)
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
