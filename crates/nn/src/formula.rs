@@ -339,6 +339,24 @@ fn run<'t, T: Element>(program: &[Instr], x: Tensor<'t, T>) -> Val<'t, T> {
     pop(&mut stack)
 }
 
+/// One step of a formula's postfix program, as another back end (the ONNX
+/// export) reads it: operands come before the step that takes them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Step {
+    /// The input.
+    X,
+    /// A constant.
+    Num(f64),
+    /// `-a`.
+    Neg,
+    /// A function of the table, by its name in formulas, and its arity.
+    Call(&'static str, usize),
+    /// `a op b`, op one of `+ - * / ^`.
+    Bin(char),
+    /// `a cmp b` as 1 or 0, cmp one of `< <= > >= == !=`.
+    Cmp(&'static str),
+}
+
 /// A parsed activation formula in `x`, e.g. `x * sigmoid(1.702 * x)`.
 ///
 /// ```
@@ -437,6 +455,26 @@ impl Formula {
     /// ```
     pub fn functions() -> &'static [&'static str] {
         Function::NAMES
+    }
+
+    /// The postfix program, step by step.
+    pub(crate) fn steps(&self) -> impl Iterator<Item = Step> + '_ {
+        self.program.iter().map(|&ins| match ins {
+            Instr::X => Step::X,
+            Instr::Num(c) => Step::Num(c),
+            Instr::Neg => Step::Neg,
+            Instr::Call(f) => Step::Call(f.name(), f.arity()),
+            Instr::Bin(op) => Step::Bin(match op {
+                BinOp::Add => '+',
+                BinOp::Sub => '-',
+                BinOp::Mul => '*',
+                BinOp::Div => '/',
+                BinOp::Pow => '^',
+            }),
+            Instr::Cmp(c) => {
+                Step::Cmp(Cmp::TOKENS.iter().find(|(_, k)| *k == c).expect("every comparison").0)
+            }
+        })
     }
 
     /// Records the formula on `x`'s tape, elementwise.

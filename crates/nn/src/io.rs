@@ -13,6 +13,10 @@
 //!   every activation named `gelu` read as `gelu_tanh`, so that an old
 //!   model computes exactly what it computed when it was saved.
 
+mod onnx;
+
+pub use onnx::to_onnx;
+
 use crate::error::NnError;
 use crate::model::{Architecture, Model, Params};
 use indexmap::IndexMap;

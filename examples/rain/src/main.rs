@@ -20,7 +20,7 @@ Examples:
   rain train --classes                     no rain / light / heavy, softmax head
   rain check --layers 8 --l2 0.5           verify gradients (exit status 1 if they disagree)
   rain predict --model rain-out/model.json --data new.csv --out predictions.csv
-  rain export --model rain-out/model.json --safetensors model.safetensors
+  rain export --model rain-out/model.json --onnx model.onnx --safetensors m.safetensors
   rain compare --activations relu,tanh,swish --seeds 5
   rain activation gelu \"x * tanh(softplus(x))\"
 
@@ -53,8 +53,8 @@ enum Command {
     /// network and N seeds; one table of test figures (mean +- sd).
     #[command(after_help = format!("{}\n\n{}", cmd::common::activations_help(), cmd::compare::EXAMPLES))]
     Compare(cmd::compare::Args),
-    /// Export a saved model's weights as safetensors, named as PyTorch
-    /// names them.
+    /// Export a saved model: the whole model as ONNX, its weights as
+    /// safetensors (named as PyTorch names them), or both.
     #[command(after_help = cmd::export::HELP)]
     Export(cmd::export::Args),
     /// Plot activations (names or formulas in x) with their derivatives,
