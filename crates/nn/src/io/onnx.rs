@@ -208,6 +208,18 @@ impl Graph {
         name
     }
 
+    /// `erf(x)`. onnxruntime has no float64 Erf kernel, so a float64
+    /// model computes it in float32 (a relative error of about 6e-8, far
+    /// below what a probability needs) and every runtime runs the file.
+    fn erf(&mut self, x: &str) -> String {
+        if self.elem == FLOAT {
+            return self.op("Erf", &[x]);
+        }
+        let narrow = self.node("Cast", &[x], vec![Self::int_attr("to", FLOAT as i64)]);
+        let erf = self.op("Erf", &[&narrow]);
+        self.node("Cast", &[&erf], vec![Self::int_attr("to", DOUBLE as i64)])
+    }
+
     fn mul_const(&mut self, x: &str, k: f64) -> String {
         let k = self.constant(k);
         self.op("Mul", &[x, &k])
@@ -256,7 +268,7 @@ impl Graph {
             }
             A::Gelu => {
                 let scaled = self.mul_const(x, std::f64::consts::FRAC_1_SQRT_2);
-                let erf = self.op("Erf", &[&scaled]);
+                let erf = self.erf(&scaled);
                 let one_plus = self.add_const(&erf, 1.0);
                 let half = self.mul_const(&one_plus, 0.5);
                 self.op("Mul", &[x, &half])
@@ -416,7 +428,7 @@ impl Graph {
                         }
                         "sin" => self.op("Sin", &[a]),
                         "cos" => self.op("Cos", &[a]),
-                        "erf" => self.op("Erf", &[a]),
+                        "erf" => self.erf(a),
                         "log1p" => {
                             let p = self.add_const(a, 1.0);
                             self.op("Log", &[&p])
