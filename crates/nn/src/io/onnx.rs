@@ -16,11 +16,10 @@ use tapegrad_tensor::Element;
 const OPSET: i64 = 17;
 /// The IR version that goes with opset 17.
 const IR_VERSION: i64 = 8;
-/// `TensorProto.DataType`: FLOAT, DOUBLE, BOOL.
+/// `TensorProto.DataType`: FLOAT, DOUBLE.
 const FLOAT: i32 = 1;
 const DOUBLE: i32 = 11;
-/// `AttributeProto.AttributeType`: FLOAT, INT.
-const ATTR_FLOAT: i32 = 1;
+/// `AttributeProto.AttributeType`: INT.
 const ATTR_INT: i32 = 2;
 
 #[derive(Clone, PartialEq, Message)]
@@ -89,8 +88,6 @@ struct NodeProto {
 struct AttributeProto {
     #[prost(string, tag = "1")]
     name: String,
-    #[prost(float, tag = "2")]
-    f: f32,
     #[prost(int64, tag = "3")]
     i: i64,
     #[prost(int32, tag = "20")]
@@ -220,6 +217,28 @@ impl Graph {
         self.node("Cast", &[&erf], vec![Self::int_attr("to", DOUBLE as i64)])
     }
 
+    /// `1 / (1 + e^-x)`. Some runtimes (tract) have no float64 Sigmoid:
+    /// a float64 model writes it from Exp (which saturates to 0 and 1,
+    /// never NaN).
+    fn sigmoid(&mut self, x: &str) -> String {
+        if self.elem == FLOAT {
+            return self.op("Sigmoid", &[x]);
+        }
+        let neg = self.op("Neg", &[x]);
+        let exp = self.op("Exp", &[&neg]);
+        let one_plus = self.add_const(&exp, 1.0);
+        self.op("Reciprocal", &[&one_plus])
+    }
+
+    /// `|x|`, as `max(x, -x)` in a float64 model (tract has no float64 Abs).
+    fn abs(&mut self, x: &str) -> String {
+        if self.elem == FLOAT {
+            return self.op("Abs", &[x]);
+        }
+        let neg = self.op("Neg", &[x]);
+        self.op("Max", &[x, &neg])
+    }
+
     fn mul_const(&mut self, x: &str, k: f64) -> String {
         let k = self.constant(k);
         self.op("Mul", &[x, &k])
@@ -235,7 +254,7 @@ impl Graph {
     /// float32 above 88).
     fn softplus(&mut self, x: &str) -> String {
         let relu = self.op("Relu", &[x]);
-        let abs = self.op("Abs", &[x]);
+        let abs = self.abs(x);
         let neg = self.op("Neg", &[&abs]);
         let exp = self.op("Exp", &[&neg]);
         let one_plus = self.add_const(&exp, 1.0);
@@ -243,27 +262,30 @@ impl Graph {
         self.op("Add", &[&relu, &log])
     }
 
-    fn float_attr(name: &str, f: f64) -> AttributeProto {
-        AttributeProto { name: name.into(), f: f as f32, i: 0, r#type: ATTR_FLOAT }
-    }
-
     fn int_attr(name: &str, i: i64) -> AttributeProto {
-        AttributeProto { name: name.into(), f: 0.0, i, r#type: ATTR_INT }
+        AttributeProto { name: name.into(), i, r#type: ATTR_INT }
     }
 
     /// `g(x)` for one of the model's activations.
     fn activation<T: Element>(&mut self, act: &Activation<T>, x: &str) -> Result<String, NnError> {
         use Activation as A;
         Ok(match act {
-            A::Sigmoid => self.op("Sigmoid", &[x]),
+            A::Sigmoid => self.sigmoid(x),
             A::Relu => self.op("Relu", &[x]),
             A::Tanh => self.op("Tanh", &[x]),
-            A::LeakyRelu(a) => self.node("LeakyRelu", &[x], vec![Self::float_attr("alpha", *a)]),
+            A::LeakyRelu(a) => {
+                // Where rather than LeakyRelu, whose alpha is a float32
+                // attribute.
+                let zero = self.constant(0.0);
+                let pos = self.op("Greater", &[x, &zero]);
+                let neg = self.mul_const(x, *a);
+                self.op("Where", &[&pos, x, &neg])
+            }
             A::Elu(a) => self.elu(x, *a, 1.0),
             A::Selu => self.elu(x, SELU_ALPHA, SELU_SCALE),
             A::Softplus => self.softplus(x),
             A::Swish => {
-                let s = self.op("Sigmoid", &[x]);
+                let s = self.sigmoid(x);
                 self.op("Mul", &[x, &s])
             }
             A::Gelu => {
@@ -416,9 +438,9 @@ impl Graph {
                         "exp" => self.op("Exp", &[a]),
                         "log" => self.op("Log", &[a]),
                         "sqrt" => self.op("Sqrt", &[a]),
-                        "abs" => self.op("Abs", &[a]),
+                        "abs" => self.abs(a),
                         "tanh" => self.op("Tanh", &[a]),
-                        "sigmoid" => self.op("Sigmoid", &[a]),
+                        "sigmoid" => self.sigmoid(a),
                         "relu" => self.op("Relu", &[a]),
                         "softplus" => self.softplus(a),
                         "log_sigmoid" => {
@@ -473,8 +495,8 @@ impl Graph {
 /// features]` (one example per row, raw values: the standardisation is
 /// in the graph), output `probability` (`[N, 1]` for a binary model, `[N,
 /// K]` for a softmax one) or `output` (a regression model), in the
-/// model's element type (float32 or float64). Each layer is a `Gemm`
-/// (`A W^T + b`); the activations are written in ONNX operators; the
+/// model's element type (float32 or float64). Each layer is `A W^T + b`
+/// (`MatMul` and `Add`); the activations are written in ONNX operators; the
 /// metadata holds the architecture, the activations and the
 /// standardisation.
 ///
@@ -515,9 +537,13 @@ pub fn to_onnx<T: Element>(
     }
     for (layer, act) in model.layers().zip(model.activations()) {
         let (rows, cols) = layer.w.dim();
-        let w = g.tensor("W", &[rows, cols], layer.w.iter().map(|v| v.as_f64()));
+        // W^T, so that one example per row multiplies as A W^T (MatMul and
+        // Add rather than Gemm, whose alpha and beta some runtimes apply
+        // in float32 only).
+        let w = g.tensor("Wt", &[cols, rows], layer.w.t().iter().map(|v| v.as_f64()));
         let b = g.tensor("b", &[rows], layer.b.iter().map(|v| v.as_f64()));
-        let z = g.node("Gemm", &[&a, &w, &b], vec![Graph::int_attr("transB", 1)]);
+        let product = g.op("MatMul", &[&a, &w]);
+        let z = g.op("Add", &[&product, &b]);
         a = g.activation(act, &z)?;
     }
     let output = if model.head() == Head::Regression { "output" } else { "probability" };

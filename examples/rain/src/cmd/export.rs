@@ -29,13 +29,12 @@ Examples:
 
 /// The arguments of `rain export`.
 #[derive(ClapArgs, Debug)]
-#[group(id = "format", required = true, multiple = true, args = ["onnx", "safetensors"])]
 pub struct Args {
     /// A model file written by `rain train`.
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// The ONNX file to write (its folder must exist).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", required_unless_present = "safetensors")]
     pub onnx: Option<PathBuf>,
     /// The safetensors file to write (its folder must exist).
     #[arg(long, value_name = "FILE")]

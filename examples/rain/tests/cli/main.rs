@@ -5,6 +5,7 @@
 mod bad_input;
 mod gradients;
 mod interrupts;
+mod onnx;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
