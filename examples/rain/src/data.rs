@@ -254,7 +254,9 @@ impl fmt::Display for Target {
 /// How rows are split into train and test.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Split {
-    /// Train where `column` is in `lo..=hi`, test elsewhere.
+    /// Train where `column` is in `lo..=hi`; test where it is in `test`
+    /// when given (the other rows are left out: a validation split), else
+    /// everywhere else.
     Range {
         /// A numeric column.
         column: String,
@@ -262,6 +264,8 @@ pub enum Split {
         lo: f64,
         /// Highest training value.
         hi: f64,
+        /// The test rows' range, when not every other row.
+        test: Option<(f64, f64)>,
     },
     /// A seeded random share of the rows for test.
     Fraction {
@@ -273,22 +277,46 @@ pub enum Split {
 }
 
 impl Split {
-    /// Parses `COLUMN:LO-HI`.
+    /// Parses `COLUMN:LO-HI` (test on every other row) or
+    /// `COLUMN:LO-HI:TLO-THI` (test where the column is in TLO-THI; rows
+    /// in neither range are left out).
     ///
     /// ```
-    /// assert!(rain::data::Split::parse_range("month:1-10").is_ok());
-    /// assert!(rain::data::Split::parse_range("month").is_err());
+    /// use rain::data::Split;
+    /// assert!(Split::parse_range("month:1-10").is_ok());
+    /// let v = Split::parse_range("month:1-8:9-10").unwrap();
+    /// assert_eq!(v, Split::Range { column: "month".into(), lo: 1.0, hi: 8.0, test: Some((9.0, 10.0)) });
+    /// assert!(Split::parse_range("month").is_err());
+    /// assert!(Split::parse_range("month:1-8:8-10").is_err()); // the ranges overlap
     /// ```
     pub fn parse_range(s: &str) -> Result<Self, RainError> {
-        let err = || RainError::bad("--split", s, "expected COLUMN:LO-HI, e.g. month:1-10");
-        let (column, range) = s.split_once(':').ok_or_else(err)?;
-        let (lo, hi) = range.split_once('-').ok_or_else(err)?;
-        let lo: f64 = lo.trim().parse().map_err(|_| err())?;
-        let hi: f64 = hi.trim().parse().map_err(|_| err())?;
-        if column.is_empty() || !lo.is_finite() || !hi.is_finite() || lo > hi {
+        let err = || RainError::bad("--split", s, "expected COLUMN:LO-HI or COLUMN:LO-HI:TLO-THI, e.g. month:1-10 or month:1-8:9-10");
+        let mut parts = s.split(':');
+        let column = parts.next().filter(|c| !c.is_empty()).ok_or_else(err)?;
+        let range = |p: Option<&str>| -> Result<(f64, f64), RainError> {
+            let (lo, hi) = p.and_then(|r| r.split_once('-')).ok_or_else(err)?;
+            let lo: f64 = lo.trim().parse().map_err(|_| err())?;
+            let hi: f64 = hi.trim().parse().map_err(|_| err())?;
+            if !lo.is_finite() || !hi.is_finite() || lo > hi {
+                return Err(err());
+            }
+            Ok((lo, hi))
+        };
+        let (lo, hi) = range(parts.next())?;
+        let test = match parts.next() {
+            None => None,
+            Some(t) => Some(range(Some(t))?),
+        };
+        if parts.next().is_some() {
             return Err(err());
         }
-        Ok(Split::Range { column: column.to_string(), lo, hi })
+        if let Some((tlo, thi)) = test
+            && tlo <= hi
+            && thi >= lo
+        {
+            return Err(RainError::bad("--split", s, "the training and test ranges overlap"));
+        }
+        Ok(Split::Range { column: column.to_string(), lo, hi, test })
     }
 
     /// A random split with `fraction` of the rows for test.
@@ -307,12 +335,24 @@ impl Split {
 impl fmt::Display for Split {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Split::Range { column, lo, hi } => write!(f, "{column} {lo}-{hi}"),
+            Split::Range { column, lo, hi, test: None } => write!(f, "{column} {lo}-{hi}"),
+            Split::Range { column, lo, hi, test: Some((tlo, thi)) } => {
+                write!(f, "{column} {lo}-{hi}, test {tlo}-{thi}")
+            }
             Split::Fraction { fraction, seed } => {
                 write!(f, "random {:.0}% test, seed {seed}", fraction * 100.0)
             }
         }
     }
+}
+
+/// Which side of the split a row is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Train,
+    Test,
+    /// Outside both ranges of a validation split.
+    Out,
 }
 
 /// What to do with rows that lack a feature value.
@@ -355,6 +395,9 @@ pub struct Report {
     pub dropped_positive: usize,
     /// Dropped rows whose label is known.
     pub dropped_labelled: usize,
+    /// Rows outside both ranges of a validation split (`--split
+    /// month:1-8:9-10`), left out.
+    pub rows_outside: usize,
     /// Values filled with the training mean (`--missing mean`).
     pub imputed: usize,
     /// Training rows.
@@ -620,8 +663,16 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
         };
         labels.push(label);
         is_train.push(match (&spec.split, split_col) {
-            (Split::Range { lo, hi, .. }, Some(c)) => table.number(r, c)?.map(|v| v >= *lo && v <= *hi),
-            _ => Some(true),
+            (Split::Range { lo, hi, test, .. }, Some(c)) => table.number(r, c)?.map(|v| {
+                if v >= *lo && v <= *hi {
+                    Side::Train
+                } else if test.is_none_or(|(tlo, thi)| v >= tlo && v <= thi) {
+                    Side::Test
+                } else {
+                    Side::Out
+                }
+            }),
+            _ => Some(Side::Train),
         });
     }
     if let Split::Fraction { fraction, seed } = spec.split {
@@ -629,13 +680,20 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         let n_test = ((n as f64) * fraction).round() as usize;
         for &i in &order[..n_test] {
-            is_train[i] = Some(false);
+            is_train[i] = Some(Side::Test);
         }
     }
 
     // Which rows are kept.
     let mut keep = vec![true; n];
     for r in 0..n {
+        if is_train[r] == Some(Side::Out) {
+            // Outside both ranges: left out before cleaning, so that its
+            // missing values are not counted.
+            keep[r] = false;
+            report.rows_outside += 1;
+            continue;
+        }
         let mut drop = false;
         for (k, v) in feats[r].iter().enumerate() {
             if v.is_none() {
@@ -674,7 +732,7 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
     if spec.missing == Missing::Mean {
         for (k, mean) in means.iter_mut().enumerate() {
             let vals: Vec<f64> = (0..n)
-                .filter(|&r| keep[r] && is_train[r] == Some(true))
+                .filter(|&r| keep[r] && is_train[r] == Some(Side::Train))
                 .filter_map(|r| feats[r][k])
                 .collect();
             if vals.is_empty() {
@@ -689,7 +747,8 @@ pub fn load(spec: &Spec) -> Result<Dataset, RainError> {
     }
 
     let build = |train: bool, report: &mut Report| {
-        let rows: Vec<usize> = (0..n).filter(|&r| keep[r] && is_train[r] == Some(train)).collect();
+        let side = if train { Side::Train } else { Side::Test };
+        let rows: Vec<usize> = (0..n).filter(|&r| keep[r] && is_train[r] == Some(side)).collect();
         let mut x = Array2::zeros((nf, rows.len()));
         let mut y = Array2::zeros((1, rows.len()));
         for (j, &r) in rows.iter().enumerate() {
@@ -788,9 +847,16 @@ impl Report {
             );
         }
         let split = match &spec.split {
-            Split::Range { column, lo, hi } => format!("{column} {lo}-{hi}"),
+            Split::Range { column, lo, hi, .. } => format!("{column} {lo}-{hi}"),
             Split::Fraction { .. } => "random".into(),
         };
+        let test = match &spec.split {
+            Split::Range { column, test: Some((lo, hi)), .. } => format!("test ({column} {lo}-{hi})"),
+            _ => "test".into(),
+        };
+        if self.rows_outside > 0 {
+            s += &format!("  left out {} rows outside both ranges of the split\n", self.rows_outside);
+        }
         match &spec.target {
             Target::Binary(rule) => {
                 s += &format!(
@@ -800,7 +866,7 @@ impl Report {
                     pct(self.train_positive, self.train_rows)
                 );
                 s += &format!(
-                    "  test: {} rows, positive rate {:.2}%",
+                    "  {test}: {} rows, positive rate {:.2}%",
                     self.test_rows,
                     pct(self.test_positive, self.test_rows)
                 );
@@ -821,7 +887,7 @@ impl Report {
                     shares(&self.train_classes, self.train_rows)
                 );
                 s += &format!(
-                    "  test: {} rows; {}",
+                    "  {test}: {} rows; {}",
                     self.test_rows,
                     shares(&self.test_classes, self.test_rows)
                 );
@@ -865,7 +931,7 @@ mod tests {
             features: features.iter().map(|f| f.to_string()).collect(),
             label: label.into(),
             target: Target::Binary(PositiveRule::Gt(0.0)),
-            split: Split::Range { column: "month".into(), lo: 1.0, hi: 2.0 },
+            split: Split::Range { column: "month".into(), lo: 1.0, hi: 2.0, test: None },
             missing: Missing::Drop,
         }
     }

@@ -33,7 +33,7 @@ pub fn task_spec(path: std::path::PathBuf) -> data::Spec {
         features: vec!["temp".into(), "humid".into(), "pressure".into()],
         label: "precip".into(),
         target: data::Target::Binary(data::PositiveRule::Gt(0.0)),
-        split: data::Split::Range { column: "month".into(), lo: 1.0, hi: 10.0 },
+        split: data::Split::Range { column: "month".into(), lo: 1.0, hi: 10.0, test: None },
         missing: data::Missing::Drop,
     }
 }

@@ -127,8 +127,9 @@ pub struct DataArgs {
         default_missing_value = DEFAULT_CLASSES
     )]
     pub classes: Option<Classes>,
-    /// Train where COLUMN is in LO-HI, test elsewhere.
-    #[arg(long, default_value = "month:1-10", value_name = "COLUMN:LO-HI", conflicts_with = "test_fraction")]
+    /// Train where COLUMN is in LO-HI, test elsewhere; with :TLO-THI, test
+    /// there only (a validation split: month:1-8:9-10).
+    #[arg(long, default_value = "month:1-10", value_name = "COLUMN:LO-HI[:TLO-THI]", conflicts_with = "test_fraction")]
     pub split: String,
     /// Instead of --split: a random share of rows for test.
     #[arg(long, value_name = "SHARE", allow_hyphen_values = true)]

@@ -7,7 +7,7 @@
 //! cores); a run's figures do not depend on how many run at once.
 
 use super::common::{
-    best_f1_on_training, check_fits, scores, split_top_level, value_name, Dtype, OptimizerName, TrainArgs,
+    check_fits, scores, split_top_level, value_name, Dtype, OptimizerName, TrainArgs,
     TrainSetup, COMPARE_FILES,
 };
 use crate::plots::{self, Band};
@@ -61,6 +61,11 @@ pub struct Args {
     /// The metric the table is sorted by (test split).
     #[arg(long, value_enum, default_value_t = Metric::RocAuc)]
     pub metric: Metric,
+    /// Also score each entry's seed ensemble: the mean of its seeds'
+    /// probabilities (its threshold chosen on the training rows, as each
+    /// run's).
+    #[arg(long)]
+    pub ensemble: bool,
     /// Runs at a time [default: the number of cores].
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -83,6 +88,9 @@ struct Run {
     metrics: Metrics,
     seconds: f64,
     epoch_costs: Vec<f64>,
+    /// Probabilities on the training and the test rows (for ensembles).
+    train_scores: Vec<f64>,
+    test_scores: Vec<f64>,
 }
 
 /// Runs `rain compare`.
@@ -219,7 +227,11 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         }
     }
 
-    let summary: Vec<Summary> = list.iter().zip(&runs).map(|(e, r)| Summary::of(e, r)).collect();
+    let summary: Vec<Summary> = list
+        .iter()
+        .zip(&runs)
+        .map(|(e, r)| Summary::of(e, r, (args.ensemble && !r.is_empty()).then(|| ensemble(r, &data))))
+        .collect();
     let mut order: Vec<usize> = (0..summary.len()).collect();
     let key = |s: &Summary| match args.metric {
         Metric::RocAuc => s.roc_auc.0,
@@ -233,8 +245,12 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     });
     let table = table(&summary, &order, args.seeds);
     let what = if args.activations.is_some() { "activations" } else { "optimizers" };
+    let scored = match &setup.spec.split {
+        data::Split::Range { column, test: Some((lo, hi)), .. } => format!("scored on {column} {lo}-{hi}"),
+        _ => "test split".to_string(),
+    };
     let how = format!(
-        "{} runs ({} {what} x {} seeds) on {threads} thread(s) in {wall:.1} s; test split, mean +- sd over the seeds, sorted by {}",
+        "{} runs ({} {what} x {} seeds) on {threads} thread(s) in {wall:.1} s; {scored}, mean +- sd over the seeds, sorted by {}",
         jobs.len(),
         list.len(),
         args.seeds,
@@ -318,9 +334,28 @@ fn one_run<T: Element>(setup: &TrainSetup, seed: u64, data: &Prepared) -> Result
     let t0 = Instant::now();
     let history = tapegrad::nn::fit(&mut model, opt.as_mut(), x.view(), y.view(), &cfg, |_| {})?;
     let seconds = t0.elapsed().as_secs_f64();
-    let threshold = best_f1_on_training(&model, &data.x_train, &data.train_labels)?;
-    let metrics = Metrics::compute(&data.test_labels, &scores(&model, &data.x_test)?, threshold);
-    Ok(Run { seed, metrics, seconds, epoch_costs: history.epoch_costs })
+    let train_scores = scores(&model, &data.x_train)?;
+    let test_scores = scores(&model, &data.x_test)?;
+    let threshold = threshold_on_training(&data.train_labels, &train_scores);
+    let metrics = Metrics::compute(&data.test_labels, &test_scores, threshold);
+    Ok(Run { seed, metrics, seconds, epoch_costs: history.epoch_costs, train_scores, test_scores })
+}
+
+/// The best-F1 threshold on the training rows, 0.5 when none is positive
+/// (as `rain train`'s).
+fn threshold_on_training(labels: &[bool], scores: &[f64]) -> f64 {
+    tapegrad::nn::metrics::best_f1_threshold(labels, scores).map_or(0.5, |(t, _)| t)
+}
+
+/// The seed ensemble of `runs`: the mean of their probabilities, scored
+/// as one run.
+fn ensemble(runs: &[Run], data: &Prepared) -> Metrics {
+    let mean = |f: &dyn Fn(&Run) -> &Vec<f64>| -> Vec<f64> {
+        let n = runs.len() as f64;
+        (0..f(&runs[0]).len()).map(|i| runs.iter().map(|r| f(r)[i]).sum::<f64>() / n).collect()
+    };
+    let (train, test) = (mean(&|r| &r.train_scores), mean(&|r| &r.test_scores));
+    Metrics::compute(&data.test_labels, &test, threshold_on_training(&data.train_labels, &train))
 }
 
 /// An entry's figures over its seeds: (mean, standard deviation).
@@ -330,6 +365,8 @@ struct Summary {
     ap: (f64, f64),
     f1: (f64, f64),
     seconds: (f64, f64),
+    /// The seed ensemble's figures (`--ensemble`).
+    ensemble: Option<Metrics>,
 }
 
 /// Mean and sample standard deviation (0 for one value); NaN if any is.
@@ -341,7 +378,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 impl Summary {
-    fn of(e: &Entry, runs: &[Run]) -> Self {
+    fn of(e: &Entry, runs: &[Run], ensemble: Option<Metrics>) -> Self {
         let col = |f: &dyn Fn(&Run) -> f64| mean_sd(&runs.iter().map(f).collect::<Vec<_>>());
         Summary {
             name: e.name.clone(),
@@ -349,6 +386,7 @@ impl Summary {
             ap: col(&|r| r.metrics.average_precision.unwrap_or(f64::NAN)),
             f1: col(&|r| r.metrics.f1),
             seconds: col(&|r| r.seconds),
+            ensemble,
         }
     }
 
@@ -360,6 +398,7 @@ impl Summary {
             "average_precision": ms(self.ap),
             "f1": ms(self.f1),
             "train_seconds": ms(self.seconds),
+            "ensemble": self.ensemble,
             "runs": runs.iter().map(|r| serde_json::json!({
                 "seed": r.seed, "metrics": r.metrics, "train_seconds": r.seconds, "epoch_costs": r.epoch_costs,
             })).collect::<Vec<_>>(),
@@ -369,21 +408,31 @@ impl Summary {
 
 fn table(s: &[Summary], order: &[usize], seeds: usize) -> String {
     let width = s.iter().map(|e| e.name.chars().count()).max().unwrap_or(5).max(5);
+    let ensembles = s.iter().any(|e| e.ensemble.is_some());
     let mut out = format!(
-        "  {:<width$}  {:>17}  {:>17}  {:>17}  {:>9}\n",
+        "  {:<width$}  {:>17}  {:>17}  {:>17}  {:>9}",
         "entry", "ROC-AUC", "avg precision", "F1", "train s"
     );
+    if ensembles {
+        out += &format!("  {:>23}", "ensemble ROC-AUC / AP");
+    }
+    out.push('\n');
     let pm = |(m, sd): (f64, f64)| if seeds > 1 { format!("{m:.4} +- {sd:.4}") } else { format!("{m:.4}") };
     for &i in order {
         let e = &s[i];
         out += &format!(
-            "  {:<width$}  {:>17}  {:>17}  {:>17}  {:>9.2}\n",
+            "  {:<width$}  {:>17}  {:>17}  {:>17}  {:>9.2}",
             e.name,
             pm(e.roc_auc),
             pm(e.ap),
             pm(e.f1),
             e.seconds.0
         );
+        if let Some(m) = &e.ensemble {
+            let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+            out += &format!("  {:>23}", format!("{} / {}", f(m.roc_auc), f(m.average_precision)));
+        }
+        out.push('\n');
     }
     out
 }
