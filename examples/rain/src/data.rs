@@ -290,7 +290,13 @@ impl Split {
     /// assert!(Split::parse_range("month:1-8:8-10").is_err()); // the ranges overlap
     /// ```
     pub fn parse_range(s: &str) -> Result<Self, RainError> {
-        let err = || RainError::bad("--split", s, "expected COLUMN:LO-HI or COLUMN:LO-HI:TLO-THI, e.g. month:1-10 or month:1-8:9-10");
+        let err = || {
+            RainError::bad(
+                "--split",
+                s,
+                "expected COLUMN:LO-HI or COLUMN:LO-HI:TLO-THI, e.g. month:1-10 or month:1-8:9-10",
+            )
+        };
         let mut parts = s.split(':');
         let column = parts.next().filter(|c| !c.is_empty()).ok_or_else(err)?;
         let range = |p: Option<&str>| -> Result<(f64, f64), RainError> {

@@ -12,7 +12,9 @@
 //! value with the best macro-F1 on the training rows, chosen per model,
 //! never on the test split. `tau = 0` is plain argmax, reported too.
 
-use super::common::{check_and_train, checks_json, cost_svg, training_json, TrainSetup};
+use super::common::{
+    adjusted, best_tau_on_training, check_and_train, checks_json, cost_svg, training_json, TrainSetup,
+};
 use rain::data::{Classes, Dataset};
 use rain::error::RainError;
 use rain::output::Staged;
@@ -64,19 +66,8 @@ pub fn run<T: Element>(
     let probabilities = |m: &Model<T>, x: &Array2<f64>| -> Result<Array2<f64>, RainError> {
         Ok(m.predict(x.mapv(T::cast).view())?.mapv(|v| v.as_f64()))
     };
-    // tau chosen on the training rows (the first of equal macro-F1s, so
-    // the smallest adjustment).
     let tau_for = |m: &Model<T>| -> Result<f64, RainError> {
-        let p = probabilities(m, &xtr)?;
-        let mut best = (0.0, f64::NEG_INFINITY);
-        for step in 0..=40 {
-            let tau = step as f64 * 0.05;
-            let f1 = MulticlassMetrics::compute(&train_truth, &adjusted(&p, &log_prior, tau), k).macro_f1;
-            if f1 > best.1 {
-                best = (tau, f1);
-            }
-        }
-        Ok(best.0)
+        Ok(best_tau_on_training(&probabilities(m, &xtr)?, &train_truth, &log_prior))
     };
     let (tau_ours, tau_lr) = (tau_for(&model)?, tau_for(&lr_model)?);
     let (p_ours, p_lr) = (probabilities(&model, &xte)?, probabilities(&lr_model, &xte)?);
@@ -138,19 +129,6 @@ pub fn run<T: Element>(
         println!("{}", serde_json::to_string(&summary).expect("json"));
     }
     Ok(())
-}
-
-/// The class of each column of probabilities `p` `(K, m)` after logit
-/// adjustment: `argmax_k ln p_k - tau ln prior_k` (the same as `z_k - tau
-/// ln prior_k`, since `ln p_k = z_k - logsumexp(z)`). The first of equals.
-fn adjusted(p: &Array2<f64>, log_prior: &[f64], tau: f64) -> Vec<usize> {
-    p.columns()
-        .into_iter()
-        .map(|col| {
-            let score = |k: usize| col[k].ln() - tau * log_prior[k];
-            (1..col.len()).fold(0, |best, k| if score(k) > score(best) { k } else { best })
-        })
-        .collect()
 }
 
 /// Accuracy, macro-F1 and each class's F1, one row per model.

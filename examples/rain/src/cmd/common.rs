@@ -129,7 +129,12 @@ pub struct DataArgs {
     pub classes: Option<Classes>,
     /// Train where COLUMN is in LO-HI, test elsewhere; with :TLO-THI, test
     /// there only (a validation split: month:1-8:9-10).
-    #[arg(long, default_value = "month:1-10", value_name = "COLUMN:LO-HI[:TLO-THI]", conflicts_with = "test_fraction")]
+    #[arg(
+        long,
+        default_value = "month:1-10",
+        value_name = "COLUMN:LO-HI[:TLO-THI]",
+        conflicts_with = "test_fraction"
+    )]
     pub split: String,
     /// Instead of --split: a random share of rows for test.
     #[arg(long, value_name = "SHARE", allow_hyphen_values = true)]
@@ -386,6 +391,36 @@ pub fn best_f1_on_training<T: Element>(
 ) -> Result<f64, RainError> {
     Ok(tapegrad::nn::metrics::best_f1_threshold(train_labels, &scores(model, x_train)?)
         .map_or(0.5, |(t, _)| t))
+}
+
+/// The class of each column of probabilities `p` `(K, m)` after logit
+/// adjustment: `argmax_k ln p_k - tau ln prior_k` (the same as `z_k - tau
+/// ln prior_k`, since `ln p_k = z_k - logsumexp(z)`). The first of equals.
+pub fn adjusted(p: &Array2<f64>, log_prior: &[f64], tau: f64) -> Vec<usize> {
+    p.columns()
+        .into_iter()
+        .map(|col| {
+            let score = |k: usize| col[k].ln() - tau * log_prior[k];
+            (1..col.len()).fold(0, |best, k| if score(k) > score(best) { k } else { best })
+        })
+        .collect()
+}
+
+/// The logit adjustment `tau` in `0..=2` (step 0.05) with the best
+/// macro-F1 on the training rows, from their probabilities `p` `(K, m)`
+/// and classes: the first of equals, so the smallest adjustment.
+pub fn best_tau_on_training(p: &Array2<f64>, truth: &[usize], log_prior: &[f64]) -> f64 {
+    let k = log_prior.len();
+    let mut best = (0.0, f64::NEG_INFINITY);
+    for step in 0..=40 {
+        let tau = step as f64 * 0.05;
+        let f1 = tapegrad::nn::metrics::MulticlassMetrics::compute(truth, &adjusted(p, log_prior, tau), k)
+            .macro_f1;
+        if f1 > best.1 {
+            best = (tau, f1);
+        }
+    }
+    best.0
 }
 
 /// What to do with the gradient check around training.

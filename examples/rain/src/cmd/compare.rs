@@ -7,8 +7,8 @@
 //! cores); a run's figures do not depend on how many run at once.
 
 use super::common::{
-    check_fits, scores, split_top_level, value_name, Dtype, OptimizerName, TrainArgs,
-    TrainSetup, COMPARE_FILES,
+    adjusted, best_tau_on_training, check_fits, scores, split_top_level, value_name, Dtype, OptimizerName,
+    TrainArgs, TrainSetup, COMPARE_FILES,
 };
 use crate::plots::{self, Band};
 use clap::{Args as ClapArgs, ValueEnum};
@@ -18,7 +18,7 @@ use rain::output::Staged;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-use tapegrad::nn::metrics::Metrics;
+use tapegrad::nn::metrics::{Metrics, MulticlassMetrics};
 use tapegrad::nn::{Activation, Model, NnError, Standardization};
 use tapegrad::tensor::ndarray::Array2;
 use tapegrad::tensor::Element;
@@ -38,6 +38,23 @@ pub enum Metric {
     RocAuc,
     Ap,
     F1,
+    /// The multi-class runs' (`--classes`) default.
+    MacroF1,
+    /// Multi-class runs only.
+    Accuracy,
+}
+
+impl Metric {
+    /// Its key in compare.json and the table's column.
+    fn key(self) -> &'static str {
+        match self {
+            Metric::RocAuc => "roc_auc",
+            Metric::Ap => "average_precision",
+            Metric::F1 => "f1",
+            Metric::MacroF1 => "macro_f1",
+            Metric::Accuracy => "accuracy",
+        }
+    }
 }
 
 /// The arguments of `rain compare`.
@@ -58,9 +75,10 @@ pub struct Args {
     /// Seeds per entry: --seed, --seed + 1, ...
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub seeds: usize,
-    /// The metric the table is sorted by (test split).
-    #[arg(long, value_enum, default_value_t = Metric::RocAuc)]
-    pub metric: Metric,
+    /// The metric the table is sorted by (test split) [default: roc-auc;
+    /// with --classes, macro-f1].
+    #[arg(long, value_enum)]
+    pub metric: Option<Metric>,
     /// Also score each entry's seed ensemble: the mean of its seeds'
     /// probabilities (its threshold chosen on the training rows, as each
     /// run's).
@@ -85,12 +103,40 @@ struct Entry {
 #[derive(Clone, Debug)]
 struct Run {
     seed: u64,
-    metrics: Metrics,
+    scored: Scored,
     seconds: f64,
     epoch_costs: Vec<f64>,
-    /// Probabilities on the training and the test rows (for ensembles).
-    train_scores: Vec<f64>,
-    test_scores: Vec<f64>,
+}
+
+/// A run's test figures, with its probabilities on the training and the
+/// test rows (which an ensemble averages).
+#[derive(Clone, Debug)]
+enum Scored {
+    Binary { metrics: Metrics, train: Vec<f64>, test: Vec<f64> },
+    Classes { metrics: MulticlassMetrics, train: Array2<f64>, test: Array2<f64> },
+}
+
+impl Scored {
+    /// The table's figures: (compare.json key, column header, value).
+    fn figures(&self) -> Vec<(&'static str, &'static str, f64)> {
+        match self {
+            Scored::Binary { metrics: m, .. } => vec![
+                ("roc_auc", "ROC-AUC", m.roc_auc.unwrap_or(f64::NAN)),
+                ("average_precision", "avg precision", m.average_precision.unwrap_or(f64::NAN)),
+                ("f1", "F1", m.f1),
+            ],
+            Scored::Classes { metrics: m, .. } => {
+                vec![("macro_f1", "macro-F1", m.macro_f1), ("accuracy", "accuracy", m.accuracy)]
+            }
+        }
+    }
+
+    fn metrics_json(&self) -> serde_json::Value {
+        match self {
+            Scored::Binary { metrics, .. } => serde_json::json!(metrics),
+            Scored::Classes { metrics, .. } => serde_json::json!(metrics),
+        }
+    }
 }
 
 /// Runs `rain compare`.
@@ -154,8 +200,16 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     }
     let list = entries(args)?;
     let setup = TrainSetup::new(&args.train, "rain-compare")?;
-    if matches!(setup.spec.target, Target::Classes(_)) {
-        return Err(RainError::bad("--classes", "", "rain compare scores binary runs only, for now"));
+    let classes = matches!(setup.spec.target, Target::Classes(_));
+    let metric = args.metric.unwrap_or(if classes { Metric::MacroF1 } else { Metric::RocAuc });
+    let multiclass_metric = matches!(metric, Metric::MacroF1 | Metric::Accuracy);
+    if classes != multiclass_metric {
+        let why = if classes {
+            "scores a --classes comparison by macro-f1 or accuracy"
+        } else {
+            "is a multi-class metric: compare --classes runs with it"
+        };
+        return Err(RainError::bad("--metric", value_name(&metric), why));
     }
     // Each entry's network and optimizer, checked before any work.
     let setups: Vec<TrainSetup> = list
@@ -180,7 +234,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         println!("{}", ds.report.describe(&setup.spec));
     }
     let stdz = Standardization::fit(ds.train_x.view(), &setup.spec.features)?;
-    let data = Prepared::new(&ds, &stdz)?;
+    let data = Prepared::new(&ds, &stdz, classes)?;
 
     let jobs: Vec<(usize, u64)> = (0..list.len())
         .flat_map(|e| (0..args.seeds as u64).map(move |k| (e, args.train.data.seed + k)))
@@ -233,11 +287,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         .map(|(e, r)| Summary::of(e, r, (args.ensemble && !r.is_empty()).then(|| ensemble(r, &data))))
         .collect();
     let mut order: Vec<usize> = (0..summary.len()).collect();
-    let key = |s: &Summary| match args.metric {
-        Metric::RocAuc => s.roc_auc.0,
-        Metric::Ap => s.ap.0,
-        Metric::F1 => s.f1.0,
-    };
+    let key = |s: &Summary| s.mean_of(metric.key());
     // Best first; an undefined metric (NaN) last.
     order.sort_by(|&a, &b| {
         let (x, y) = (key(&summary[a]), key(&summary[b]));
@@ -254,7 +304,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         jobs.len(),
         list.len(),
         args.seeds,
-        value_name(&args.metric)
+        value_name(&metric)
     );
     if !args.train.quiet && !args.train.json {
         // The shared model line, with the compared part named as such.
@@ -285,7 +335,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     let json = serde_json::json!({
         "schema": "rain-compare/1",
         "compared": what,
-        "metric": value_name(&args.metric),
+        "metric": value_name(&metric),
         "config": setup.config_json,
         "seeds": (0..args.seeds as u64).map(|k| args.train.data.seed + k).collect::<Vec<_>>(),
         "threads": threads,
@@ -310,17 +360,42 @@ struct Prepared {
     x_test: Array2<f64>,
     train_labels: Vec<bool>,
     test_labels: Vec<bool>,
+    /// For `--classes`: the classes of the training and test rows, and the
+    /// log of each class's training share (the logit adjustment's prior).
+    classes: Option<(Vec<usize>, Vec<usize>, Vec<f64>)>,
 }
 
 impl Prepared {
-    fn new(ds: &Dataset, stdz: &Standardization) -> Result<Self, RainError> {
+    fn new(ds: &Dataset, stdz: &Standardization, classes: bool) -> Result<Self, RainError> {
+        let truth = |y: &Array2<f64>| y.iter().map(|&v| v as usize).collect::<Vec<usize>>();
+        let classes = classes.then(|| {
+            let m = ds.train_y.len() as f64;
+            let log_prior = ds.report.train_classes.iter().map(|&n| (n as f64 / m).ln()).collect();
+            (truth(&ds.train_y), truth(&ds.test_y), log_prior)
+        });
         Ok(Prepared {
             x_train: stdz.apply(ds.train_x.view())?,
             y_train: ds.train_y.clone(),
             x_test: stdz.apply(ds.test_x.view())?,
             train_labels: ds.train_y.iter().map(|&v| v == 1.0).collect(),
             test_labels: ds.test_y.iter().map(|&v| v == 1.0).collect(),
+            classes,
         })
+    }
+
+    /// Test figures from probabilities on the training and test rows, the
+    /// decision chosen on the training rows as `rain train` chooses it.
+    fn score_binary(&self, train: Vec<f64>, test: Vec<f64>) -> Scored {
+        let threshold = threshold_on_training(&self.train_labels, &train);
+        Scored::Binary { metrics: Metrics::compute(&self.test_labels, &test, threshold), train, test }
+    }
+
+    fn score_classes(&self, train: Array2<f64>, test: Array2<f64>) -> Scored {
+        let (train_truth, test_truth, log_prior) = self.classes.as_ref().expect("a --classes comparison");
+        let tau = best_tau_on_training(&train, train_truth, log_prior);
+        let metrics =
+            MulticlassMetrics::compute(test_truth, &adjusted(&test, log_prior, tau), log_prior.len());
+        Scored::Classes { metrics, train, test }
     }
 }
 
@@ -334,11 +409,15 @@ fn one_run<T: Element>(setup: &TrainSetup, seed: u64, data: &Prepared) -> Result
     let t0 = Instant::now();
     let history = tapegrad::nn::fit(&mut model, opt.as_mut(), x.view(), y.view(), &cfg, |_| {})?;
     let seconds = t0.elapsed().as_secs_f64();
-    let train_scores = scores(&model, &data.x_train)?;
-    let test_scores = scores(&model, &data.x_test)?;
-    let threshold = threshold_on_training(&data.train_labels, &train_scores);
-    let metrics = Metrics::compute(&data.test_labels, &test_scores, threshold);
-    Ok(Run { seed, metrics, seconds, epoch_costs: history.epoch_costs, train_scores, test_scores })
+    let scored = if data.classes.is_some() {
+        let p = |x: &Array2<f64>| -> Result<Array2<f64>, RainError> {
+            Ok(model.predict(x.mapv(T::cast).view())?.mapv(|v| v.as_f64()))
+        };
+        data.score_classes(p(&data.x_train)?, p(&data.x_test)?)
+    } else {
+        data.score_binary(scores(&model, &data.x_train)?, scores(&model, &data.x_test)?)
+    };
+    Ok(Run { seed, scored, seconds, epoch_costs: history.epoch_costs })
 }
 
 /// The best-F1 threshold on the training rows, 0.5 when none is positive
@@ -347,26 +426,44 @@ fn threshold_on_training(labels: &[bool], scores: &[f64]) -> f64 {
     tapegrad::nn::metrics::best_f1_threshold(labels, scores).map_or(0.5, |(t, _)| t)
 }
 
-/// The seed ensemble of `runs`: the mean of their probabilities, scored
-/// as one run.
-fn ensemble(runs: &[Run], data: &Prepared) -> Metrics {
-    let mean = |f: &dyn Fn(&Run) -> &Vec<f64>| -> Vec<f64> {
-        let n = runs.len() as f64;
-        (0..f(&runs[0]).len()).map(|i| runs.iter().map(|r| f(r)[i]).sum::<f64>() / n).collect()
-    };
-    let (train, test) = (mean(&|r| &r.train_scores), mean(&|r| &r.test_scores));
-    Metrics::compute(&data.test_labels, &test, threshold_on_training(&data.train_labels, &train))
+/// The seed ensemble of `runs` (at least one): the mean of their
+/// probabilities, scored as one run.
+fn ensemble(runs: &[Run], data: &Prepared) -> Scored {
+    let n = runs.len() as f64;
+    match &runs[0].scored {
+        Scored::Binary { .. } => {
+            let mean = |test: bool| -> Vec<f64> {
+                let mut sum: Vec<f64> = Vec::new();
+                for r in runs {
+                    let Scored::Binary { train, test: t, .. } = &r.scored else { unreachable!("one kind") };
+                    let v = if test { t } else { train };
+                    sum.resize(v.len(), 0.0);
+                    sum.iter_mut().zip(v).for_each(|(s, x)| *s += x / n);
+                }
+                sum
+            };
+            data.score_binary(mean(false), mean(true))
+        }
+        Scored::Classes { train, test, .. } => {
+            let (mut tr, mut te) = (Array2::zeros(train.dim()), Array2::zeros(test.dim()));
+            for r in runs {
+                let Scored::Classes { train, test, .. } = &r.scored else { unreachable!("one kind") };
+                tr.scaled_add(1.0 / n, train);
+                te.scaled_add(1.0 / n, test);
+            }
+            data.score_classes(tr, te)
+        }
+    }
 }
 
 /// An entry's figures over its seeds: (mean, standard deviation).
 struct Summary {
     name: String,
-    roc_auc: (f64, f64),
-    ap: (f64, f64),
-    f1: (f64, f64),
+    /// (compare.json key, column header, (mean, sd)).
+    figures: Vec<(&'static str, &'static str, (f64, f64))>,
     seconds: (f64, f64),
     /// The seed ensemble's figures (`--ensemble`).
-    ensemble: Option<Metrics>,
+    ensemble: Option<Scored>,
 }
 
 /// Mean and sample standard deviation (0 for one value); NaN if any is.
@@ -378,59 +475,77 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 impl Summary {
-    fn of(e: &Entry, runs: &[Run], ensemble: Option<Metrics>) -> Self {
-        let col = |f: &dyn Fn(&Run) -> f64| mean_sd(&runs.iter().map(f).collect::<Vec<_>>());
+    /// `runs` holds at least one run.
+    fn of(e: &Entry, runs: &[Run], ensemble: Option<Scored>) -> Self {
+        let per_run: Vec<Vec<(&'static str, &'static str, f64)>> =
+            runs.iter().map(|r| r.scored.figures()).collect();
+        let figures = per_run[0]
+            .iter()
+            .enumerate()
+            .map(|(i, &(key, header, _))| {
+                (key, header, mean_sd(&per_run.iter().map(|f| f[i].2).collect::<Vec<_>>()))
+            })
+            .collect();
         Summary {
             name: e.name.clone(),
-            roc_auc: col(&|r| r.metrics.roc_auc.unwrap_or(f64::NAN)),
-            ap: col(&|r| r.metrics.average_precision.unwrap_or(f64::NAN)),
-            f1: col(&|r| r.metrics.f1),
-            seconds: col(&|r| r.seconds),
+            figures,
+            seconds: mean_sd(&runs.iter().map(|r| r.seconds).collect::<Vec<_>>()),
             ensemble,
         }
     }
 
+    /// The mean of the figure `key` over the seeds.
+    fn mean_of(&self, key: &str) -> f64 {
+        self.figures.iter().find(|f| f.0 == key).map_or(f64::NAN, |f| f.2 .0)
+    }
+
     fn json(&self, runs: &[Run]) -> serde_json::Value {
-        let ms = |(mean, sd): (f64, f64)| serde_json::json!({"mean": mean, "sd": sd});
-        serde_json::json!({
-            "name": self.name,
-            "roc_auc": ms(self.roc_auc),
-            "average_precision": ms(self.ap),
-            "f1": ms(self.f1),
-            "train_seconds": ms(self.seconds),
-            "ensemble": self.ensemble,
-            "runs": runs.iter().map(|r| serde_json::json!({
-                "seed": r.seed, "metrics": r.metrics, "train_seconds": r.seconds, "epoch_costs": r.epoch_costs,
-            })).collect::<Vec<_>>(),
-        })
+        let mut out = serde_json::json!({ "name": self.name });
+        for (key, _, (mean, sd)) in &self.figures {
+            out[*key] = serde_json::json!({"mean": mean, "sd": sd});
+        }
+        out["train_seconds"] = serde_json::json!({"mean": self.seconds.0, "sd": self.seconds.1});
+        out["ensemble"] = self.ensemble.as_ref().map_or(serde_json::Value::Null, Scored::metrics_json);
+        out["runs"] = runs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "seed": r.seed, "metrics": r.scored.metrics_json(), "train_seconds": r.seconds,
+                    "epoch_costs": r.epoch_costs,
+                })
+            })
+            .collect();
+        out
     }
 }
 
 fn table(s: &[Summary], order: &[usize], seeds: usize) -> String {
     let width = s.iter().map(|e| e.name.chars().count()).max().unwrap_or(5).max(5);
-    let ensembles = s.iter().any(|e| e.ensemble.is_some());
-    let mut out = format!(
-        "  {:<width$}  {:>17}  {:>17}  {:>17}  {:>9}",
-        "entry", "ROC-AUC", "avg precision", "F1", "train s"
-    );
-    if ensembles {
-        out += &format!("  {:>23}", "ensemble ROC-AUC / AP");
+    let mut out = format!("  {:<width$}", "entry");
+    for (_, header, _) in &s[0].figures {
+        out += &format!("  {header:>17}");
+    }
+    out += &format!("  {:>9}", "train s");
+    // The ensemble's first two figures (ROC-AUC / AP, or macro-F1 / accuracy).
+    let ensemble_header = s[0].ensemble.as_ref().map(|m| {
+        let f = m.figures();
+        format!("ensemble {} / {}", f[0].1, f[1].1)
+    });
+    if let Some(h) = &ensemble_header {
+        out += &format!("  {h:>28}");
     }
     out.push('\n');
     let pm = |(m, sd): (f64, f64)| if seeds > 1 { format!("{m:.4} +- {sd:.4}") } else { format!("{m:.4}") };
     for &i in order {
         let e = &s[i];
-        out += &format!(
-            "  {:<width$}  {:>17}  {:>17}  {:>17}  {:>9.2}",
-            e.name,
-            pm(e.roc_auc),
-            pm(e.ap),
-            pm(e.f1),
-            e.seconds.0
-        );
+        out += &format!("  {:<width$}", e.name);
+        for (_, _, v) in &e.figures {
+            out += &format!("  {:>17}", pm(*v));
+        }
+        out += &format!("  {:>9.2}", e.seconds.0);
         if let Some(m) = &e.ensemble {
-            let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
-            out += &format!("  {:>23}", format!("{} / {}", f(m.roc_auc), f(m.average_precision)));
+            let f = m.figures();
+            out += &format!("  {:>28}", format!("{:.4} / {:.4}", f[0].2, f[1].2));
         }
         out.push('\n');
     }

@@ -303,10 +303,7 @@ fn bad_models_and_predictions() {
     s.fails(&export("{prev}/model.json", "{prev}/model.json"), "is the --model file");
     s.fails(&export("{dir}/nope.json", "{dir}/m.safetensors"), "nope.json: No such file");
     s.fails(&export("{dir}/dtype.json", "{dir}/m.safetensors"), "unknown dtype 'f16'");
-    s.fails(
-        &["export", "--model", "{prev}/model.json"],
-        "required arguments were not provided: --safetensors",
-    );
+    s.fails(&["export", "--model", "{prev}/model.json"], "required arguments were not provided: --onnx");
     // check and activation.
     s.fails(&["check", "--data", "{data}", "--dtype", "f32"], "unexpected argument '--dtype'");
     s.fails(&["check", "--data", "{data}", "--batch", "0"], "--batch");
@@ -329,7 +326,19 @@ fn bad_models_and_predictions() {
     s.fails(&cmp(&["--activations", "relu", "--optimizers", "adam"]), "cannot be used with");
     s.fails(&cmp(&["--activations", "relu", "--seeds", "0"]), "--seeds");
     s.fails(&cmp(&["--activations", "relu", "--jobs", "0"]), "--jobs");
-    s.fails(&cmp(&["--activations", "relu", "--classes"]), "binary runs only");
+    s.fails(
+        &cmp(&["--activations", "relu", "--classes", "--metric", "ap"]),
+        "scores a --classes comparison by macro-f1",
+    );
+    s.fails(&cmp(&["--activations", "relu", "--metric", "macro-f1"]), "is a multi-class metric");
+    s.fails(
+        &cmp(&["--activations", "relu", "--split", "month:1-8:8-10"]),
+        "the training and test ranges overlap",
+    );
+    s.fails(
+        &cmp(&["--activations", "relu", "--split", "month:1-8:9-10:11-12"]),
+        "expected COLUMN:LO-HI or COLUMN:LO-HI:TLO-THI",
+    );
     s.fails(&cmp(&["--activations", "relu", "--lr", "-1"]), "invalid learning rate -1");
     s.fails(&cmp(&["--activations", "relu", "--threshold", "0.3"]), "rain compare does not use it");
     s.fails(

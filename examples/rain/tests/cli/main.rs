@@ -625,3 +625,65 @@ fn replayed_and_eager_runs_write_the_same_model() {
         assert!(mr["training"]["replay_refused"].is_null());
     }
 }
+
+/// `rain compare --classes` sorts by macro-F1; `--ensemble` scores the
+/// mean of the seeds' probabilities; a validation split scores its own
+/// rows only.
+#[test]
+fn compare_scores_classes_ensembles_and_a_validation_split() {
+    let d = scratch("compare-classes");
+    let data = slice(&d);
+    let out = d.join("cmp");
+    let o = rain()
+        .args([
+            "compare",
+            "--classes",
+            "--activations",
+            "relu,tanh",
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--ensemble",
+        ])
+        .args(["--split", "month:1-8:9-10", "--data", data.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for s in
+        ["macro-F1", "accuracy", "ensemble macro-F1 / accuracy", "scored on month 9-10", "sorted by macro-f1"]
+    {
+        assert!(stdout.contains(s), "'{s}' not in:\n{stdout}");
+    }
+    assert!(stdout.contains("left out") && stdout.contains("test (month 9-10)"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(v["metric"], "macro-f1");
+    let entries = v["entries"].as_array().unwrap();
+    let f1: Vec<f64> = entries.iter().map(|e| e["macro_f1"]["mean"].as_f64().unwrap()).collect();
+    assert!(f1.windows(2).all(|w| w[0] >= w[1]), "not sorted: {f1:?}");
+    for e in entries {
+        let runs = e["runs"].as_array().unwrap();
+        let m: f64 = runs.iter().map(|r| r["metrics"]["macro_f1"].as_f64().unwrap()).sum::<f64>() / 2.0;
+        approx::assert_relative_eq!(m, e["macro_f1"]["mean"].as_f64().unwrap(), max_relative = 1e-12);
+        let ens = e["ensemble"]["macro_f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&ens), "{e}");
+        // Three classes: the confusion matrix of the ensemble is 3 x 3.
+        assert_eq!(e["ensemble"]["per_class"].as_array().unwrap().len(), 3, "{e}");
+    }
+    // The scored rows are months 9 and 10 only: the confusion counts add
+    // up to the validation rows the data report gives.
+    let rows = stdout.lines().find(|l| l.contains("test (month 9-10):")).unwrap();
+    let n: u64 = rows.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let counts = &entries[0]["ensemble"]["confusion"]["counts"];
+    let total: u64 = counts
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, n, "confusion {counts} against {n} rows");
+}
