@@ -69,6 +69,13 @@ pub fn run(args: &Args) -> Result<(), RainError> {
             Curves { name: act.name(), f: flat(&d[0]), d1: flat(&d[1]), d2: flat(&d[2]) }
         })
         .collect();
+    if let Some(c) = curves.iter().find(|c| c.f.iter().all(|v| !v.is_finite())) {
+        return Err(RainError::bad(
+            "--range",
+            &args.range,
+            format!("{} has no finite value on it (nothing to plot)", c.name),
+        ));
+    }
     for c in &curves {
         if curves.len() > 1 {
             println!("{}:", c.name);
@@ -79,40 +86,42 @@ pub fn run(args: &Args) -> Result<(), RainError> {
         }
     }
     let pts = |v: &Array1<f64>| xs.iter().zip(v.iter()).map(|(&x, &y)| (x, y)).collect::<Vec<_>>();
+    let run = format!(
+        "x from {a} to {b}, {n} points; derivatives by autodiff (f'' differentiates the recorded backward pass)"
+    );
     let svg = if let [c] = curves.as_slice() {
         let (pf, p1, p2) = (pts(&c.f), pts(&c.d1), pts(&c.d2));
+        let title = match formula_of(&acts[0]) {
+            Some(f) if f != c.name => format!("{}: f(x) = {f}", c.name),
+            _ => format!("f(x) = {}", c.name),
+        };
         plots::lines(
-            &format!("activation {}", c.name),
-            "x",
-            "value",
+            &plots::Frame { robust_y: true, ..plots::Frame::new(&title, &run, "x", "value") },
             &[
                 Series::new("f(x)", &pf),
                 Series::new("f'(x) (autodiff)", &p1),
                 Series::new("f''(x) (grad of grad)", &p2),
             ],
-            false,
         )
     } else {
         let points: Vec<[Points; 2]> = curves.iter().map(|c| [pts(&c.f), pts(&c.d1)]).collect();
         let mut series = Vec::new();
         for (i, (c, [pf, p1])) in curves.iter().zip(&points).enumerate() {
-            series.push(Series { name: c.name.clone(), points: pf, color: Some(i), dashed: false });
-            series.push(Series {
-                name: format!("{}' (autodiff)", c.name),
-                points: p1,
-                color: Some(i),
-                dashed: true,
-            });
+            series.push(Series { color: Some(i), ..Series::new(c.name.clone(), pf) });
+            series.push(Series { color: Some(i), dashed: true, ..Series::new(format!("{}'", c.name), p1) });
         }
-        // Upper left: where activations of x rarely go (they are near 0
-        // or below for x < 0).
-        plots::lines_with_legend(
-            "activations (solid) and their derivatives (dashed)",
-            "x",
-            "value",
+        let formulas: Vec<String> = acts
+            .iter()
+            .zip(&curves)
+            .filter_map(|(a, c)| formula_of(a).filter(|f| *f != c.name).map(|f| format!("{} = {f}", c.name)))
+            .collect();
+        let run = if formulas.is_empty() { run } else { format!("{}\n{run}", formulas.join("; ")) };
+        plots::lines(
+            &plots::Frame {
+                robust_y: true,
+                ..plots::Frame::new("activations (solid) and their derivatives (dashed)", &run, "x", "value")
+            },
             &series,
-            false,
-            plotters::prelude::SeriesLabelPosition::UpperLeft,
         )
     }
     .map_err(|e| RainError::bad("plot", "activation", e))?;
@@ -122,4 +131,30 @@ pub fn run(args: &Args) -> Result<(), RainError> {
     staged.commit()?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// A built-in's formula in x, as the chart's title gives it (`None` for
+/// a closure; a formula is its own text).
+fn formula_of(act: &Activation<f64>) -> Option<String> {
+    use tapegrad::nn::activation::{SELU_ALPHA, SELU_SCALE};
+    Some(match act {
+        Activation::Sigmoid => "1 / (1 + e^-x)".into(),
+        Activation::Relu => "max(x, 0)".into(),
+        Activation::Tanh => "tanh(x)".into(),
+        Activation::LeakyRelu(a) => format!("x if x > 0, else {a} x"),
+        Activation::Elu(a) => format!("x if x > 0, else {a} (e^x - 1)"),
+        Activation::Selu => format!("{SELU_SCALE:.4} (x if x > 0, else {SELU_ALPHA:.4} (e^x - 1))"),
+        Activation::Softplus => "ln(1 + e^x)".into(),
+        Activation::Swish => "x sigmoid(x)".into(),
+        Activation::Gelu => "0.5 x (1 + erf(x / sqrt 2))".into(),
+        Activation::GeluTanh => "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))".into(),
+        Activation::Hardswish => "x relu6(x + 3) / 6".into(),
+        Activation::Snake(a) => format!("x + sin({a} x)^2 / {a}"),
+        Activation::Squareplus(b) => format!("(x + sqrt(x^2 + {b})) / 2"),
+        Activation::LogSigmoid => "ln sigmoid(x)".into(),
+        Activation::Mish => "x tanh(softplus(x))".into(),
+        Activation::Identity => "x".into(),
+        Activation::Formula(f) => f.source().to_string(),
+        Activation::Softmax | Activation::Custom(..) => return None,
+    })
 }

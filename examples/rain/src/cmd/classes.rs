@@ -116,7 +116,7 @@ pub fn run<T: Element>(
                  "model_argmax": ours_argmax, "logistic_regression_argmax": logreg_argmax,
                  "majority": {"class": majority, "metrics": base}},
     });
-    let cost = cost_svg(&trained.history, "cross-entropy")?;
+    let cost = cost_svg(&trained.history, setup)?;
     let short: Vec<String> = (0..k).map(|c| classes.short_name(c)).collect();
     let meta = serde_json::json!({"label": spec.label, "classes": {"thresholds": classes.thresholds(), "names": names,
         "short_names": short, "log_prior": log_prior, "tau": tau_ours}});

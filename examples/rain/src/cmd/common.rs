@@ -467,6 +467,17 @@ pub struct TrainSetup {
 }
 
 impl TrainSetup {
+    /// Which run made a chart: the model line and the seed, on two lines
+    /// when long.
+    pub fn run_line(&self) -> String {
+        let line = self.model_line.trim_start_matches("model: ");
+        let seed = format!("seed {}", self.cfg.seed);
+        match line.split_once("; ") {
+            Some((net, rest)) if line.len() > 80 => format!("{net}\n{rest}; {seed}"),
+            _ => format!("{line}; {seed}"),
+        }
+    }
+
     /// Prints a line of the human report.
     pub fn say(&self, s: &str) {
         if self.human {
@@ -650,36 +661,72 @@ pub fn training_json(cfg: &TrainConfig, t: &Trained) -> serde_json::Value {
     })
 }
 
-/// The training cost per update and per epoch, as an SVG; with early
-/// stopping, the validation cost per epoch and the kept epoch too.
-pub fn cost_svg(history: &History, y_label: &str) -> Result<String, RainError> {
+/// The training curve: each update's mini-batch cost faint, its moving
+/// mean over one epoch's updates bold (a full batch: the one cost per
+/// epoch), the validation cost and the kept epoch with early stopping.
+/// The y axis follows the bold curves; the label says whether the cost
+/// holds the L2 penalty.
+pub fn cost_svg(history: &History, setup: &TrainSetup) -> Result<String, RainError> {
+    let n = history.iteration_costs.len();
+    let epochs = history.epoch_costs.len().max(1);
+    let per_epoch = n as f64 / epochs as f64;
     let iters: Vec<(f64, f64)> =
         history.iteration_costs.iter().enumerate().map(|(i, &c)| ((i + 1) as f64, c)).collect();
-    let per_epoch = history.iteration_costs.len() as f64 / history.epoch_costs.len().max(1) as f64;
     let at_epochs = |v: &[f64]| -> Vec<(f64, f64)> {
         v.iter().enumerate().map(|(e, &c)| ((e + 1) as f64 * per_epoch, c)).collect()
     };
-    let (epochs, validation) = (at_epochs(&history.epoch_costs), at_epochs(&history.validation_costs));
-    let mut series =
-        vec![Series::new("per update (batch)", &iters), Series::new("per epoch (mean)", &epochs)];
+    let (epoch_points, validation) = (at_epochs(&history.epoch_costs), at_epochs(&history.validation_costs));
+    // The mean of the last `window` updates (fewer at the start).
+    let window = (per_epoch.round() as usize).max(1);
+    let mut smooth = Vec::with_capacity(n);
+    let mut sum = 0.0;
+    for (i, &c) in history.iteration_costs.iter().enumerate() {
+        sum += c;
+        if i >= window {
+            sum -= history.iteration_costs[i - window];
+        }
+        smooth.push(((i + 1) as f64, sum / (i + 1).min(window) as f64));
+    }
+    let full_batch = n <= epochs;
+    let mut series = if full_batch {
+        vec![Series::new("cost per epoch (full batch: one update per epoch)", &epoch_points)]
+    } else {
+        vec![
+            Series { faint: true, ..Series::new("per update (one mini-batch)", &iters) },
+            Series::new(format!("mean of the last {window} updates (one epoch)"), &smooth),
+        ]
+    };
     let mut title = "training cost".to_string();
     let kept;
     if !validation.is_empty() {
-        series.push(Series::new("validation, per epoch", &validation));
+        series.push(Series { color: Some(2), ..Series::new("validation, per epoch", &validation) });
         let x = history.best_epoch as f64 * per_epoch;
-        let (lo, hi) = iters
+        let shown = if full_batch { &epoch_points } else { &smooth };
+        let (lo, hi) = shown
             .iter()
             .chain(&validation)
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
         kept = [(x, lo), (x, hi)];
-        series.push(Series::new(format!("kept epoch {}", history.best_epoch), &kept));
+        series.push(Series {
+            color: Some(3),
+            dashed: true,
+            ..Series::new(format!("kept: epoch {} (lowest validation cost)", history.best_epoch), &kept)
+        });
         title = if history.stopped_early {
-            format!("training cost (stopped early after epoch {})", history.epoch_costs.len())
+            format!("training cost (early stopping after epoch {})", history.epoch_costs.len())
         } else {
             format!("training cost (early stopping did not trigger in {} epochs)", history.epoch_costs.len())
         };
     }
-    plots::lines(&title, "update", y_label, &series, false).map_err(|e| RainError::bad("plot", "svg", e))
+    let cost = match setup.arch.head {
+        Head::Softmax => "categorical cross-entropy",
+        Head::Regression => "mean squared error",
+        Head::Binary => "cross-entropy",
+    };
+    let y_label = if setup.cfg.loss.l2() > 0.0 { format!("{cost} + L2 penalty") } else { cost.to_string() };
+    let run = setup.run_line();
+    let frame = plots::Frame { integer_x: true, ..plots::Frame::new(&title, &run, "update", &y_label) };
+    plots::lines(&frame, &series).map_err(|e| RainError::bad("plot", "svg", e))
 }
 
 /// The head of a model, for messages.

@@ -306,32 +306,31 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         args.seeds,
         value_name(&metric)
     );
+    // The shared model line, with the compared part named as such.
+    let line = if args.activations.is_some() {
+        setup.model_line.replacen(
+            &format!(", {} hidden,", args.train.model.activation),
+            ", each activation below,",
+            1,
+        )
+    } else {
+        setup.model_line.replacen(
+            &format!("; {} (lr", value_name(&args.train.optimizer)),
+            "; each optimizer below (lr",
+            1,
+        )
+    };
     if !args.train.quiet && !args.train.json {
-        // The shared model line, with the compared part named as such.
-        let line = if args.activations.is_some() {
-            setup.model_line.replacen(
-                &format!(", {} hidden,", args.train.model.activation),
-                ", each activation below,",
-                1,
-            )
-        } else {
-            setup.model_line.replacen(
-                &format!("; {} (lr", value_name(&args.train.optimizer)),
-                "; each optimizer below (lr",
-                1,
-            )
-        };
         println!("\n{line}\n{how}:\n{table}");
     }
 
     let bands: Vec<Band> = order.iter().map(|&i| band_of(&summary[i].name, &runs[i])).collect();
-    let svg = plots::bands(
-        &format!("training cost per epoch, {} seeds (mean; band: lowest to highest)", args.seeds),
-        "epoch",
-        "training cost",
-        &bands,
-    )
-    .map_err(|e| RainError::bad("plot", "compare.svg", e))?;
+    let title = format!("training cost per epoch, {} seeds (mean; band: lowest to highest)", args.seeds);
+    let seeds = format!("seeds {} to {}", args.train.data.seed, args.train.data.seed + args.seeds as u64 - 1);
+    let run = format!("{}\n{scored}; {seeds}", line.trim_start_matches("model: "));
+    let y_label = if setup.cfg.loss.l2() > 0.0 { "training cost (+ L2 penalty)" } else { "training cost" };
+    let frame = plots::Frame { integer_x: true, ..plots::Frame::new(&title, &run, "epoch", y_label) };
+    let svg = plots::bands(&frame, &bands).map_err(|e| RainError::bad("plot", "compare.svg", e))?;
     let json = serde_json::json!({
         "schema": "rain-compare/1",
         "compared": what,

@@ -136,7 +136,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         "gradient_check": checks_json(&trained),
         "test": {"model": ours.metrics, "logistic_regression": logreg.metrics, "always_no_rain": no_rain.metrics},
     });
-    let files = render_outputs(&trained.history, &ours, &logreg, &ds.report)?;
+    let files = render_outputs(&setup, &trained.history, &ours, &logreg, &ds.report)?;
     let meta =
         serde_json::json!({"threshold": t_ours, "label": spec.label, "positive": spec.target.to_string()});
     staged.write("model.json", io::to_json(&model, Some(&stdz), meta)?.as_bytes())?;
@@ -177,44 +177,46 @@ fn results_table(rows: &[(&str, &Metrics)]) -> String {
 }
 
 fn render_outputs(
+    setup: &TrainSetup,
     history: &History,
     ours: &Outcome,
     logreg: &Outcome,
     report: &Report,
 ) -> Result<Vec<(&'static str, String)>, RainError> {
     let plot_err = |e: String| RainError::bad("plot", "svg", e);
-    let cost = cost_svg(history, "cross-entropy")?;
+    let cost = cost_svg(history, setup)?;
+    let run = setup.run_line();
     let diag = [(0.0, 0.0), (1.0, 1.0)];
     let roc = plots::lines(
-        "ROC, test split",
-        "false positive rate",
-        "true positive rate",
+        &plots::Frame {
+            unit_square: true,
+            ..plots::Frame::new("ROC, test split", &run, "false positive rate", "true positive rate")
+        },
         &[
             Series::new(format!("this model (AUC {})", fmt_opt(ours.metrics.roc_auc)), &ours.roc),
             Series::new(
                 format!("logistic regression (AUC {})", fmt_opt(logreg.metrics.roc_auc)),
                 &logreg.roc,
             ),
-            Series::new("always no rain (AUC 0.5)", &diag),
+            Series { dashed: true, ..Series::new("no skill (AUC 0.5)", &diag) },
         ],
-        true,
     )
     .map_err(plot_err)?;
     let rate = report.test_positive as f64 / report.test_rows.max(1) as f64;
     let flat = [(0.0, rate), (1.0, rate)];
     let pr = plots::lines(
-        "precision-recall, test split",
-        "recall",
-        "precision",
+        &plots::Frame {
+            unit_square: true,
+            ..plots::Frame::new("precision-recall, test split", &run, "recall", "precision")
+        },
         &[
             Series::new(format!("this model (AP {})", fmt_opt(ours.metrics.average_precision)), &ours.pr),
             Series::new(
                 format!("logistic regression (AP {})", fmt_opt(logreg.metrics.average_precision)),
                 &logreg.pr,
             ),
-            Series::new(format!("always no rain (AP {rate:.3})"), &flat),
+            Series { dashed: true, ..Series::new(format!("no skill (prevalence {rate:.3})"), &flat) },
         ],
-        true,
     )
     .map_err(plot_err)?;
     Ok(vec![("cost.svg", cost), ("roc.svg", roc), ("pr.svg", pr)])
