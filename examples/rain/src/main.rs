@@ -8,6 +8,7 @@
 
 mod cmd;
 mod plots;
+mod report;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;

@@ -285,7 +285,7 @@ pub fn lines(frame: &Frame<'_>, series: &[Series<'_>]) -> Result<String, String>
             .chain(series.iter().enumerate().filter(|(_, s)| !s.faint));
         for (i, s) in order {
             let c = color(i, s);
-            let style = if s.faint { c.mix(0.25).stroke_width(1) } else { c.stroke_width(2) };
+            let style = if s.faint { c.mix(0.15).stroke_width(1) } else { c.stroke_width(2) };
             for seg in segments(s.points, yr, s.faint) {
                 let drawn = if s.dashed {
                     chart.draw_series(DashedLineSeries::new(seg, 6, 4, style))

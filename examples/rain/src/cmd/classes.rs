@@ -13,8 +13,10 @@
 //! never on the test split. `tau = 0` is plain argmax, reported too.
 
 use super::common::{
-    adjusted, best_tau_on_training, check_and_train, checks_json, cost_svg, training_json, TrainSetup,
+    adjusted, best_tau_on_training, check_and_train, checks_json, cost_svg, report_page, training_json,
+    TrainSetup,
 };
+use crate::report::command_line;
 use rain::data::{Classes, Dataset};
 use rain::error::RainError;
 use rain::output::Staged;
@@ -85,19 +87,26 @@ pub fn run<T: Element>(
     let argmax_rows: [(&str, &MulticlassMetrics); 2] =
         [("this model, argmax", &ours_argmax), ("logistic regression, argmax", &logreg_argmax)];
 
-    say(&format!(
-        "\ntest split ({} rows), classes of {} at {classes}; predicted class argmax_k z_k - tau ln prior_k, tau with the best macro-F1 on the training rows:\n{}{}",
-        truth.len(),
-        spec.label,
-        summary_table(&rows, classes),
-        summary_table(&argmax_rows, classes).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()
-    ));
-    say(&format!("per class (precision / recall / F1):\n{}", per_class_table(&rows, &names)));
-    say(&format!(
-        "confusion matrix of this model (rows: true class, columns: predicted):\n{}",
-        confusion_table(&ours, classes)
-    ));
-    say(&format!("confusion matrix of logistic regression:\n{}", confusion_table(&logreg, classes)));
+    let test_text = [
+        format!(
+            "test split ({} rows), classes of {} at {classes}; predicted class argmax_k z_k - tau ln prior_k, tau with the best macro-F1 on the training rows:\n{}{}",
+            truth.len(),
+            spec.label,
+            summary_table(&rows, classes),
+            summary_table(&argmax_rows, classes).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()
+        ),
+        format!("per class (precision / recall / F1):\n{}", per_class_table(&rows, &names)),
+        format!(
+            "confusion matrix of this model (rows: true class, columns: predicted):\n{}",
+            confusion_table(&ours, classes)
+        ),
+        format!("confusion matrix of logistic regression:\n{}", confusion_table(&logreg, classes)),
+    ];
+    say(&format!("\n{}", test_text[0]));
+    for t in &test_text[1..] {
+        say(t);
+    }
+    let test_text = test_text.join("\n");
 
     // Outputs, staged, and moved into place together at the end.
     let mut config = setup.config_json.clone();
@@ -123,8 +132,19 @@ pub fn run<T: Element>(
     staged.write("model.json", io::to_json(&model, Some(&stdz), meta)?.as_bytes())?;
     staged.write("metrics.json", serde_json::to_string_pretty(&summary).expect("json").as_bytes())?;
     staged.write("cost.svg", cost.as_bytes())?;
+    let mut page = report_page(
+        &format!("rain train --classes: {}", setup.out.display()),
+        setup,
+        ds,
+        &stdz,
+        &trained,
+        &cost,
+    );
+    page.text("Test metrics beside the baselines", &test_text);
+    page.config("Configuration", &config);
+    staged.write("report.html", page.render(&command_line()).as_bytes())?;
     staged.commit()?;
-    say(&format!("\nwrote {}/{{model.json, metrics.json, cost.svg}}", setup.out.display()));
+    say(&format!("\nwrote {}/{{model.json, metrics.json, cost.svg, report.html}}", setup.out.display()));
     if json {
         println!("{}", serde_json::to_string(&summary).expect("json"));
     }

@@ -343,11 +343,29 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     });
     staged.write("compare.json", serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
     staged.write("compare.svg", svg.as_bytes())?;
+    let mut page = crate::report::Page::new(&format!("rain compare: {}", setup.out.display()));
+    page.text(
+        "Data and cleaning",
+        &format!(
+            "{}\n  standardised with the training rows' mean {:?} and std {:?}",
+            ds.report.describe(&setup.spec),
+            super::common::rounded(&stdz.mean),
+            super::common::rounded(&stdz.std)
+        ),
+    );
+    let mut results = format!("{line}\n{how}:\n{table}");
+    if let Some(b) = super::common::published_baselines(&setup.spec) {
+        results += &format!("\n{b}");
+    }
+    page.text("Comparison", &results);
+    page.plots("Training curves", &[&svg]);
+    page.config("Configuration (each entry changes the compared part)", &setup.config_json);
+    staged.write("report.html", page.render(&crate::report::command_line()).as_bytes())?;
     staged.commit()?;
     if args.train.json {
         println!("{}", serde_json::to_string(&json).expect("json"));
     } else if !args.train.quiet {
-        println!("wrote {}/{{compare.json, compare.svg}}", setup.out.display());
+        println!("wrote {}/{{compare.json, compare.svg, report.html}}", setup.out.display());
     }
     Ok(())
 }

@@ -8,8 +8,9 @@ use super::common::{
     best_f1_on_training, check_and_train, check_fits, checks_json, cost_svg, scores, threshold,
     training_json, updates,
 };
-use super::common::{Batch, Dtype, TrainSetup, TRAIN_FILES};
+use super::common::{published_baselines, report_page, Batch, Dtype, TrainSetup, TRAIN_FILES};
 use crate::plots::{self, Series};
+use crate::report::command_line;
 use rain::data::{self, Report, Target};
 use rain::error::RainError;
 use rain::output::Staged;
@@ -137,15 +138,38 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         "test": {"model": ours.metrics, "logistic_regression": logreg.metrics, "always_no_rain": no_rain.metrics},
     });
     let files = render_outputs(&setup, &trained.history, &ours, &logreg, &ds.report)?;
+    let svg = |name: &str| files.iter().find(|f| f.0 == name).map_or("", |f| f.1.as_str());
+    let mut page = report_page(
+        &format!("rain train: {}", setup.out.display()),
+        &setup,
+        &ds,
+        &stdz,
+        &trained,
+        svg("cost.svg"),
+    );
+    let mut results = format!(
+        "test split ({} rows); labels at threshold {t_ours:.4} for this model, {t_lr:.4} for logistic regression ({how}):\n{table}",
+        labels.len()
+    );
+    if let Some(b) = published_baselines(spec) {
+        results += &format!("\n{b}");
+    }
+    page.text("Test metrics beside the baselines", &results);
+    page.plots("ROC and precision-recall, test split", &[svg("roc.svg"), svg("pr.svg")]);
+    page.config("Configuration", &config);
     let meta =
         serde_json::json!({"threshold": t_ours, "label": spec.label, "positive": spec.target.to_string()});
     staged.write("model.json", io::to_json(&model, Some(&stdz), meta)?.as_bytes())?;
     staged.write("metrics.json", serde_json::to_string_pretty(&summary).expect("json").as_bytes())?;
-    for (name, svg) in files {
+    for (name, svg) in &files {
         staged.write(name, svg.as_bytes())?;
     }
+    staged.write("report.html", page.render(&command_line()).as_bytes())?;
     staged.commit()?;
-    say(&format!("\nwrote {}/{{model.json, metrics.json, cost.svg, roc.svg, pr.svg}}", setup.out.display()));
+    say(&format!(
+        "\nwrote {}/{{model.json, metrics.json, cost.svg, roc.svg, pr.svg, report.html}}",
+        setup.out.display()
+    ));
     if args.json {
         println!("{}", serde_json::to_string(&summary).expect("json"));
     }

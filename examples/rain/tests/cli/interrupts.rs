@@ -42,13 +42,13 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
     assert!(o.status.success(), "{}", text(&o).1);
     let full = start.elapsed();
     let old = files(&out);
-    assert_eq!(old.len(), 5, "{:?}", old.keys());
-    // Signals at eight points spread over the run, then twelve inside the
-    // write phase: after the staging folder holds 0, 1, ..., 5 files (each
+    assert_eq!(old.len(), 6, "{:?}", old.keys());
+    // Signals at eight points spread over the run, then fourteen inside the
+    // write phase: after the staging folder holds 0, 1, ..., 6 files (each
     // write is followed by the hook's pause, so the signal lands there).
     let mut points: Vec<(Option<Duration>, usize)> =
         (1..9).map(|k| (Some(full.mul_f64(k as f64 / 9.0)), 0)).collect();
-    points.extend((0..12).map(|k| (None, k % 6)));
+    points.extend((0..14).map(|k| (None, k % 7)));
     let (mut interrupted, mut finished) = (0, 0);
     for (i, &(delay, written)) in points.iter().enumerate() {
         let before = files(&out);
@@ -75,7 +75,7 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
         match o.status.code() {
             Some(0) => {
                 finished += 1;
-                assert_eq!(after.len(), 5, "{delay:?}: finished with {:?}", after.keys());
+                assert_eq!(after.len(), 6, "{delay:?}: finished with {:?}", after.keys());
             }
             Some(code) => {
                 interrupted += 1;
@@ -83,7 +83,7 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
                 assert_eq!(stderr.trim_end().lines().count(), 1, "{delay:?}: {stderr}");
                 assert!(stderr.contains("interrupted by SIG"), "{stderr}");
                 // Either untouched or (signal after the swap) the new set.
-                assert!(after == before || after.len() == 5, "{delay:?}: a mixed set {:?}", after.keys());
+                assert!(after == before || after.len() == 6, "{delay:?}: a mixed set {:?}", after.keys());
             }
             None => {
                 // Only before rain routes the signals, at its very start.
@@ -93,7 +93,7 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
             }
         }
         // Never a partial set, never a temporary file.
-        assert!(after.len() == 5, "{delay:?}: {:?}", after.keys());
+        assert!(after.len() == 6, "{delay:?}: {:?}", after.keys());
         let hidden: Vec<String> = std::fs::read_dir(&d)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -107,6 +107,6 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
         assert!((seed == 0) == (after == old), "{delay:?}: seed {seed} in metrics.json of another run's set");
         assert_eq!(model["metadata"]["threshold"], metrics["config"]["threshold"], "{delay:?}: mixed");
     }
-    // The twelve in the write phase must all have interrupted it.
-    assert!(interrupted >= 12, "{interrupted} interrupted, {finished} finished: the signals missed the run");
+    // The fourteen in the write phase must all have interrupted it.
+    assert!(interrupted >= 14, "{interrupted} interrupted, {finished} finished: the signals missed the run");
 }

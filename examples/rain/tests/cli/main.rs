@@ -7,6 +7,7 @@ mod gradients;
 mod interrupts;
 mod onnx;
 mod plots;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
