@@ -101,17 +101,17 @@ impl Page {
         let _ = write!(
             html,
             "<section><h2>Reproduce this run</h2><pre class=\"command\">{}</pre>\
-             <p class=\"note\">Written by tapegrad {} (<code>cargo run --release -p rain --</code> instead of <code>rain</code> from a clone).</p></section>\n",
+             <p class=\"note\">Written by tapegrad {} (<code>cargo run --release -p rain --</code> instead of <code>rain</code> from a clone).</p></section>",
             escape(command),
             env!("CARGO_PKG_VERSION")
         );
-        html += "<nav><ul>";
+        html += "\n<nav><ul>";
         for (i, (heading, _)) in self.sections.iter().enumerate() {
             let _ = write!(html, "<li><a href=\"#s{i}\">{}</a></li>", escape(heading));
         }
         html += "</ul></nav>\n";
         for (i, (heading, body)) in self.sections.iter().enumerate() {
-            let _ = write!(html, "<section id=\"s{i}\"><h2>{}</h2>{body}</section>\n", escape(heading));
+            let _ = writeln!(html, "<section id=\"s{i}\"><h2>{}</h2>{body}</section>", escape(heading));
         }
         html += "</body>\n</html>\n";
         html
