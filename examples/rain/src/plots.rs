@@ -43,8 +43,8 @@ pub struct Series<'a> {
     pub color: Option<usize>,
     /// Drawn dashed.
     pub dashed: bool,
-    /// Drawn thin and pale behind the others, left out of the y range
-    /// (clamped to it), and out of the legend when `name` is empty.
+    /// Drawn thin and pale behind the others, and left out of the y range
+    /// (what lies outside it is not drawn).
     pub faint: bool,
 }
 
@@ -70,12 +70,25 @@ pub struct Frame<'a> {
     /// 5th to 95th percentiles (a pole, such as 1/x at 0), the y range is
     /// that span, and the header says the rest is clipped.
     pub robust_y: bool,
+    /// The y range from the points at or after this x only (a training
+    /// curve's steady part, not its first updates); the header says how
+    /// high the earlier points go.
+    pub y_from: Option<f64>,
 }
 
 impl<'a> Frame<'a> {
     /// A frame with automatic ranges.
     pub fn new(title: &'a str, run: &'a str, x_label: &'a str, y_label: &'a str) -> Self {
-        Frame { title, run, x_label, y_label, unit_square: false, integer_x: false, robust_y: false }
+        Frame {
+            title,
+            run,
+            x_label,
+            y_label,
+            unit_square: false,
+            integer_x: false,
+            robust_y: false,
+            y_from: None,
+        }
     }
 }
 
@@ -226,12 +239,10 @@ fn axes<'a, 'b>(
     Ok(chart)
 }
 
-/// The run lines of the header, with a note when values were clipped.
-fn run_lines(frame: &Frame<'_>, clipped: bool) -> Vec<String> {
+/// The run lines of the header, with `note` (what the y axis leaves out).
+fn run_lines(frame: &Frame<'_>, note: Option<String>) -> Vec<String> {
     let mut lines: Vec<String> = frame.run.lines().filter(|l| !l.is_empty()).map(String::from).collect();
-    if clipped {
-        lines.push("y axis: the 5th to 95th percentile of the values (padded); the rest is clipped".into());
-    }
+    lines.extend(note);
     lines
 }
 
@@ -258,16 +269,36 @@ pub fn lines(frame: &Frame<'_>, series: &[Series<'_>]) -> Result<String, String>
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let color = |i: usize, s: &Series<'_>| COLORS[s.color.unwrap_or(i) % COLORS.len()];
-        let ((xr, yr), clipped) = if frame.unit_square {
-            (((0.0, 1.0), (0.0, 1.0)), false)
+        let ((xr, yr), note) = if frame.unit_square {
+            (((0.0, 1.0), (0.0, 1.0)), None)
         } else {
             let xs = series.iter().flat_map(|s| s.points.iter().filter(|p| p.1.is_finite()).map(|p| p.0));
-            let ys = series.iter().filter(|s| !s.faint).flat_map(|s| s.points.iter().map(|p| p.1));
-            let (yr, clipped) = range(ys.collect(), frame.robust_y);
+            let from = frame.y_from.unwrap_or(f64::NEG_INFINITY);
+            let bold = || series.iter().filter(|s| !s.faint).flat_map(|s| s.points.iter());
+            let (yr, clipped) = range(bold().filter(|p| p.0 >= from).map(|p| p.1).collect(), frame.robust_y);
             let (xr, _) = range(xs.collect(), false);
             // A whole-number axis starts at its first value, without padding below it.
             let xr = if frame.integer_x { (xr.0.max(0.0), xr.1) } else { xr };
-            ((xr, yr), clipped)
+            let early = bold()
+                .filter(|p| p.0 < from && p.1.is_finite())
+                .map(|p| p.1)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let note = if clipped {
+                Some(
+                    "y axis: the 5th to 95th percentile of the values (padded); the rest is clipped"
+                        .to_string(),
+                )
+            } else if early > yr.1 {
+                Some(format!(
+                    "y axis fitted from {} {} on; the first values reach {}, above it",
+                    frame.x_label,
+                    tick(from, xr.1 - xr.0, frame.integer_x),
+                    tick(early, yr.1 - yr.0, false)
+                ))
+            } else {
+                None
+            };
+            ((xr, yr), note)
         };
         let keys: Vec<Key> = series
             .iter()
@@ -275,7 +306,7 @@ pub fn lines(frame: &Frame<'_>, series: &[Series<'_>]) -> Result<String, String>
             .filter(|(_, s)| !s.name.is_empty())
             .map(|(i, s)| Key { name: s.name.clone(), color: color(i, s), dashed: s.dashed, band: false })
             .collect();
-        let area = header(&root, frame.title, &run_lines(frame, clipped), &keys)?;
+        let area = header(&root, frame.title, &run_lines(frame, note), &keys)?;
         let mut chart = axes(&area, frame, xr, yr)?;
         // Faint series first, behind the others.
         let order = series
@@ -286,7 +317,7 @@ pub fn lines(frame: &Frame<'_>, series: &[Series<'_>]) -> Result<String, String>
         for (i, s) in order {
             let c = color(i, s);
             let style = if s.faint { c.mix(0.15).stroke_width(1) } else { c.stroke_width(2) };
-            for seg in segments(s.points, yr, s.faint) {
+            for seg in segments(s.points, yr, false) {
                 let drawn = if s.dashed {
                     chart.draw_series(DashedLineSeries::new(seg, 6, 4, style))
                 } else {
@@ -335,7 +366,7 @@ pub fn bands(frame: &Frame<'_>, bands: &[Band]) -> Result<String, String> {
                 band: true,
             })
             .collect();
-        let area = header(&root, frame.title, &run_lines(frame, false), &keys)?;
+        let area = header(&root, frame.title, &run_lines(frame, None), &keys)?;
         let mut chart = axes(&area, frame, xr, yr)?;
         for (i, b) in bands.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];

@@ -765,9 +765,11 @@ pub fn cost_svg(history: &History, setup: &TrainSetup) -> Result<String, RainErr
         series.push(Series { color: Some(2), ..Series::new("validation, per epoch", &validation) });
         let x = history.best_epoch as f64 * per_epoch;
         let shown = if full_batch { &epoch_points } else { &smooth };
+        // Over the part that sets the y axis (see below).
         let (lo, hi) = shown
             .iter()
             .chain(&validation)
+            .filter(|p| n < 20 || p.0 >= (n / 10) as f64)
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
         kept = [(x, lo), (x, hi)];
         series.push(Series {
@@ -788,7 +790,13 @@ pub fn cost_svg(history: &History, setup: &TrainSetup) -> Result<String, RainErr
     };
     let y_label = if setup.cfg.loss.l2() > 0.0 { format!("{cost} + L2 penalty") } else { cost.to_string() };
     let run = setup.run_line();
-    let frame = plots::Frame { integer_x: true, ..plots::Frame::new(&title, &run, "update", &y_label) };
+    // The steady part sets the y axis: the first tenth of the updates
+    // (the cost falling from its start) would squash it.
+    let frame = plots::Frame {
+        integer_x: true,
+        y_from: (n >= 20).then_some((n / 10) as f64),
+        ..plots::Frame::new(&title, &run, "update", &y_label)
+    };
     plots::lines(&frame, &series).map_err(|e| RainError::bad("plot", "svg", e))
 }
 
