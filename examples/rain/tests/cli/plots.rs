@@ -75,6 +75,15 @@ fn training_plots_say_what_they_plot_and_which_run_made_them() {
     assert!(t.iter().any(|s| s.starts_with("cost per epoch (full batch")), "{t:?}");
     assert!(!t.iter().any(|s| s.starts_with("per update") || s.starts_with("mean of the last")), "{t:?}");
 
+    // The y axis follows the steady part: the first updates' cost is above
+    // it, and the header says how high it goes.
+    let out = train(&d, &data, "steady", &["--epochs", "10"]);
+    let (t, _) = texts(&std::fs::read_to_string(out.join("cost.svg")).unwrap());
+    let note = t.iter().find(|s| s.starts_with("y axis fitted from update ")).unwrap_or_else(|| panic!("{t:?}"));
+    let first: f64 = note.rsplit("reach ").next().unwrap().split(',').next().unwrap().parse().unwrap();
+    let top = t.iter().filter_map(|s| s.parse::<f64>().ok()).filter(|v| *v < 1.0).fold(0.0f64, f64::max);
+    assert!(top < first, "the top tick {top} is not below the first cost {first}");
+
     // Early stopping: the validation curve and the kept epoch.
     let out = train(&d, &data, "early", &["--early-stopping", "1", "--epochs", "20"]);
     let (t, _) = texts(&std::fs::read_to_string(out.join("cost.svg")).unwrap());
