@@ -79,7 +79,8 @@ fn training_plots_say_what_they_plot_and_which_run_made_them() {
     // it, and the header says how high it goes.
     let out = train(&d, &data, "steady", &["--epochs", "10"]);
     let (t, _) = texts(&std::fs::read_to_string(out.join("cost.svg")).unwrap());
-    let note = t.iter().find(|s| s.starts_with("y axis fitted from update ")).unwrap_or_else(|| panic!("{t:?}"));
+    let note =
+        t.iter().find(|s| s.starts_with("y axis fitted from update ")).unwrap_or_else(|| panic!("{t:?}"));
     let first: f64 = note.rsplit("reach ").next().unwrap().split(',').next().unwrap().parse().unwrap();
     let top = t.iter().filter_map(|s| s.parse::<f64>().ok()).filter(|v| *v < 1.0).fold(0.0f64, f64::max);
     assert!(top < first, "the top tick {top} is not below the first cost {first}");
