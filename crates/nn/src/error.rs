@@ -117,9 +117,9 @@ pub enum NnError {
     /// A numpy `.npz` file that cannot be used: unreadable, corrupt, an
     /// array of the wrong dtype or rank, a missing or unexpected array, or
     /// arrays whose shapes do not fit together.
-    #[error("{path}: {detail}")]
+    #[error("{}{detail}", if path.as_os_str().is_empty() { String::new() } else { format!("{}: ", path.display()) })]
     Npz {
-        /// The file.
+        /// The file (empty for arrays given in memory, or data given apart).
         path: PathBuf,
         /// What is wrong, naming the array.
         detail: String,

@@ -474,14 +474,17 @@ impl NpyArray {
     }
 }
 
-/// The most array bytes [`read_npz`] reads from one file: far beyond any
-/// network a gradient check can afford, and a bound on the memory a
-/// corrupt or hostile file can make it take.
+/// The most bytes of values [`read_npz`] gives for one file, counted as
+/// the f64 it returns (8 bytes a value, whatever the stored dtype): far
+/// beyond any network a gradient check can afford, and a bound on the
+/// memory a corrupt or hostile file can make it take (each array's header
+/// is checked against this and against its own bytes before its data is
+/// read; a compressed file cannot expand past it).
 ///
 /// ```
-/// assert_eq!(tapegrad_nn::io::NPZ_LIMIT, 1 << 30);
+/// assert_eq!(tapegrad_nn::io::NPZ_LIMIT, 1 << 28);
 /// ```
-pub const NPZ_LIMIT: u64 = 1 << 30;
+pub const NPZ_LIMIT: u64 = 1 << 28;
 
 /// The arrays of a numpy `.npz` file (written by `np.savez` or
 /// `np.savez_compressed`), by name, in the file's order. Float, integer
@@ -504,9 +507,8 @@ pub const NPZ_LIMIT: u64 = 1 << 30;
 /// [`NnError::Npz`] when the file cannot be read, is not a zip archive of
 /// `.npy` arrays, is truncated or corrupt, holds an array of another dtype
 /// (complex, string, object, float16) or two arrays of one name, or holds
-/// more than [`NPZ_LIMIT`] bytes of arrays.
+/// more than [`NPZ_LIMIT`] bytes of values (as f64).
 pub fn read_npz(path: &Path) -> Result<IndexMap<String, NpyArray>, NnError> {
-    use std::io::Read;
     let bad = |detail: String| NnError::Npz { path: path.to_path_buf(), detail };
     let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
@@ -517,16 +519,7 @@ pub fn read_npz(path: &Path) -> Result<IndexMap<String, NpyArray>, NnError> {
         let mut entry = zip.by_index(i).map_err(|e| bad(format!("corrupt archive: {e}")))?;
         let name = entry.name().to_string();
         let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
-        let mut bytes = Vec::new();
-        // Never more than the limit, whatever sizes the archive claims.
-        (&mut entry)
-            .take(left + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| bad(format!("array '{key}' is corrupt or truncated: {e}")))?;
-        left = left
-            .checked_sub(bytes.len() as u64)
-            .ok_or_else(|| bad(format!("its arrays hold more than {} MiB", NPZ_LIMIT >> 20)))?;
-        let array = parse_npy(&bytes).map_err(|e| bad(format!("array '{key}': {e}")))?;
+        let array = read_npy(&mut entry, &mut left).map_err(|e| bad(format!("array '{key}': {e}")))?;
         if arrays.insert(key.clone(), array).is_some() {
             return Err(bad(format!("two arrays are named '{key}'")));
         }
@@ -534,15 +527,17 @@ pub fn read_npz(path: &Path) -> Result<IndexMap<String, NpyArray>, NnError> {
     Ok(arrays)
 }
 
-/// One `.npy` array from its bytes. The header's shape is checked against
-/// the bytes that follow it before anything is allocated for the values.
-fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
-    use ndarray_npy::ReadNpyExt;
-    let mut rest = bytes;
-    let header = ndarray_npy::npy::header::Header::from_reader(&mut rest)
+/// One `.npy` array from `reader`. The header's shape is checked against
+/// `left` (bytes of f64 values still allowed, reduced by this array's)
+/// before any of the data is read; then exactly the bytes it declares are
+/// read, and decoded straight into f64.
+fn read_npy(reader: &mut impl std::io::Read, left: &mut u64) -> Result<NpyArray, String> {
+    use std::io::Read;
+    let header = ndarray_npy::npy::header::Header::from_reader(reader)
         .map_err(|e| format!("not a .npy array ({e})"))?;
     let descr = header.type_descriptor.as_string().map(String::as_str).unwrap_or("");
     // numpy's type strings: byte order ('<', '>', '|' or '='), kind, size.
+    let big = descr.starts_with('>');
     let (dtype, size) = match descr.trim_start_matches(['<', '>', '|', '=']) {
         "f8" => ("float64", 8),
         "f4" => ("float32", 4),
@@ -555,37 +550,58 @@ fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
         "u2" => ("uint16", 2),
         "u1" => ("uint8", 1),
         "b1" => ("bool", 1),
-        _ => {
-            return Err(format!("dtype {} is not a float, integer or bool type", header.type_descriptor));
-        }
+        _ => return Err(format!("dtype {} is not a float, integer or bool type", header.type_descriptor)),
     };
-    let count = header.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    if count.and_then(|n| n.checked_mul(size)) != Some(rest.len()) {
-        return Err(format!(
-            "its header gives shape {:?} of {dtype} ({} bytes), but {} bytes follow (truncated or corrupt)",
+    let count = header.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+    let as_f64 = count.and_then(|n| n.checked_mul(8)).filter(|&b| b <= *left).ok_or_else(|| {
+        format!(
+            "its header gives shape {:?}: more than the {} MiB of values a file may hold here",
             header.shape,
-            count.and_then(|n| n.checked_mul(size)).map_or("too many".to_string(), |n| n.to_string()),
-            rest.len()
+            NPZ_LIMIT >> 20
+        )
+    })?;
+    *left -= as_f64;
+    let want = count.expect("checked") * size as u64;
+    let mut bytes = Vec::new();
+    reader.take(want + 1).read_to_end(&mut bytes).map_err(|e| format!("corrupt or truncated ({e})"))?;
+    if bytes.len() as u64 != want {
+        return Err(format!(
+            "its header gives shape {:?} of {dtype} ({want} bytes), but {}{} bytes follow (truncated or corrupt)",
+            header.shape,
+            bytes.len().min(want as usize),
+            if bytes.len() as u64 > want { " or more" } else { "" }
         ));
     }
-    fn read<A: ndarray_npy::ReadableElement + Copy>(
-        bytes: &[u8],
-        f: impl Fn(A) -> f64,
-    ) -> Result<ArrayD<f64>, String> {
-        ArrayD::<A>::read_npy(bytes).map(|a| a.mapv(f)).map_err(|e| format!("corrupt data ({e})"))
-    }
-    let values = match dtype {
-        "float64" => read::<f64>(bytes, |v| v)?,
-        "float32" => read::<f32>(bytes, f64::from)?,
-        "int64" => read::<i64>(bytes, |v| v as f64)?,
-        "int32" => read::<i32>(bytes, f64::from)?,
-        "int16" => read::<i16>(bytes, f64::from)?,
-        "int8" => read::<i8>(bytes, f64::from)?,
-        "uint64" => read::<u64>(bytes, |v| v as f64)?,
-        "uint32" => read::<u32>(bytes, f64::from)?,
-        "uint16" => read::<u16>(bytes, f64::from)?,
-        "uint8" => read::<u8>(bytes, f64::from)?,
-        _ => read::<bool>(bytes, |v| if v { 1.0 } else { 0.0 })?,
+    let word = |c: &[u8]| -> u64 {
+        let mut b = [0u8; 8];
+        if big {
+            b[8 - c.len()..].copy_from_slice(c);
+            u64::from_be_bytes(b)
+        } else {
+            b[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(b)
+        }
     };
+    let decode = |w: u64| -> f64 {
+        match dtype {
+            "float64" => f64::from_bits(w),
+            "float32" => f64::from(f32::from_bits(w as u32)),
+            "int64" => w as i64 as f64,
+            "int32" => f64::from(w as u32 as i32),
+            "int16" => f64::from(w as u16 as i16),
+            "int8" => f64::from(w as u8 as i8),
+            "uint64" => w as f64,
+            "bool" => f64::from(u8::from(w != 0)),
+            _ => w as f64, // uint32, uint16, uint8: exact
+        }
+    };
+    let values: Vec<f64> = bytes.chunks_exact(size).map(|c| decode(word(c))).collect();
+    let shape = tapegrad_tensor::ndarray::IxDyn(&header.shape);
+    let values = if header.layout.is_fortran() {
+        ArrayD::from_shape_vec(tapegrad_tensor::ndarray::ShapeBuilder::f(shape), values)
+    } else {
+        ArrayD::from_shape_vec(shape, values)
+    }
+    .expect("one value per element");
     Ok(NpyArray { dtype, values })
 }

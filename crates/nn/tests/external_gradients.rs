@@ -173,7 +173,7 @@ fn each_bad_array_is_one_error_naming_the_file_and_the_array() {
         ("has X but no Y", error_with(|p| remove(p, "Y"), none)),
         ("has Y but no X", error_with(|p| remove(p, "X"), none)),
         (
-            "W1 takes 3 inputs, the data has 2 features",
+            "W1 takes 3 inputs, X has 2 features",
             error_with(|p| set(p, "X", npy(&Array2::<f64>::zeros((2, 65)))), none),
         ),
         (

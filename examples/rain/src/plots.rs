@@ -119,7 +119,9 @@ fn range(mut values: Vec<f64>, robust: bool) -> ((f64, f64), bool) {
 /// `0.0` for small values), scientific notation for large ones.
 fn tick(v: f64, span: f64, integer: bool) -> String {
     if integer {
-        return format!("{}", v.round() as i64);
+        // Only whole numbers get a label: on a short axis plotters puts
+        // ticks at halves too.
+        return if (v - v.round()).abs() < 1e-9 { format!("{}", v.round() as i64) } else { String::new() };
     }
     if v == 0.0 || v.abs() < span * 1e-9 {
         return "0".into();

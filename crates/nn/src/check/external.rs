@@ -377,7 +377,7 @@ impl ExternalGradients {
     /// let m = Model::<f64>::new(&Architecture::guide(3, &[]), Init::HeNormal, 0).unwrap();
     /// let given = ExternalGradients::new(m.params().clone(), m.params().clone(), false).unwrap();
     /// let e = given.check("relu", Some((array![[1.0]].view(), array![[1.0]].view())), &Loss::default()).unwrap_err();
-    /// assert!(e.to_string().contains("W1 takes 3 inputs, the data has 1 feature"), "{e}");
+    /// assert!(e.to_string() == "W1 takes 3 inputs, the data given has 1 feature (rows)", "{e}");
     /// ```
     pub fn check(
         &self,
@@ -385,8 +385,9 @@ impl ExternalGradients {
         data: Option<(ArrayView2<'_, f64>, ArrayView2<'_, f64>)>,
         loss: &Loss,
     ) -> Result<ExternalReport, NnError> {
-        let file = self.source.as_ref().map(|s| s.0.clone()).unwrap_or_default();
-        let err = |detail: String| NnError::Npz { path: file.clone(), detail };
+        // Data given apart is not the file's: its errors name no file.
+        let file = if data.is_some() { None } else { self.source.as_ref().map(|s| s.0.clone()) };
+        let err = |detail: String| NnError::Npz { path: file.clone().unwrap_or_default(), detail };
         let (x, y) = data.or_else(|| self.data()).ok_or_else(|| {
             err("has no X and Y arrays, and no other data was given (save X=X, Y=Y with the parameters)"
                 .into())
@@ -395,10 +396,8 @@ impl ExternalGradients {
         let (n0, outputs) = (sizes[0], *sizes.last().expect("a layer"));
         if x.nrows() != n0 {
             let s = if x.nrows() == 1 { "" } else { "s" };
-            return Err(err(format!(
-                "W1 takes {n0} inputs, the data has {} feature{s} (rows of X)",
-                x.nrows()
-            )));
+            let what = if data.is_some() { "the data given" } else { "X" };
+            return Err(err(format!("W1 takes {n0} inputs, {what} has {} feature{s} (rows)", x.nrows())));
         }
         if x.ncols() == 0 {
             return Err(err("X has no examples (columns)".into()));

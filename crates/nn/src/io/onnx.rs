@@ -451,6 +451,8 @@ impl Graph {
                         "sin" => self.op("Sin", &[a]),
                         "cos" => self.op("Cos", &[a]),
                         "erf" => self.erf(a),
+                        // The same functions as log1p and expm1, with less
+                        // relative precision near 0 (ONNX has neither).
                         "log1p" => {
                             let p = self.add_const(a, 1.0);
                             self.op("Log", &[&p])
@@ -523,10 +525,11 @@ pub fn to_onnx<T: Element>(
     let arch = model.architecture();
     let mut a = "x".to_string();
     if let Some(s) = standardization {
-        if s.mean.len() != arch.input {
+        if s.mean.len() != arch.input || s.std.len() != arch.input {
             return Err(NnError::Unsaveable(format!(
-                "the standardisation has {} features, the model {}",
+                "the standardisation has {} means and {} standard deviations, the model {} features",
                 s.mean.len(),
+                s.std.len(),
                 arch.input
             )));
         }

@@ -98,9 +98,6 @@ fn run_external(args: &Args, params: &Path, grads: &Path) -> Result<(), RainErro
         }
         Some(_) => (None, format!("X, Y from {}", params.display())),
         None => {
-            if args.batch == 0 {
-                return Err(RainError::bad("--batch", 0, "must be at least 1"));
-            }
             let spec = args.data.spec()?;
             let ds = data::load(&spec)?;
             let std = tapegrad::nn::Standardization::fit(ds.train_x.view(), &spec.features)?;

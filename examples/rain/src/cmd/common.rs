@@ -597,6 +597,15 @@ pub fn report_page(
     page
 }
 
+/// The rows a run is scored on, for titles: the test split, or the
+/// second range of a validation split.
+pub fn scored_rows(spec: &Spec) -> String {
+    match &spec.split {
+        Split::Range { column, test: Some((lo, hi)), .. } => format!("scored on {column} {lo}-{hi}"),
+        _ => "test split".to_string(),
+    }
+}
+
 /// Values to three decimals, as the console prints the standardisation.
 pub fn rounded(v: &[f64]) -> Vec<f64> {
     v.iter().map(|v| (v * 1000.0).round() / 1000.0).collect()

@@ -295,10 +295,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     });
     let table = table(&summary, &order, args.seeds);
     let what = if args.activations.is_some() { "activations" } else { "optimizers" };
-    let scored = match &setup.spec.split {
-        data::Split::Range { column, test: Some((lo, hi)), .. } => format!("scored on {column} {lo}-{hi}"),
-        _ => "test split".to_string(),
-    };
+    let scored = super::common::scored_rows(&setup.spec);
     let how = format!(
         "{} runs ({} {what} x {} seeds) on {threads} thread(s) in {wall:.1} s; {scored}, mean +- sd over the seeds, sorted by {}",
         jobs.len(),
@@ -546,7 +543,8 @@ fn table(s: &[Summary], order: &[usize], seeds: usize) -> String {
     // The ensemble's first two figures (ROC-AUC / AP, or macro-F1 / accuracy).
     let ensemble_header = s[0].ensemble.as_ref().map(|m| {
         let f = m.figures();
-        format!("ensemble {} / {}", f[0].1, f[1].1)
+        let short = |h: &'static str| if h == "avg precision" { "AP" } else { h };
+        format!("ensemble {} / {}", short(f[0].1), short(f[1].1))
     });
     if let Some(h) = &ensemble_header {
         out += &format!("  {h:>28}");

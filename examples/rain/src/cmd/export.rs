@@ -20,7 +20,7 @@ Linear, ...) names its parameters: 0.weight, 0.bias, 2.weight, 2.bias, ...; the
 metadata holds the architecture, the activations and the standardisation
 ((x - mean) / std per feature).
 
-Both files are written, or neither. scripts/check_export.py loads them into
+Both files are made before either is written: an error in either writes neither. scripts/check_export.py loads them into
 onnxruntime and PyTorch and compares their predictions with rain predict's.
 
 Examples:

@@ -8,7 +8,7 @@ use super::common::{
     best_f1_on_training, check_and_train, check_fits, checks_json, cost_svg, scores, threshold,
     training_json, updates,
 };
-use super::common::{published_baselines, report_page, Batch, Dtype, TrainSetup, TRAIN_FILES};
+use super::common::{published_baselines, report_page, scored_rows, Batch, Dtype, TrainSetup, TRAIN_FILES};
 use crate::plots::{self, Series};
 use crate::report::command_line;
 use rain::data::{self, Report, Target};
@@ -148,14 +148,15 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
         svg("cost.svg"),
     );
     let mut results = format!(
-        "test split ({} rows); labels at threshold {t_ours:.4} for this model, {t_lr:.4} for logistic regression ({how}):\n{table}",
+        "{} ({} rows); labels at threshold {t_ours:.4} for this model, {t_lr:.4} for logistic regression ({how}):\n{table}",
+        scored_rows(spec),
         labels.len()
     );
     if let Some(b) = published_baselines(spec) {
         results += &format!("\n{b}");
     }
     page.text("Test metrics beside the baselines", &results);
-    page.plots("ROC and precision-recall, test split", &[svg("roc.svg"), svg("pr.svg")]);
+    page.plots(&format!("ROC and precision-recall, {}", scored_rows(spec)), &[svg("roc.svg"), svg("pr.svg")]);
     page.config("Configuration", &config);
     let meta =
         serde_json::json!({"threshold": t_ours, "label": spec.label, "positive": spec.target.to_string()});
@@ -210,11 +211,13 @@ fn render_outputs(
     let plot_err = |e: String| RainError::bad("plot", "svg", e);
     let cost = cost_svg(history, setup)?;
     let run = setup.run_line();
+    let scored = scored_rows(&setup.spec);
+    let (roc_title, pr_title) = (format!("ROC, {scored}"), format!("precision-recall, {scored}"));
     let diag = [(0.0, 0.0), (1.0, 1.0)];
     let roc = plots::lines(
         &plots::Frame {
             unit_square: true,
-            ..plots::Frame::new("ROC, test split", &run, "false positive rate", "true positive rate")
+            ..plots::Frame::new(&roc_title, &run, "false positive rate", "true positive rate")
         },
         &[
             Series::new(format!("this model (AUC {})", fmt_opt(ours.metrics.roc_auc)), &ours.roc),
@@ -229,10 +232,7 @@ fn render_outputs(
     let rate = report.test_positive as f64 / report.test_rows.max(1) as f64;
     let flat = [(0.0, rate), (1.0, rate)];
     let pr = plots::lines(
-        &plots::Frame {
-            unit_square: true,
-            ..plots::Frame::new("precision-recall, test split", &run, "recall", "precision")
-        },
+        &plots::Frame { unit_square: true, ..plots::Frame::new(&pr_title, &run, "recall", "precision") },
         &[
             Series::new(format!("this model (AP {})", fmt_opt(ours.metrics.average_precision)), &ours.pr),
             Series::new(

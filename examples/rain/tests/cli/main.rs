@@ -689,3 +689,49 @@ fn compare_scores_classes_ensembles_and_a_validation_split() {
         .sum();
     assert_eq!(total, n, "confusion {counts} against {n} rows");
 }
+
+/// A binary `--ensemble` of one seed is that seed's run; of several, its
+/// figures are those of the mean probabilities, not the mean of figures.
+#[test]
+fn a_binary_ensemble_of_one_seed_is_its_run() {
+    let d = scratch("compare-ensemble");
+    let data = slice(&d);
+    let json = |seeds: &str| -> serde_json::Value {
+        let out = d.join(format!("cmp{seeds}"));
+        let o = rain()
+            .args([
+                "compare",
+                "--activations",
+                "relu",
+                "--seeds",
+                seeds,
+                "--epochs",
+                "2",
+                "--ensemble",
+                "--quiet",
+            ])
+            .args(["--data", data.to_str().unwrap(), "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap()
+    };
+    let one = json("1");
+    let e = &one["entries"][0];
+    for key in ["roc_auc", "average_precision", "f1", "threshold"] {
+        assert_eq!(e["ensemble"][key], e["runs"][0]["metrics"][key], "{key}");
+    }
+    let three = json("3");
+    let e = &three["entries"][0];
+    let auc = e["ensemble"]["roc_auc"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&auc), "{e}");
+    // Scored on the test rows: the confusion counts add up to them.
+    let c = &e["ensemble"]["confusion"];
+    let total: u64 = ["tp", "fp", "tn", "fn"].iter().map(|k| c[*k].as_u64().unwrap()).sum();
+    let rows: u64 = ["tp", "fp", "tn", "fn"]
+        .iter()
+        .map(|k| e["runs"][0]["metrics"]["confusion"][*k].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, rows);
+}
