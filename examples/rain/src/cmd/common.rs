@@ -390,8 +390,12 @@ pub fn best_f1_on_training<T: Element>(
     x_train: &Array2<f64>,
     train_labels: &[bool],
 ) -> Result<f64, RainError> {
-    Ok(tapegrad::nn::metrics::best_f1_threshold(train_labels, &scores(model, x_train)?)
-        .map_or(0.5, |(t, _)| t))
+    Ok(threshold_on_training(train_labels, &scores(model, x_train)?))
+}
+
+/// [`best_f1_on_training`] from the training rows' probabilities.
+pub fn threshold_on_training(labels: &[bool], scores: &[f64]) -> f64 {
+    tapegrad::nn::metrics::best_f1_threshold(labels, scores).map_or(0.5, |(t, _)| t)
 }
 
 /// The class of each column of probabilities `p` `(K, m)` after logit
@@ -564,13 +568,7 @@ pub fn report_page(
     cost_svg: &str,
 ) -> crate::report::Page {
     let mut page = crate::report::Page::new(title);
-    let data = format!(
-        "{}\n  standardised with the training rows' mean {:?} and std {:?}",
-        ds.report.describe(&setup.spec),
-        rounded(&stdz.mean),
-        rounded(&stdz.std)
-    );
-    page.text("Data and cleaning", &data);
+    page.text("Data and cleaning", &data_text(setup, ds, stdz));
     let mut checks = String::new();
     for (when, c) in [("before training", &trained.before), ("after training", &trained.after)] {
         if let Some(c) = c {
@@ -606,9 +604,24 @@ pub fn scored_rows(spec: &Spec) -> String {
     }
 }
 
-/// Values to three decimals, as the console prints the standardisation.
-pub fn rounded(v: &[f64]) -> Vec<f64> {
-    v.iter().map(|v| (v * 1000.0).round() / 1000.0).collect()
+/// The standardisation's line of the data report, to three decimals.
+pub fn standardisation_line(stdz: &tapegrad::nn::Standardization) -> String {
+    let rounded = |v: &[f64]| v.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>();
+    format!(
+        "  standardised with the training rows' mean {:?} and std {:?}",
+        rounded(&stdz.mean),
+        rounded(&stdz.std)
+    )
+}
+
+/// The data report of a run, with its standardisation (a report page's
+/// first section).
+pub fn data_text(
+    setup: &TrainSetup,
+    ds: &rain::data::Dataset,
+    stdz: &tapegrad::nn::Standardization,
+) -> String {
+    format!("{}\n{}", ds.report.describe(&setup.spec), standardisation_line(stdz))
 }
 
 /// Published figures on the task's own split (train months 1-10, test

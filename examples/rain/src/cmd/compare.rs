@@ -7,8 +7,8 @@
 //! cores); a run's figures do not depend on how many run at once.
 
 use super::common::{
-    adjusted, best_tau_on_training, check_fits, scores, split_top_level, value_name, Dtype, OptimizerName,
-    TrainArgs, TrainSetup, COMPARE_FILES,
+    adjusted, best_tau_on_training, check_fits, scores, split_top_level, threshold_on_training, value_name,
+    Dtype, OptimizerName, TrainArgs, TrainSetup, COMPARE_FILES,
 };
 use crate::plots::{self, Band};
 use clap::{Args as ClapArgs, ValueEnum};
@@ -341,15 +341,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     staged.write("compare.json", serde_json::to_string_pretty(&json).expect("json").as_bytes())?;
     staged.write("compare.svg", svg.as_bytes())?;
     let mut page = crate::report::Page::new(&format!("rain compare: {}", setup.out.display()));
-    page.text(
-        "Data and cleaning",
-        &format!(
-            "{}\n  standardised with the training rows' mean {:?} and std {:?}",
-            ds.report.describe(&setup.spec),
-            super::common::rounded(&stdz.mean),
-            super::common::rounded(&stdz.std)
-        ),
-    );
+    page.text("Data and cleaning", &super::common::data_text(&setup, &ds, &stdz));
     let mut results = format!("{line}\n{how}:\n{table}");
     if let Some(b) = super::common::published_baselines(&setup.spec) {
         results += &format!("\n{b}");
@@ -432,12 +424,6 @@ fn one_run<T: Element>(setup: &TrainSetup, seed: u64, data: &Prepared) -> Result
         data.score_binary(scores(&model, &data.x_train)?, scores(&model, &data.x_test)?)
     };
     Ok(Run { seed, scored, seconds, epoch_costs: history.epoch_costs })
-}
-
-/// The best-F1 threshold on the training rows, 0.5 when none is positive
-/// (as `rain train`'s).
-fn threshold_on_training(labels: &[bool], scores: &[f64]) -> f64 {
-    tapegrad::nn::metrics::best_f1_threshold(labels, scores).map_or(0.5, |(t, _)| t)
 }
 
 /// The seed ensemble of `runs` (at least one): the mean of their

@@ -8,7 +8,10 @@ use super::common::{
     best_f1_on_training, check_and_train, check_fits, checks_json, cost_svg, scores, threshold,
     training_json, updates,
 };
-use super::common::{published_baselines, report_page, scored_rows, Batch, Dtype, TrainSetup, TRAIN_FILES};
+use super::common::{
+    published_baselines, report_page, scored_rows, standardisation_line, Batch, Dtype, TrainSetup,
+    TRAIN_FILES,
+};
 use crate::plots::{self, Series};
 use crate::report::command_line;
 use rain::data::{self, Report, Target};
@@ -76,11 +79,7 @@ fn run_typed<T: Element>(args: &Args) -> Result<(), RainError> {
     let stdz = Standardization::fit(ds.train_x.view(), &spec.features)?;
     let xtr = stdz.apply(ds.train_x.view())?;
     let xte = stdz.apply(ds.test_x.view())?;
-    say(&format!(
-        "  standardised with the training rows' mean {:?} and std {:?}",
-        stdz.mean.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
-        stdz.std.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>()
-    ));
+    say(&standardisation_line(&stdz));
 
     let mut model = Model::<T>::new(arch, init, args.data.seed)?;
     let trained = check_and_train(&setup, &mut model, &xtr, &ds.train_y)?;

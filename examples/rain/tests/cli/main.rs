@@ -51,6 +51,11 @@ fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
+/// The sum of a confusion matrix's counts (rows of a JSON array).
+fn confusion_total(counts: &serde_json::Value) -> u64 {
+    counts.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum()
+}
+
 fn quick(data: &Path) -> Vec<String> {
     ["--data", data.to_str().unwrap(), "--epochs", "2", "--quiet"].iter().map(|s| s.to_string()).collect()
 }
@@ -272,13 +277,7 @@ fn train_with_classes_reports_the_confusion_matrix_and_baselines() {
     assert_eq!(m["gradient_check"]["after"]["passed"], true);
     let counts = &m["test"]["model"]["confusion"]["counts"];
     assert_eq!(counts.as_array().unwrap().len(), 3);
-    let total: u64 = counts
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap())
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let total = confusion_total(counts);
     assert_eq!(total, m["data"]["report"]["test_rows"].as_u64().unwrap());
     let model: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
@@ -680,13 +679,7 @@ fn compare_scores_classes_ensembles_and_a_validation_split() {
     let rows = stdout.lines().find(|l| l.contains("test (month 9-10):")).unwrap();
     let n: u64 = rows.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     let counts = &entries[0]["ensemble"]["confusion"]["counts"];
-    let total: u64 = counts
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap())
-        .map(|c| c.as_u64().unwrap())
-        .sum();
+    let total = confusion_total(counts);
     assert_eq!(total, n, "confusion {counts} against {n} rows");
 }
 
