@@ -4,7 +4,8 @@
 //! `{"impl", "workload", "metric", "value", "threads", "note"}`.
 //!
 //! Usage: `cargo run --release -p tapebench -- [W1 W2 W3 W4 Q1 P]` (all by default;
-//! `W1q` is a one-repeat, 20-iteration W1 for instruction counts).
+//! `W1q` is a one-repeat, 20-iteration W1 for instruction counts; `W3p` times
+//! W3's products one by one).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -448,6 +449,72 @@ fn p() {
     );
 }
 
+/// W3p: W3's products one at a time, with the shapes, layouts and
+/// epilogues its training step gives them (not run by default): where a
+/// W3 iteration's time goes, product by product. Milliseconds, best of
+/// 10, each product's output given back to the pool as the step does.
+fn w3p() {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    use tapegrad_kernels::{pool, product::product_value};
+    let (n, m) = (512, 19_600);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut normal = |shape: (usize, usize)| {
+        Array2::<f32>::from_shape_simple_fn(shape, || rand_distr::StandardNormal.sample(&mut rng))
+    };
+    let (w, a, dz, bias, gate) =
+        (normal((n, n)), normal((n, m)), normal((n, m)), normal((n, 1)), normal((n, m)));
+    let (w1, x, w4, b4, dz4) =
+        (normal((n, 3)), normal((3, m)), normal((1, n)), normal((1, 1)), normal((1, m)));
+    let gate = gate.as_slice().expect("standard layout");
+    type Run<'a> = Box<dyn Fn() -> tapegrad_kernels::Value<f32> + 'a>;
+    let parts: Vec<(&str, Run<'_>)> = vec![
+        (
+            "layer 1 forward: relu(W1 X + b1), k = 3",
+            Box::new(|| product_value(w1.view(), x.view(), Some(bias.view()), true, None)),
+        ),
+        (
+            "hidden forward: relu(W A + b)",
+            Box::new(|| product_value(w.view(), a.view(), Some(bias.view()), true, None)),
+        ),
+        (
+            "output forward: W4 A3 + b4, one row",
+            Box::new(|| product_value(w4.view(), a.view(), Some(b4.view()), false, None)),
+        ),
+        ("output dW4 = dZ4 A3^T", Box::new(|| product_value(dz4.view(), a.t(), None, false, None))),
+        (
+            "output dA3 = (W4^T dZ4) * [A3 > 0], k = 1",
+            Box::new(|| product_value(w4.t(), dz4.view(), None, false, Some(gate))),
+        ),
+        ("hidden dW = dZ A^T", Box::new(|| product_value(dz.view(), a.t(), None, false, None))),
+        (
+            "hidden dA = (W^T dZ) * [A > 0]",
+            Box::new(|| product_value(w.t(), dz.view(), None, false, Some(gate))),
+        ),
+        ("hidden W^T dZ, ungated", Box::new(|| product_value(w.t(), dz.view(), None, false, None))),
+        ("layer 1 dW1 = dZ1 X^T", Box::new(|| product_value(dz.view(), x.t(), None, false, None))),
+    ];
+    let mut best = vec![f64::INFINITY; parts.len()];
+    for _ in 0..10 {
+        for (k, (_, run)) in parts.iter().enumerate() {
+            let t = Instant::now();
+            let v = run();
+            best[k] = best[k].min(t.elapsed().as_secs_f64());
+            pool::recycle(std::hint::black_box(v));
+        }
+    }
+    let kernel = tapegrad::tensor::cpu::kernel();
+    for ((name, _), t) in parts.iter().zip(best) {
+        emit(
+            "W3p",
+            "ms",
+            (t * 1e5).round() / 100.0,
+            threads(),
+            &format!("{name}; best of 10; kernels {kernel}"),
+        );
+    }
+}
+
 fn main() {
     rain::end_quietly_on_closed_pipe();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -476,5 +543,8 @@ fn main() {
     }
     if want("P") {
         p();
+    }
+    if args.iter().any(|a| a == "W3p") {
+        w3p();
     }
 }

@@ -89,19 +89,6 @@ impl<T: Element> Epilogue<T> {
         self.bias.is_null() && !self.relu && self.gate.is_null()
     }
 
-    /// The bias and activation alone (what the thin kernels apply as they
-    /// store; the gate is applied after them).
-    #[inline]
-    pub(crate) fn without_gate(&self) -> Self {
-        Epilogue { gate: std::ptr::null(), gate_ld: 0, ..*self }
-    }
-
-    /// The gate alone.
-    #[inline]
-    pub(crate) fn gate_only(&self) -> Self {
-        Epilogue { bias: std::ptr::null(), bias_stride: 0, relu: false, ..*self }
-    }
-
     /// This epilogue for the block of C whose corner is row `r0`, column
     /// `c0`.
     ///

@@ -1,8 +1,10 @@
 //! Matrix products: the path choice by shape, strides and CPU, the
 //! splitting across cores, and the epilogue (bias, relu, gate) of each.
 //!
-//! - a short inner dimension (k <= 32) with B's rows contiguous goes to
-//!   the thin kernel `small_k`, which applies bias and relu as it stores;
+//! - a short inner dimension (k <= 32) or at most 4 rows of C, with B's
+//!   rows contiguous, goes to the thin kernel `small_k`, which applies the
+//!   whole epilogue as it stores (a GEMM would pack all of B to use it
+//!   once or a few times);
 //! - a tiny C (or at most 4 columns) with a long inner dimension goes to
 //!   `dots`, one dot product per element;
 //! - everything else is a general GEMM cut into blocks: the tiled GEMM
@@ -244,14 +246,10 @@ unsafe fn into<T: Element>(
             }
             return epi.apply(out, m, n);
         }
-        if k <= 32 && b.cs == 1 && n >= 64 {
-            // The thin kernel applies bias and relu as it stores, the gate
-            // after it (a test per element in its store is slower there).
-            let (store, gate) = (epi.without_gate(), epi.gate_only());
+        if (k <= 32 || m <= SMALL_K_ROWS) && b.cs == 1 && n >= 64 {
+            // The thin kernel applies the whole epilogue as it stores.
             let cols = |j0: usize, j1: usize| {
-                let (bj, oj) = (b.at(0, j0), out.at(0, j0));
-                thin::small_k([m, k, j1 - j0], a, bj, &store, oj);
-                gate.at(0, j0).apply(oj, m, j1 - j0);
+                thin::small_k([m, k, j1 - j0], a, b.at(0, j0), &epi.at(0, j0), out.at(0, j0));
             };
             return par::split_sized(n, m * n, col_pieces(m, k, n), 8, &cols);
         }
@@ -262,6 +260,12 @@ unsafe fn into<T: Element>(
         gemm_blocks([m, k, n], a, b, out, epi);
     }
 }
+
+/// Products with at most this many rows go to `small_k` whatever their
+/// inner dimension (as `W[L] A[L-1]` for a network's output layer): the
+/// tiled GEMM would pack all of B to use each packed value this many
+/// times at most.
+const SMALL_K_ROWS: usize = 4;
 
 /// Products with at least this many multiply-adds are split across cores;
 /// below it, handing work to another core costs more than it saves.
@@ -493,6 +497,9 @@ mod tests {
             (20, 3, 19_600),   // small_k, split by columns
             (64, 3, 19_600),   // small_k, shared blocks of columns
             (5, 7, 100),       // small_k, one piece
+            (1, 512, 3_000),   // small_k for one row, a long inner dimension
+            (3, 200, 700),     // small_k for a few rows, single-row tiles
+            (4, 100, 131),     // small_k for four rows, a partial tile
             (6, 4_100, 7),     // dots, inner dimension split in halves
             (3, 80, 2),        // dots, one piece
             (300, 260, 40),    // gemm, split by rows
@@ -562,10 +569,19 @@ mod tests {
     /// element); and the gate must have the product's shape.
     #[test]
     fn gated_products_are_the_products_masked() {
-        for (i, &(m, k, n)) in
-            [(20, 3, 19_600), (64, 1, 300), (6, 4_100, 7), (300, 260, 40), (40, 260, 300), (40, 30_000, 30)]
-                .iter()
-                .enumerate()
+        for (i, &(m, k, n)) in [
+            (20, 3, 19_600),
+            (64, 1, 300),
+            (512, 1, 19_600),
+            (1, 512, 3_000),
+            (3, 200, 700),
+            (6, 4_100, 7),
+            (300, 260, 40),
+            (40, 260, 300),
+            (40, 30_000, 30),
+        ]
+        .iter()
+        .enumerate()
         {
             let seed = 500 + 10 * i as u64;
             let a: Array2<f64> = random(&[m, k], seed).into_dimensionality().unwrap();

@@ -1,10 +1,12 @@
 //! Matrix-product kernels for the shapes the guide's network produces,
 //! where a general GEMM spends more time packing than multiplying:
 //!
-//! - `small_k`: `C = A B` with a short inner dimension (k <= 32) and the
-//!   rows of `B` contiguous, e.g. `W[l] A[l-1]` with `A` of shape
-//!   (n[l-1], m): C is computed in column blocks that stay in cache, one
-//!   fused multiply-add sweep per inner index;
+//! - `small_k`: `C = A B` with a short inner dimension (k <= 32) or few
+//!   rows, and the rows of `B` contiguous, e.g. `W[l] A[l-1]` with `A` of
+//!   shape (n[l-1], m), or the output layer's `W[L] A[L-1]`: C is computed
+//!   in blocks of columns whose rows of B stay in the level-1 cache, each
+//!   row of C written along its length, the bias, relu and gate applied
+//!   as it is stored;
 //! - `dots`: `C = A B` with a tiny output (m n <= 1024), a long inner
 //!   dimension, the rows of `A` and the columns of `B` contiguous, e.g.
 //!   `dW = dZ A^T`: one dot product per element.
@@ -28,14 +30,23 @@ fn fmadd<T: Element, const FMA: bool>(a: T, b: T, c: T) -> T {
     }
 }
 
+/// The most bytes of B a column block of `small_k` spans (its `k` rows),
+/// as a share of the level-1 data cache: the block stays there while every
+/// row of C goes by.
+fn small_k_block_bytes() -> usize {
+    crate::cache::caches().l1d / 2
+}
+
 /// # Safety
 /// `a` is an (m, k) array with element strides `(rsa, csa)`; `b` is (k, n)
 /// with row stride `rsb` and contiguous rows; `c` is (m, n), row-major
 /// with row stride `ldc` >= n.
 /// `bias`, when not null, points to m values (stride `sbias`) added to the
-/// rows of C; with `RELU`, C is `max(AB + bias, 0)` (NaN kept).
+/// rows of C; with `RELU`, C is `max(AB + bias, 0)` (NaN kept); with
+/// `GATE`, C is `+0` where the epilogue's gate is not positive (NaN
+/// included), as [`Epilogue`] says.
 #[inline(always)]
-unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
+unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool, const GATE: bool>(
     [m, k, n]: [usize; 3],
     a: Strided<T>,
     b: Strided<T>,
@@ -44,64 +55,107 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool>(
 ) {
     let (a, rsa, csa, b, rsb) = (a.ptr, a.rs, a.cs, b.ptr, b.rs);
     let (bias, sbias, c, ldc) = (epi.bias, epi.bias_stride, c.ptr, c.ld);
-    // Register tiles of 4 rows x 8 columns of C, accumulated over all of
-    // k and stored once; B's rows are read in place (no packing).
+    let (gate, gld) = (epi.gate, epi.gate_ld);
+    // Blocks of columns whose k rows of B stay in the level-1 cache; in
+    // each, the rows of C one after the other, so that each row of C is
+    // written along its length (whole cache lines, in order). Register
+    // tiles of 4 rows x 8 columns of C, accumulated over all of k from the
+    // bias and stored once; B's rows are read in place (no packing).
+    let width = (small_k_block_bytes() / (k * std::mem::size_of::<T>()).max(1)).max(32) / 8 * 8;
     // SAFETY (whole body): offsets stay inside the arrays described above.
     unsafe {
         let at = |i: usize, p: usize| *a.offset(i as isize * rsa + p as isize * csa);
         let brow = |p: usize, j: usize| b.offset(p as isize * rsb).add(j);
         let b0 = |i: usize| if bias.is_null() { T::zero() } else { *bias.offset(i as isize * sbias) };
-        let act = |v: T| if RELU && v <= T::zero() { T::zero() } else { v };
-        let mut j = 0;
-        while j + 8 <= n {
+        let act = |v: T, i: usize, j: usize| {
+            let v = if RELU && v <= T::zero() { T::zero() } else { v };
+            // Kept where the gate is positive; +0 where not, NaN included.
+            if !GATE || *gate.add(i * gld + j) > T::zero() {
+                v
+            } else {
+                T::zero()
+            }
+        };
+        let mut j0 = 0;
+        while j0 < n {
+            let j1 = (j0 + width).min(n);
+            let tiles = j0 + (j1 - j0) / 8 * 8;
             let mut i = 0;
-            while i + 4 <= m {
-                let mut acc = [[T::zero(); 8]; 4];
-                for (r, row) in acc.iter_mut().enumerate() {
-                    *row = [b0(i + r); 8];
-                }
-                for p in 0..k {
-                    let bp = &*(brow(p, j) as *const [T; 8]);
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = at(i + r, p);
-                        for l in 0..8 {
-                            row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
+            while i < m {
+                let rows = 4.min(m - i);
+                if rows == 4 {
+                    let mut j = j0;
+                    while j < tiles {
+                        let mut acc = [[T::zero(); 8]; 4];
+                        for (r, row) in acc.iter_mut().enumerate() {
+                            *row = [b0(i + r); 8];
+                        }
+                        for p in 0..k {
+                            let bp = &*(brow(p, j) as *const [T; 8]);
+                            for (r, row) in acc.iter_mut().enumerate() {
+                                let av = at(i + r, p);
+                                for l in 0..8 {
+                                    row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
+                                }
+                            }
+                        }
+                        for (r, row) in acc.iter().enumerate() {
+                            let out = c.add((i + r) * ldc + j);
+                            for l in 0..8 {
+                                *out.add(l) = act(row[l], i + r, j + l);
+                            }
+                        }
+                        j += 8;
+                    }
+                } else {
+                    for r in i..i + rows {
+                        let mut j = j0;
+                        // Single rows in tiles of 32 columns: four times the
+                        // work per element of A read.
+                        while j + 32 <= tiles {
+                            let mut row = [b0(r); 32];
+                            for p in 0..k {
+                                let bp = &*(brow(p, j) as *const [T; 32]);
+                                let av = at(r, p);
+                                for l in 0..32 {
+                                    row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
+                                }
+                            }
+                            let out = c.add(r * ldc + j);
+                            for l in 0..32 {
+                                *out.add(l) = act(row[l], r, j + l);
+                            }
+                            j += 32;
+                        }
+                        while j < tiles {
+                            let mut row = [b0(r); 8];
+                            for p in 0..k {
+                                let bp = &*(brow(p, j) as *const [T; 8]);
+                                let av = at(r, p);
+                                for l in 0..8 {
+                                    row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
+                                }
+                            }
+                            let out = c.add(r * ldc + j);
+                            for l in 0..8 {
+                                *out.add(l) = act(row[l], r, j + l);
+                            }
+                            j += 8;
                         }
                     }
                 }
-                for (r, row) in acc.iter().enumerate() {
-                    let out = c.add((i + r) * ldc + j);
-                    for l in 0..8 {
-                        *out.add(l) = act(row[l]);
+                for r in i..i + rows {
+                    for jj in tiles..j1 {
+                        let mut s = b0(r);
+                        for p in 0..k {
+                            s = fmadd::<T, FMA>(at(r, p), *brow(p, jj), s);
+                        }
+                        *c.add(r * ldc + jj) = act(s, r, jj);
                     }
                 }
-                i += 4;
+                i += rows;
             }
-            while i < m {
-                let mut row = [b0(i); 8];
-                for p in 0..k {
-                    let bp = &*(brow(p, j) as *const [T; 8]);
-                    let av = at(i, p);
-                    for l in 0..8 {
-                        row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
-                    }
-                }
-                let out = c.add(i * ldc + j);
-                for l in 0..8 {
-                    *out.add(l) = act(row[l]);
-                }
-                i += 1;
-            }
-            j += 8;
-        }
-        for jj in j..n {
-            for i in 0..m {
-                let mut s = b0(i);
-                for p in 0..k {
-                    s = fmadd::<T, FMA>(at(i, p), *brow(p, jj), s);
-                }
-                *c.add(i * ldc + jj) = act(s);
-            }
+            j0 = j1;
         }
     }
 }
@@ -181,7 +235,7 @@ unsafe fn dots_body<T: Element, const FMA: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn small_k_avx2<T: Element, const RELU: bool>(
+unsafe fn small_k_avx2<T: Element, const RELU: bool, const GATE: bool>(
     dims: [usize; 3],
     a: Strided<T>,
     b: Strided<T>,
@@ -189,7 +243,7 @@ unsafe fn small_k_avx2<T: Element, const RELU: bool>(
     c: Out<T>,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { small_k_body::<T, true, RELU>(dims, a, b, epi, c) }
+    unsafe { small_k_body::<T, true, RELU, GATE>(dims, a, b, epi, c) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -205,9 +259,8 @@ fn has_fma() -> bool {
     crate::cpu::path().fma()
 }
 
-/// `C = act(A B + bias)` for a short inner dimension, with the bias and
-/// activation of `epi` applied as each tile is stored (not its gate); see
-/// the module docs.
+/// `C = act(A B + bias) * [gate > 0]` for a short inner dimension, with
+/// the epilogue `epi` applied as each tile is stored; see the module docs.
 ///
 /// # Safety
 /// As [`small_k_body`] for `a`, `b` (contiguous rows: `b.cs == 1`) and
@@ -226,16 +279,18 @@ pub(crate) unsafe fn small_k<T: Element>(
     unsafe {
         #[cfg(target_arch = "x86_64")]
         if has_fma() {
-            return if epi.relu {
-                small_k_avx2::<T, true>(dims, a, b, epi, c)
-            } else {
-                small_k_avx2::<T, false>(dims, a, b, epi, c)
+            return match (epi.relu, !epi.gate.is_null()) {
+                (true, true) => small_k_avx2::<T, true, true>(dims, a, b, epi, c),
+                (true, false) => small_k_avx2::<T, true, false>(dims, a, b, epi, c),
+                (false, true) => small_k_avx2::<T, false, true>(dims, a, b, epi, c),
+                (false, false) => small_k_avx2::<T, false, false>(dims, a, b, epi, c),
             };
         }
-        if epi.relu {
-            small_k_body::<T, false, true>(dims, a, b, epi, c)
-        } else {
-            small_k_body::<T, false, false>(dims, a, b, epi, c)
+        match (epi.relu, !epi.gate.is_null()) {
+            (true, true) => small_k_body::<T, false, true, true>(dims, a, b, epi, c),
+            (true, false) => small_k_body::<T, false, true, false>(dims, a, b, epi, c),
+            (false, true) => small_k_body::<T, false, false, true>(dims, a, b, epi, c),
+            (false, false) => small_k_body::<T, false, false, false>(dims, a, b, epi, c),
         }
     }
 }
