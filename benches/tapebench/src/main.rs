@@ -459,14 +459,20 @@ fn w3p() {
     use tapegrad_kernels::{pool, product::product_value};
     let (n, m) = (512, 19_600);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    // In pooled buffers, as the step's values are (on Linux, large ones
+    // are asked to be on huge pages).
     let mut normal = |shape: (usize, usize)| {
-        Array2::<f32>::from_shape_simple_fn(shape, || rand_distr::StandardNormal.sample(&mut rng))
+        let v = Array2::<f32>::from_shape_simple_fn(shape, || rand_distr::StandardNormal.sample(&mut rng));
+        pool::to_value(v.into_dyn().view())
+            .into_dimensionality::<tapegrad::tensor::ndarray::Ix2>()
+            .expect("2-D")
     };
     let (w, a, dz, bias, gate) =
         (normal((n, n)), normal((n, m)), normal((n, m)), normal((n, 1)), normal((n, m)));
     let (w1, x, w4, b4, dz4) =
         (normal((n, 3)), normal((3, m)), normal((1, n)), normal((1, 1)), normal((1, m)));
     let gate = gate.as_slice().expect("standard layout");
+    let dzv = dz.clone().into_dyn();
     type Run<'a> = Box<dyn Fn() -> tapegrad_kernels::Value<f32> + 'a>;
     let parts: Vec<(&str, Run<'_>)> = vec![
         (
@@ -493,6 +499,7 @@ fn w3p() {
         ),
         ("hidden W^T dZ, ungated", Box::new(|| product_value(w.t(), dz.view(), None, false, None))),
         ("layer 1 dW1 = dZ1 X^T", Box::new(|| product_value(dz.view(), x.t(), None, false, None))),
+        ("hidden db = row sums of dZ", Box::new(|| tapegrad_kernels::reduce::sum_to_shape(&dzv, &[n, 1]))),
     ];
     let mut best = vec![f64::INFINITY; parts.len()];
     for _ in 0..10 {

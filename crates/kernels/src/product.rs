@@ -586,10 +586,12 @@ mod tests {
             let seed = 500 + 10 * i as u64;
             let a: Array2<f64> = random(&[m, k], seed).into_dimensionality().unwrap();
             let b: Array2<f64> = random(&[k, n], seed + 1).into_dimensionality().unwrap();
-            let gate: Array2<f64> = random(&[m, n], seed + 2).into_dimensionality().unwrap();
+            let mut gate: Array2<f64> = random(&[m, n], seed + 2).into_dimensionality().unwrap();
+            // A NaN gate is not positive: it zeroes its element.
+            gate.iter_mut().step_by(7).for_each(|g| *g = f64::NAN);
             let mut want: Array2<f64> = super::matmul(a.view(), b.view());
             want.zip_mut_with(&gate, |w, &g| {
-                if g <= 0.0 {
+                if g.is_nan() || g <= 0.0 {
                     *w = 0.0
                 }
             });

@@ -67,13 +67,23 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool, const GATE
         let at = |i: usize, p: usize| *a.offset(i as isize * rsa + p as isize * csa);
         let brow = |p: usize, j: usize| b.offset(p as isize * rsb).add(j);
         let b0 = |i: usize| if bias.is_null() { T::zero() } else { *bias.offset(i as isize * sbias) };
-        let act = |v: T, i: usize, j: usize| {
+        let act = |v: T, g: T| {
             let v = if RELU && v <= T::zero() { T::zero() } else { v };
             // Kept where the gate is positive; +0 where not, NaN included.
-            if !GATE || *gate.add(i * gld + j) > T::zero() {
+            if !GATE || g > T::zero() {
                 v
             } else {
                 T::zero()
+            }
+        };
+        // A tile's gate values, read before any of its stores: C and the
+        // gate could alias as far as the compiler knows, and reading them
+        // between the stores keeps it from storing whole vectors.
+        let gates = |i: usize, j: usize| {
+            if GATE {
+                *(gate.add(i * gld + j) as *const [T; 8])
+            } else {
+                [T::one(); 8]
             }
         };
         let mut j0 = 0;
@@ -100,9 +110,9 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool, const GATE
                             }
                         }
                         for (r, row) in acc.iter().enumerate() {
-                            let out = c.add((i + r) * ldc + j);
+                            let (out, g) = (c.add((i + r) * ldc + j), gates(i + r, j));
                             for l in 0..8 {
-                                *out.add(l) = act(row[l], i + r, j + l);
+                                *out.add(l) = act(row[l], g[l]);
                             }
                         }
                         j += 8;
@@ -122,8 +132,9 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool, const GATE
                                 }
                             }
                             let out = c.add(r * ldc + j);
+                            let g: [[T; 8]; 4] = std::array::from_fn(|h| gates(r, j + 8 * h));
                             for l in 0..32 {
-                                *out.add(l) = act(row[l], r, j + l);
+                                *out.add(l) = act(row[l], g[l / 8][l % 8]);
                             }
                             j += 32;
                         }
@@ -136,9 +147,9 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool, const GATE
                                     row[l] = fmadd::<T, FMA>(av, bp[l], row[l]);
                                 }
                             }
-                            let out = c.add(r * ldc + j);
+                            let (out, g) = (c.add(r * ldc + j), gates(r, j));
                             for l in 0..8 {
-                                *out.add(l) = act(row[l], r, j + l);
+                                *out.add(l) = act(row[l], g[l]);
                             }
                             j += 8;
                         }
@@ -150,7 +161,8 @@ unsafe fn small_k_body<T: Element, const FMA: bool, const RELU: bool, const GATE
                         for p in 0..k {
                             s = fmadd::<T, FMA>(at(r, p), *brow(p, jj), s);
                         }
-                        *c.add(r * ldc + jj) = act(s, r, jj);
+                        let g = if GATE { *gate.add(r * gld + jj) } else { T::one() };
+                        *c.add(r * ldc + jj) = act(s, g);
                     }
                 }
                 i += rows;
