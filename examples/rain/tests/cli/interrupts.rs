@@ -35,6 +35,17 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
         c.args(["--data", data.to_str().unwrap(), "--epochs", "2", "--quiet", "--seed", seed, "--out"])
             .arg(&out)
             .env("RAIN_TEST_WRITE_DELAY_MS", "150");
+        // rain keeps a signal its parent ignores ignored (SIGINT in a
+        // shell's background job), so the test must not depend on how it
+        // was started: the child gets the default dispositions back.
+        // SAFETY: `signal` is async-signal-safe, as `pre_exec` requires.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         c
     };
     let start = Instant::now();
@@ -50,6 +61,8 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
         (1..9).map(|k| (Some(full.mul_f64(k as f64 / 9.0)), 0)).collect();
     points.extend((0..14).map(|k| (None, k % 7)));
     let (mut interrupted, mut finished) = (0, 0);
+    // Each point's outcome, for the message when too few interrupted.
+    let mut outcomes = Vec::new();
     for (i, &(delay, written)) in points.iter().enumerate() {
         let before = files(&out);
         let child = run(&(i + 1).to_string()).stderr(std::process::Stdio::piped()).spawn().unwrap();
@@ -71,6 +84,7 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
         unsafe { libc::kill(child.id() as libc::pid_t, sig) };
         let o = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        outcomes.push(format!("{delay:?} -> {:?}", o.status.code()));
         let after = files(&out);
         match o.status.code() {
             Some(0) => {
@@ -108,5 +122,8 @@ fn an_interrupt_at_any_point_leaves_the_old_set_or_the_new_one() {
         assert_eq!(model["metadata"]["threshold"], metrics["config"]["threshold"], "{delay:?}: mixed");
     }
     // The fourteen in the write phase must all have interrupted it.
-    assert!(interrupted >= 14, "{interrupted} interrupted, {finished} finished: the signals missed the run");
+    assert!(
+        interrupted >= 14,
+        "{interrupted} interrupted, {finished} finished: the signals missed the run (run 0 took {full:?}): {outcomes:#?}"
+    );
 }
