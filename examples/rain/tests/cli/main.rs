@@ -56,6 +56,13 @@ fn confusion_total(counts: &serde_json::Value) -> u64 {
     counts.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum()
 }
 
+/// Runs `c`, which must succeed, and reads the JSON file it wrote.
+fn json_written(c: &mut Command, file: &Path) -> serde_json::Value {
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
 fn quick(data: &Path) -> Vec<String> {
     ["--data", data.to_str().unwrap(), "--epochs", "2", "--quiet"].iter().map(|s| s.to_string()).collect()
 }
@@ -372,8 +379,8 @@ fn the_cosine_schedule_ends_with_the_iterations() {
     let data = slice(&d);
     let model = |n: &str| -> serde_json::Value {
         let out = d.join(format!("out-{n}"));
-        let o = rain()
-            .args(["--data", data.to_str().unwrap(), "--batch-size", "full", "--iterations", n])
+        let c = &mut rain();
+        c.args(["--data", data.to_str().unwrap(), "--batch-size", "full", "--iterations", n])
             .args([
                 "--dropout",
                 "0",
@@ -387,11 +394,8 @@ fn the_cosine_schedule_ends_with_the_iterations() {
                 "--no-check",
             ])
             .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o).1);
-        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap()
+            .arg(&out);
+        json_written(c, &out.join("model.json"))
     };
     let (a, b) = (model("300"), model("600"));
     assert_ne!(a["params"], b["params"], "600 iterations changed nothing after 300");
@@ -691,24 +695,21 @@ fn a_binary_ensemble_of_one_seed_is_its_run() {
     let data = slice(&d);
     let json = |seeds: &str| -> serde_json::Value {
         let out = d.join(format!("cmp{seeds}"));
-        let o = rain()
-            .args([
-                "compare",
-                "--activations",
-                "relu",
-                "--seeds",
-                seeds,
-                "--epochs",
-                "2",
-                "--ensemble",
-                "--quiet",
-            ])
-            .args(["--data", data.to_str().unwrap(), "--out"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o).1);
-        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap()
+        let c = &mut rain();
+        c.args([
+            "compare",
+            "--activations",
+            "relu",
+            "--seeds",
+            seeds,
+            "--epochs",
+            "2",
+            "--ensemble",
+            "--quiet",
+        ])
+        .args(["--data", data.to_str().unwrap(), "--out"])
+        .arg(&out);
+        json_written(c, &out.join("compare.json"))
     };
     let one = json("1");
     let e = &one["entries"][0];
@@ -720,11 +721,8 @@ fn a_binary_ensemble_of_one_seed_is_its_run() {
     let auc = e["ensemble"]["roc_auc"].as_f64().unwrap();
     assert!((0.5..=1.0).contains(&auc), "{e}");
     // Scored on the test rows: the confusion counts add up to them.
-    let c = &e["ensemble"]["confusion"];
-    let total: u64 = ["tp", "fp", "tn", "fn"].iter().map(|k| c[*k].as_u64().unwrap()).sum();
-    let rows: u64 = ["tp", "fp", "tn", "fn"]
-        .iter()
-        .map(|k| e["runs"][0]["metrics"]["confusion"][*k].as_u64().unwrap())
-        .sum();
-    assert_eq!(total, rows);
+    let cells = |c: &serde_json::Value| -> u64 {
+        ["tp", "fp", "tn", "fn"].iter().map(|k| c[*k].as_u64().unwrap()).sum()
+    };
+    assert_eq!(cells(&e["ensemble"]["confusion"]), cells(&e["runs"][0]["metrics"]["confusion"]));
 }

@@ -22,15 +22,19 @@ fn run(args: &[&str], data: &Path, out: &Path) -> (bool, String) {
     (o.status.success(), text(&o).1)
 }
 
+/// The report.html of a run that must succeed.
+fn page_of(args: &[&str], data: &Path, out: &Path) -> String {
+    let (ok, err) = run(args, data, out);
+    assert!(ok, "{err}");
+    std::fs::read_to_string(out.join("report.html")).unwrap()
+}
+
 #[test]
 fn every_run_writes_one_self_contained_page() {
     let d = scratch("report");
     let data = slice(&d);
     let out = d.join("train");
-    let (ok, err) =
-        run(&["train", "--epochs", "2", "--quiet", "--activation", "x * sigmoid(x)"], &data, &out);
-    assert!(ok, "{err}");
-    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let page = page_of(&["train", "--epochs", "2", "--quiet", "--activation", "x * sigmoid(x)"], &data, &out);
     self_contained(
         &page,
         &[
@@ -52,20 +56,16 @@ fn every_run_writes_one_self_contained_page() {
     assert!(page.contains("logistic regression") && page.contains("gradients agree"));
 
     let out = d.join("classes");
-    let (ok, err) = run(&["train", "--classes", "--epochs", "2", "--quiet", "--no-check"], &data, &out);
-    assert!(ok, "{err}");
-    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let page = page_of(&["train", "--classes", "--epochs", "2", "--quiet", "--no-check"], &data, &out);
     self_contained(&page, &["Data and cleaning", "Training curve", "Test metrics beside the baselines"]);
     assert!(page.contains("macro-F1") && page.contains("confusion matrix"));
 
     let out = d.join("compare");
-    let (ok, err) = run(
+    let page = page_of(
         &["compare", "--activations", "relu,tanh", "--seeds", "2", "--epochs", "2", "--quiet"],
         &data,
         &out,
     );
-    assert!(ok, "{err}");
-    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
     self_contained(
         &page,
         &[
