@@ -146,11 +146,15 @@ impl Blocks {
     /// in this GEMM's loop order (a panel of B stays while the panels of
     /// a block of A go past it):
     ///
-    /// - `kc`: a panel of B (`kc` by `nr`) fills the level-1 data cache,
-    ///   rounded up to a multiple of 256 indices, between 256 and 1,024:
-    ///   each chunk of the inner dimension reads and writes C again, so a
-    ///   chunk as long as the level-1 cache allows, and no layer of 512
-    ///   or 1,024 inputs cut into a long chunk and a short one;
+    /// - `kc`: a panel of B (`kc` by `nr`) fills twice the level-1 data
+    ///   cache, rounded up to a multiple of 256 indices, 256 or 512: each
+    ///   chunk of the inner dimension reads and writes C again, so a chunk
+    ///   as long as the caches allow, and no layer of 512 inputs cut into
+    ///   two chunks. A panel of B may outgrow level 1 because a tile reads
+    ///   its A and B panels from level 2 far below that cache's bandwidth
+    ///   (12 by 32 f32 tiles on 32 KiB and 48 KiB level-1 caches ran
+    ///   fastest at 512, not 256 or 384); longer chunks than 512 make the
+    ///   block of A, sized for level 2, too few rows;
     /// - `mc`: a block of A (`mc` by `kc`) fills half the level-2 cache,
     ///   at least one tile, a multiple of `mr`;
     /// - `nc`: a block of B (`kc` by `nc`) fills the core's share of the
@@ -170,7 +174,7 @@ impl Blocks {
     /// assert_eq!(b, Blocks { mc: 126, kc: 512, nc: 1024 });
     /// ```
     pub fn for_tiles(c: &Caches, mr: usize, nr: usize, size: usize) -> Blocks {
-        let kc = (c.l1d / (nr * size)).div_ceil(256).clamp(1, 4) * 256;
+        let kc = (2 * c.l1d / (nr * size)).div_ceil(256).clamp(1, 2) * 256;
         let mc = (c.l2 / 2 / (kc * size) / mr).max(1) * mr;
         let nc = (c.l3_per_core.min(4 * c.l2) / (kc * size)).clamp(256, 8192) / nr * nr;
         Blocks { mc, kc, nc: nc.max(nr) }
@@ -195,9 +199,14 @@ mod tests {
     fn blocks_follow_the_caches_within_their_bounds() {
         // AVX2 f32 tiles on the default caches: the measured constants.
         assert_eq!(Blocks::for_tiles(&Caches::DEFAULT, 6, 16, 4), Blocks { mc: 126, kc: 512, nc: 1024 });
-        // A larger level-1 cache gives a longer chunk; larger tiles and
-        // elements a shorter one.
+        // AVX-512 f32 tiles on level-1 caches of 32 and 48 KiB (AMD Zen 4,
+        // Zen 5; Intel Sapphire Rapids): a 512-index chunk, which measured
+        // fastest on each; a 16 KiB level-1 cache halves it.
         let zen5 = Caches { l1d: 48 << 10, l2: 1 << 20, l3_per_core: 16 << 20, read: true };
+        let zen4 = Caches { l1d: 32 << 10, ..zen5 };
+        let small = Caches { l1d: 16 << 10, ..zen5 };
+        assert_eq!(Blocks::for_tiles(&zen4, 12, 32, 4).kc, 512);
+        assert_eq!(Blocks::for_tiles(&small, 12, 32, 4).kc, 256);
         let b = Blocks::for_tiles(&zen5, 12, 32, 4);
         assert_eq!(b.kc, 512);
         assert_eq!(b.mc % 12, 0);
