@@ -11,9 +11,9 @@
 //! with unit stride. A small A (the weights) is packed whole, once per
 //! product and thread, however many blocks of columns of C the product is
 //! cut into. The block sizes come from the CPU's caches
-//! ([`Blocks::for_tiles`]): a panel of B stays in the level-1 cache while
-//! the panels of a block of A (in level 2) go past it, and a block of B
-//! sits in level 3.
+//! ([`Blocks::for_tiles`]): a panel of B stays near the core (levels 1
+//! and 2) while the panels of a block of A (in level 2) go past it, and a
+//! block of B sits in level 3.
 //!
 //! Each micro-kernel is written once, by a macro, for the two element
 //! types; the loops over blocks and the packing are generic and compiled
