@@ -147,14 +147,13 @@ impl Blocks {
     /// a block of A go past it):
     ///
     /// - `kc`: a panel of B (`kc` by `nr`) fills twice the level-1 data
-    ///   cache, rounded up to a multiple of 256 indices, 256 or 512: each
-    ///   chunk of the inner dimension reads and writes C again, so a chunk
-    ///   as long as the caches allow, and no layer of 512 inputs cut into
-    ///   two chunks. A panel of B may outgrow level 1 because a tile reads
-    ///   its A and B panels from level 2 far below that cache's bandwidth
-    ///   (12 by 32 f32 tiles on 32 KiB and 48 KiB level-1 caches ran
-    ///   fastest at 512, not 256 or 384); longer chunks than 512 make the
-    ///   block of A, sized for level 2, too few rows;
+    ///   cache, rounded up to a multiple of 256 indices, 256 or 512. Each
+    ///   chunk of the inner dimension reads and writes C again, so chunks
+    ///   are long, and a layer of 512 inputs is not cut in two. The panel
+    ///   may outgrow level 1: a tile reads its panels of A and B at a rate
+    ///   level 2 sustains (the measurements per CPU are in
+    ///   docs/BENCHMARKS.md). A longer chunk halves the rows of a block of
+    ///   A, sized for level 2;
     /// - `mc`: a block of A (`mc` by `kc`) fills half the level-2 cache,
     ///   at least one tile, a multiple of `mr`;
     /// - `nc`: a block of B (`kc` by `nc`) fills the core's share of the
